@@ -1,0 +1,169 @@
+"""The contract every multi-task benchmark fulfils.
+
+A benchmark is a :class:`TaskSet`: an ordered list of tasks, a factory that builds one gymnasium
+environment per task, and the facts the learning code needs about them (episode length, how to hide
+the task identity from the networks, the minimum reward used by data sharing, which env-info keys
+become metrics). The learning code never imports a concrete environment; it only sees a TaskSet.
+
+Conventions shared by all environments:
+
+* Each task environment is a plain ``gymnasium.Env`` with a ``Box`` action space in ``[-1, 1]``,
+  already wrapped in ``gymnasium.wrappers.TimeLimit(max_episode_steps)``: a time limit returns
+  ``truncated=True`` (bootstrapped), a true end of the task returns ``terminated=True`` (not bootstrapped).
+* The raw observation carries the task one-hot somewhere (as the original code did); the
+  :class:`ObservationLayout` says where, and which other dimensions the networks must not see.
+* Every step's ``info`` has ``"success"`` (bool). Other numeric info keys listed in
+  ``TaskSet.episode_metrics`` are aggregated per episode ("last", "mean", "max" or "sum").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+Aggregation = Literal["last", "mean", "max", "sum"]
+
+
+@dataclass(frozen=True)
+class ObservationLayout:
+    """Where the task identity sits in a raw observation, and what the networks see.
+
+    ``task_id_slice`` marks the one-hot. With ``remove_task_id`` the one-hot is cut out of the
+    network input (Maze, Kitchen, point reaching); otherwise it is set to zero (Jaco, Walker,
+    Meta-World), unless ``include_task_id`` is requested. ``hidden_slices`` are always zeroed
+    (Jaco's hand position).
+    """
+
+    raw_dim: int
+    task_id_slice: slice
+    remove_task_id: bool
+    hidden_slices: tuple[slice, ...] = ()
+
+    def network_dim(self, include_task_id: bool = False) -> int:
+        """Dimension of the network input."""
+        if self.remove_task_id and not include_task_id:
+            return self.raw_dim - (self.task_id_slice.stop - self.task_id_slice.start)
+        return self.raw_dim
+
+    def task_id(self, raw: np.ndarray) -> np.ndarray:
+        """Task index (argmax of the one-hot) of raw observations ``[..., raw_dim]``."""
+        return np.argmax(raw[..., self.task_id_slice], axis=-1)
+
+    def network_input(self, raw: np.ndarray, include_task_id: bool = False) -> np.ndarray:
+        """Mask raw observations ``[..., raw_dim]`` into what the networks see (SPEC §5)."""
+        out = np.array(raw, dtype=np.float32, copy=True)
+        for hidden in self.hidden_slices:
+            out[..., hidden] = 0.0
+        if include_task_id:
+            return out
+        if self.remove_task_id:
+            keep = np.ones(self.raw_dim, dtype=bool)
+            keep[self.task_id_slice] = False
+            return out[..., keep]
+        out[..., self.task_id_slice] = 0.0
+        return out
+
+
+@dataclass(frozen=True)
+class GuidePolicy:
+    """A fixed stochastic policy that QMP may pick but nobody trains (the 2-D point example).
+
+    Actions are ``clip(mean + std * N(0, I), -1, 1)``; ``mean`` is given in action space.
+    """
+
+    name: str
+    mean: tuple[float, ...]
+    std: float
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    """A multi-task benchmark: tasks, their environments and the facts learning needs."""
+
+    env_id: str
+    task_names: tuple[str, ...]
+    make_env: Callable[[int, bool], gym.Env]
+    """``make_env(task_index, evaluation)``: a new environment for one task (TimeLimit applied).
+    ``evaluation=True`` builds the separate evaluation instance (Meta-World uses other variants)."""
+    max_episode_steps: int
+    observation_layout: ObservationLayout
+    min_reward: float
+    """Reward given to shared transitions by unsupervised data sharing (UDS)."""
+    episode_metrics: dict[str, Aggregation] = field(default_factory=dict)
+    """Env-info keys turned into per-episode metrics, e.g. ``{"stages_completed": "last"}``."""
+    guide_policies: tuple[GuidePolicy, ...] = ()
+    """Extra fixed candidates for the Q-switch (empty for every paper benchmark but point reaching)."""
+    reward_function: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None
+    """``reward_function(raw_obs, action, task_index)`` for CDS relabelling, where the env has one."""
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_names)
+
+
+def one_hot(index: int, size: int) -> np.ndarray:
+    """A float32 one-hot vector."""
+    vector = np.zeros(size, dtype=np.float32)
+    vector[index] = 1.0
+    return vector
+
+
+def select_tasks(task_names: Sequence[str], task_name: str | None) -> list[int]:
+    """Indices kept by ``--task_name "i,j,..."`` (all tasks when None or empty).
+
+    Raises ValueError with a one-line message for indices out of range or duplicates.
+    """
+    if task_name is None or str(task_name).strip() in ("", "None"):
+        return list(range(len(task_names)))
+    try:
+        indices = [int(part) for part in str(task_name).split(",") if part.strip() != ""]
+    except ValueError:
+        raise ValueError(f"--task_name must be a comma list of task indices, got {task_name!r}") from None
+    if not indices or len(set(indices)) != len(indices):
+        raise ValueError(f"--task_name must list distinct task indices, got {task_name!r}")
+    for index in indices:
+        if not 0 <= index < len(task_names):
+            raise ValueError(f"--task_name index {index} is out of range 0..{len(task_names) - 1}")
+    return indices
+
+
+def _wrapper_chain(env: gym.Env) -> list[gym.Env]:
+    """The env and every wrapper below it, outermost first."""
+    chain = [env]
+    while hasattr(chain[-1], "env"):
+        chain.append(chain[-1].env)
+    return chain
+
+
+def get_env_state(env: gym.Env) -> list[dict]:
+    """Everything an env (and its wrappers) holds, for exact resume mid-episode.
+
+    Each wrapper level's attributes are copied except the link to the inner env; MuJoCo's MjModel
+    and MjData pickle with their full state, and so do numpy random generators. An environment
+    whose state is better captured otherwise (a large model that never changes, say) defines
+    ``get_checkpoint_state()``/``set_checkpoint_state(state)`` on its unwrapped class; the
+    wrappers around it are still copied.
+    """
+    states = []
+    for level in _wrapper_chain(env):
+        custom = getattr(level, "get_checkpoint_state", None) if level is env.unwrapped else None
+        if callable(custom):
+            states.append({"__custom__": custom()})
+        else:
+            states.append({key: value for key, value in level.__dict__.items() if key != "env"})
+    return states
+
+
+def set_env_state(env: gym.Env, state: list[dict]) -> None:
+    """Restore what :func:`get_env_state` captured (the env must be built the same way)."""
+    chain = _wrapper_chain(env)
+    if len(chain) != len(state):
+        raise ValueError("environment wrappers differ from the checkpoint's")
+    for level, attributes in zip(chain, state):
+        if "__custom__" in attributes:
+            level.set_checkpoint_state(attributes["__custom__"])
+        else:
+            level.__dict__.update(attributes)

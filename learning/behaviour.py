@@ -1,0 +1,179 @@
+"""Behaviour policies: who acts in task i at state s. QMP changes only this (SPEC §7).
+
+* :class:`OwnPolicyBehaviour`: task i acts with policy i (the original's MultiPolicyWrapper).
+* :class:`QSwitchBehaviour`: **the Q-switch**. In task i at state s every candidate policy j proposes
+  an action; task i's critic scores each proposal; the best candidate acts (paper Eq. 3). All
+  tasks are handled in two batched calls per environment step: all policies on all tasks'
+  observations (``[P, T, A]``), then each task's critic on its candidates (``[T, P]`` scores).
+
+Both return the actions ``[T, A]`` and the index of the policy that acted in each task ``[T]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from environments.base import GuidePolicy
+from learning.networks import TanhGaussianPolicy, TwinQFunction, tanh_gaussian_log_prob
+
+
+class OwnPolicyBehaviour:
+    """Each task acts with its own policy: a sample, or ``tanh(mean)`` when deterministic."""
+
+    def __init__(self, policy: TanhGaussianPolicy) -> None:
+        self.policy = policy
+        self.num_candidates = policy.num_tasks
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.policy(obs.unsqueeze(1))
+        if deterministic:
+            action = torch.tanh(mean)
+        else:
+            action = torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
+        return action[:, 0], torch.arange(obs.shape[0], device=obs.device)
+
+    def episode_start(self, started: np.ndarray) -> None:
+        """Nothing is held across steps."""
+
+    def begin_iteration(self, iteration: int) -> None:
+        """Nothing depends on the iteration."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Stateless."""
+
+
+@dataclass(frozen=True)
+class QSwitchOptions:
+    """The Q-switch's choices. Defaults are the original's (SPEC §7.1)."""
+
+    sampling_freq: int = 1
+    """H: re-run the switch every H steps of an episode; in between the chosen policy keeps acting."""
+    score_critic: str = "q1"
+    """"q1": task i's first critic (original); "min": min(Q1, Q2)."""
+    action_samples: int = 0
+    """0: score each candidate's mean action (original); k: mean Q over k sampled actions."""
+    entropy_term: bool = False
+    """Add alpha_i * H[pi_j(.|s)] (paper Eq. 3), estimated by -log pi_j of the sampled action(s)."""
+    warmup_iterations: int = 0
+    """Act with the own policy only while the training iteration is below this."""
+    own_policy_prob: float = 0.0
+    """At each selection, act with the own policy with this probability instead of switching."""
+
+
+class QSwitchBehaviour:
+    """QMP's behaviour policy over the T learned policies plus optional fixed guide policies.
+
+    Candidate index j < T is learned policy j; j >= T is guide policy j - T. In training
+    (``deterministic=False``) the chosen candidate's *sampled* action is executed; in evaluation
+    (``deterministic=True``) its mean action, and warm-up and own-policy probability do not apply.
+    """
+
+    def __init__(self, policy: TanhGaussianPolicy, critic: TwinQFunction, alpha: "callable",
+                 options: QSwitchOptions, guide_policies: tuple[GuidePolicy, ...] = ()) -> None:
+        self.policy, self.critic, self.alpha, self.options = policy, critic, alpha, options
+        self.num_tasks = policy.num_tasks
+        self.num_candidates = self.num_tasks + len(guide_policies)
+        device = next(policy.parameters()).device
+        if guide_policies:
+            self.guide_means = torch.tensor([g.mean for g in guide_policies], dtype=torch.float32, device=device)
+            self.guide_stds = torch.tensor([g.std for g in guide_policies], dtype=torch.float32, device=device)
+        else:
+            self.guide_means = self.guide_stds = None
+        self.held_choice = torch.arange(self.num_tasks, device=device)
+        self.steps_since_selection = np.zeros(self.num_tasks, dtype=np.int64)
+        self.iteration = 0
+
+    def begin_iteration(self, iteration: int) -> None:
+        """Tell the switch which training iteration is running (for the mixture warm-up)."""
+        self.iteration = iteration
+
+    def episode_start(self, started: np.ndarray) -> None:
+        """Tasks whose episode (re)started re-select at their next step."""
+        self.steps_since_selection[np.asarray(started, dtype=bool)] = 0
+
+    def _candidates(self, obs: torch.Tensor, samples: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Candidate actions of every candidate policy for every task.
+
+        Returns sampled actions ``[C, T, samples, A]``, mean actions ``[C, T, A]`` and the entropy
+        estimates ``[C, T]`` (minus the mean log-probability of the samples).
+        """
+        mean, log_std = self.policy.all_policies(obs)  # [T (policy), T (task), A]
+        pre_tanh = mean.unsqueeze(2) + log_std.exp().unsqueeze(2) * torch.randn(
+            *mean.shape[:2], samples, mean.shape[-1], device=obs.device)
+        sampled = torch.tanh(pre_tanh)
+        means = torch.tanh(mean)
+        entropy = None
+        if self.options.entropy_term:
+            log_prob = tanh_gaussian_log_prob(mean.unsqueeze(2), log_std.unsqueeze(2), pre_tanh, sampled)
+            entropy = -log_prob.mean(dim=2)
+        if self.guide_means is not None:
+            guides, tasks, actions = self.guide_means.shape[0], self.num_tasks, mean.shape[-1]
+            guide_mean = self.guide_means[:, None, :].expand(guides, tasks, actions)
+            noise = torch.randn(guides, tasks, samples, actions, device=obs.device)
+            guide_sampled = (guide_mean.unsqueeze(2) + self.guide_stds[:, None, None, None] * noise).clamp(-1.0, 1.0)
+            sampled = torch.cat([sampled, guide_sampled], dim=0)
+            means = torch.cat([means, guide_mean], dim=0)
+            if entropy is not None:
+                gaussian_entropy = actions * (0.5 * math.log(2 * math.pi * math.e) + torch.log(self.guide_stds))
+                entropy = torch.cat([entropy, gaussian_entropy[:, None].expand(guides, tasks)], dim=0)
+        return sampled, means, entropy
+
+    def scores(self, obs: torch.Tensor, sampled: torch.Tensor, means: torch.Tensor,
+               entropy: torch.Tensor | None) -> torch.Tensor:
+        """Score ``[T, C]``: task i's critic on the candidates of every policy at task i's state."""
+        candidates, tasks, samples, actions = sampled.shape
+        if self.options.action_samples > 0:
+            proposals = sampled.permute(1, 0, 2, 3).reshape(tasks, candidates * samples, actions)
+        else:
+            proposals = means.permute(1, 0, 2)  # [T, C, A]
+        states = obs.unsqueeze(1).expand(tasks, proposals.shape[1], obs.shape[-1])
+        q = self.critic(states, proposals)  # [2, T, C(*k)]
+        value = q[0] if self.options.score_critic == "q1" else q.min(dim=0).values
+        if self.options.action_samples > 0:
+            value = value.reshape(tasks, candidates, samples).mean(dim=-1)
+        if entropy is not None:
+            value = value + self.alpha().unsqueeze(1) * entropy.transpose(0, 1)
+        return value
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions ``[T, A]`` and acting candidate ``[T]`` for the observations ``[T, obs]``."""
+        tasks = obs.shape[0]
+        own = torch.arange(tasks, device=obs.device)
+        reselect_np = self.steps_since_selection % self.options.sampling_freq == 0
+        samples = max(self.options.action_samples, 1)
+        sampled, means, entropy = self._candidates(obs, samples)
+        if reselect_np.any():
+            reselect = torch.as_tensor(reselect_np, device=obs.device)
+            if not deterministic and self.iteration < self.options.warmup_iterations:
+                choice = own
+            else:
+                choice = self.scores(obs, sampled, means, entropy).argmax(dim=1)  # ties: lowest index
+                if not deterministic and self.options.own_policy_prob > 0:
+                    keep_own = torch.rand(tasks, device=obs.device) < self.options.own_policy_prob
+                    choice = torch.where(keep_own, own, choice)
+            self.held_choice = torch.where(reselect, choice, self.held_choice)
+        self.steps_since_selection += 1
+        acting = self.held_choice
+        if deterministic:
+            action = means[acting, own]
+        else:
+            action = sampled[acting, own, 0]
+        return action, acting.clone()
+
+    def state_dict(self) -> dict:
+        return {"held_choice": self.held_choice.cpu(), "steps_since_selection": self.steps_since_selection.copy(),
+                "iteration": self.iteration}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.held_choice = state["held_choice"].to(self.held_choice.device)
+        self.steps_since_selection = np.array(state["steps_since_selection"], dtype=np.int64)
+        self.iteration = int(state["iteration"])

@@ -1,0 +1,446 @@
+"""One source of truth for hyperparameters: the flags, their defaults, the per-environment presets.
+
+The command line is generated from :data:`FLAGS`. Parsing follows the original's three passes
+(SPEC §1): read the experiment name and ``--env``, install that environment's presets (§1.4) as
+defaults, then parse the line, so an explicit flag always wins over a preset. Method-specific flags
+are accepted only by the experiments they belong to (§1.3). The result is a frozen :class:`Config`
+that is saved with every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+EXPERIMENTS: tuple[str, ...] = (
+    "sac",
+    "mtsac",
+    "dnc_sac",
+    "qmp_dnc",
+    "qmp_sac",
+    "uds_dnc",
+    "qmp_uds_dnc",
+    "decaf",
+    "mcal",
+    "qmp_mcal",
+    "resume",
+)
+
+# Experiments whose algorithm exists in this codebase; the others are named by the paper and
+# rejected with a clear message until they are built.
+IMPLEMENTED_EXPERIMENTS: tuple[str, ...] = ("sac", "mtsac", "dnc_sac", "qmp_dnc", "qmp_sac", "resume")
+
+ARCHITECTURES = ("separate", "shared", "multihead")
+
+
+class ConfigError(ValueError):
+    """A bad command line or configuration; its message is one line for the user."""
+
+
+def parse_bool(text: str) -> bool:
+    """The original's boolean flags take ``True``/``False`` (and we accept 1/0, yes/no)."""
+    lowered = str(text).strip().lower()
+    if lowered in ("true", "1", "yes", "y", "t"):
+        return True
+    if lowered in ("false", "0", "no", "n", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag: its name (= Config field), type, default and who accepts it."""
+
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+    nargs: str | None = None
+    choices: Sequence[Any] | None = None
+    experiments: Callable[[str], bool] | None = None
+    """Predicate on the experiment name; None = every experiment."""
+    envs: tuple[str, ...] | None = None
+    """Environment ids that accept this flag; None = every environment."""
+
+    def applies_to(self, experiment: str) -> bool:
+        return self.experiments is None or self.experiments(experiment)
+
+
+def _is_qmp(experiment: str) -> bool:
+    return "qmp" in experiment
+
+
+FLAGS: tuple[Flag, ...] = (
+    # Run identity and infrastructure.
+    Flag("env", str, "MazeLarge-10-v0", "environment id (see README for the list)"),
+    Flag("seed", int, 0, "global random seed"),
+    Flag("name", str, "None", "run-name suffix"),
+    Flag("gpu", int, None, "CUDA device id for networks and replay buffers; CPU when absent"),
+    Flag("notes", str, "", "W&B notes"),
+    Flag("wandb", parse_bool, True, "log to Weights & Biases (offline when not logged in)"),
+    Flag("wandb_project", str, "qmp-reproduction", "W&B project"),
+    Flag("wandb_entity", str, None, "W&B entity (your default entity when absent)"),
+    Flag("log_dir", str, "data/local/experiment", "root folder of run directories"),
+    Flag("num_threads", int, 1, "CPU threads of torch (1 is fastest for these network sizes; more for large ones)"),
+    # Sampling and training budget.
+    Flag("n_epochs", int, 1000, "number of epochs"),
+    Flag("steps_per_epoch", int, 1, "collect-and-train iterations per epoch"),
+    Flag("batch_size", int, 1000, "environment steps collected per iteration, total over tasks"),
+    Flag("gradient_steps_per_itr", int, 1000, "gradient steps per iteration, total over tasks"),
+    Flag("min_buffer_size", int, 10000, "warm-up size (per task for per-task buffers, total for one shared buffer)"),
+    Flag("buffer_batch_size", int, 32, "minibatch size (per task for per-task buffers, total for one shared buffer)"),
+    Flag("replay_buffer_size", int, 1_000_000, "replay capacity per task buffer (shared buffer: in total)"),
+    # SAC.
+    Flag("discount", float, 0.99, "discount factor"),
+    Flag("target_update_tau", float, 0.005, "Polyak rate: target <- (1 - tau) target + tau online"),
+    Flag("target_entropy", float, None, "temperature target entropy; -|A| when absent"),
+    Flag("reward_scale", float, 1.0, "reward multiplier in the critic target"),
+    Flag("lr", float, 3e-4, "Adam learning rate for policy, critics and temperature"),
+    # Networks.
+    Flag("hidden_sizes", int, (256, 256), "hidden layer sizes of every MLP", nargs="+"),
+    Flag("layer_norm", parse_bool, False, "layer normalisation in the Q networks"),
+    Flag("policy_architecture", str, "separate", "policy networks", choices=ARCHITECTURES),
+    Flag("Q_architecture", str, "separate", "Q networks", choices=ARCHITECTURES),
+    Flag("include_task_id", parse_bool, False, "let networks see the task one-hot"),
+    # Environment.
+    Flag("n_policies", int, None, "number of tasks/policies; must equal the environment's task count"),
+    Flag("task_name", str, None, "comma list of task indices to keep (Maze, Meta-World, Kitchen)",
+         envs=("MazeLarge-10-v0", "MetaWorldCDS-v1", "MetaWorldMT10-v2", "MetaWorldMT50-v2", "KitchenMTEasy-v0")),
+    Flag("sparse_tasks", int, (), "task indices with sparse rewards (Maze, Meta-World, Kitchen)", nargs="*",
+         envs=("MazeLarge-10-v0", "MetaWorldCDS-v1", "MetaWorldMT10-v2", "MetaWorldMT50-v2", "KitchenMTEasy-v0")),
+    Flag("external_forces", parse_bool, False, "Walker: the paper's random external forces (the original never applies them)",
+         envs=("Walker2dMT4-v0",)),
+    Flag("corrected_kitchen_goal", parse_bool, False, "Kitchen: observe the true goal of the 'off' tasks (original: inverted)",
+         envs=("KitchenMTEasy-v0",)),
+    Flag("guide_policies", str, "up,right,up_right", "PointReach: fixed candidate policies QMP may pick, comma list of "
+         "up, down, left, right, up_right, up_left, down_right, down_left; 'none' for no candidates", envs=("PointReach-v0",)),
+    # Evaluation, logging, checkpoints.
+    Flag("num_evaluation_episodes", int, 10, "evaluation episodes per evaluation, total over tasks"),
+    Flag("evaluation_frequency", int, 1, "evaluate every k epochs"),
+    Flag("snapshot_gap", int, 1, "1 keeps only the latest checkpoint; k > 1 also keeps every k-th epoch's"),
+    Flag("snapshot_dir", str, None, "run directory to continue (resume only)", experiments=lambda e: e == "resume"),
+    # QMP behaviour policy (SPEC §7 and the paper's ablations, §13.4-6).
+    Flag("policy_sampling_freq", int, 1, "QMP: re-run the Q-switch every H steps", experiments=_is_qmp),
+    Flag("qmp_score_critic", str, "q1", "QMP: score candidates with Q1 (original) or min(Q1, Q2)",
+         choices=("q1", "min"), experiments=_is_qmp),
+    Flag("qmp_action_samples", int, 0, "QMP: score by the mean Q of k sampled actions; 0 scores the mean action (original)",
+         experiments=_is_qmp),
+    Flag("qmp_entropy_term", parse_bool, False, "QMP: add alpha_i times the candidate's entropy estimate (paper Eq. 3)",
+         experiments=_is_qmp),
+    Flag("qmp_warmup_iterations", int, 0, "QMP: act with the own policy only during the first W iterations",
+         experiments=_is_qmp),
+    Flag("qmp_own_policy_prob", float, 0.0, "QMP: probability of acting with the own policy instead of the "
+         "Q-switch at each selection (paper's MT10 setting: 0.7)", experiments=_is_qmp),
+)
+
+FLAG_BY_NAME: dict[str, Flag] = {flag.name: flag for flag in FLAGS}
+
+# Flags of the original that this codebase does not take, with the reason shown to the user.
+REMOVED_FLAGS: dict[str, str] = {
+    "max_n_worker": "environments step in one vector env; there are no sampler workers",
+    "sampler_type": "there is one lockstep vector-env sampler",
+    "worker_type": "there is one lockstep vector-env sampler",
+    "discrete_action": "it was parsed but unused in the original",
+    "grad_clip": "it was parsed but never used in the original",
+    "reward_params": "it was parsed but unused in the original",
+    "reward_type": "it was parsed but unused in the original",
+    "control_penalty": "the original asserted it is 0",
+    "partition": "tasks are identified by the task axis; random partitions are not supported",
+    "norm_obs": "observation normalisation is not supported (it was off by default)",
+    "stagewise": "the original's stage mask was broken (SPEC §9.2)",
+}
+
+# Per-environment presets (SPEC §1.4). Only the listed keys change; explicit flags win.
+ENV_PRESETS: dict[str, dict[str, Any]] = {
+    "PointReach-v0": dict(
+        n_policies=1, batch_size=200, gradient_steps_per_itr=200, min_buffer_size=1000, buffer_batch_size=128,
+        n_epochs=40, steps_per_epoch=1, hidden_sizes=(64, 64), num_evaluation_episodes=10, lr=1e-3,
+    ),
+    "JacoReachMT5-v1": dict(
+        n_policies=5, batch_size=1000, gradient_steps_per_itr=1000, min_buffer_size=10000, buffer_batch_size=32,
+        steps_per_epoch=1, lr=3e-4, hidden_sizes=(256, 256), n_epochs=2000, num_evaluation_episodes=50,
+    ),
+    "MazeLarge-10-v0": dict(
+        n_policies=10, batch_size=6000, gradient_steps_per_itr=1000, min_buffer_size=3000, buffer_batch_size=256,
+        steps_per_epoch=1, lr=3e-4, hidden_sizes=(256, 256), n_epochs=2000, num_evaluation_episodes=100,
+    ),
+    "Walker2dMT4-v0": dict(
+        n_policies=4, batch_size=4000, gradient_steps_per_itr=6000, min_buffer_size=10000, buffer_batch_size=32,
+        steps_per_epoch=1, lr=3e-4, hidden_sizes=(256, 256), n_epochs=2000, num_evaluation_episodes=40,
+    ),
+    "MetaWorldCDS-v1": dict(
+        n_policies=4, batch_size=2000, gradient_steps_per_itr=200, min_buffer_size=5000, buffer_batch_size=256,
+        steps_per_epoch=10, lr=1.5e-3, hidden_sizes=(256, 256), n_epochs=500, num_evaluation_episodes=40,
+    ),
+    "MetaWorldMT10-v2": dict(
+        n_policies=10, batch_size=5000, gradient_steps_per_itr=500, min_buffer_size=5000, buffer_batch_size=2560,
+        steps_per_epoch=10, lr=1.5e-3, hidden_sizes=(256, 256), n_epochs=1000, num_evaluation_episodes=100,
+    ),
+    "MetaWorldMT50-v2": dict(
+        n_policies=50, batch_size=25000, gradient_steps_per_itr=2500, min_buffer_size=1500, buffer_batch_size=1280,
+        steps_per_epoch=8, lr=3e-4, hidden_sizes=(400, 400), n_epochs=1000, num_evaluation_episodes=250,
+    ),
+    # The original's Kitchen block sets "num_epochs=500", not a real flag, so it kept 1000 epochs.
+    # We read it as the intended n_epochs=500 (SPEC §13.18; listed in the README's deviations).
+    "KitchenMTEasy-v0": dict(
+        n_policies=10, batch_size=2000, gradient_steps_per_itr=500, min_buffer_size=2000, buffer_batch_size=1280,
+        steps_per_epoch=5, lr=3e-4, hidden_sizes=(256, 256), n_epochs=500, num_evaluation_episodes=50,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every hyperparameter of a run. Field names are the original's flag names."""
+
+    experiment: str
+    env: str = "MazeLarge-10-v0"
+    seed: int = 0
+    name: str = "None"
+    gpu: int | None = None
+    notes: str = ""
+    wandb: bool = True
+    wandb_project: str = "qmp-reproduction"
+    wandb_entity: str | None = None
+    log_dir: str = "data/local/experiment"
+    num_threads: int = 1
+    n_epochs: int = 1000
+    steps_per_epoch: int = 1
+    batch_size: int = 1000
+    gradient_steps_per_itr: int = 1000
+    min_buffer_size: int = 10000
+    buffer_batch_size: int = 32
+    replay_buffer_size: int = 1_000_000
+    discount: float = 0.99
+    target_update_tau: float = 0.005
+    target_entropy: float | None = None
+    reward_scale: float = 1.0
+    lr: float = 3e-4
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    layer_norm: bool = False
+    policy_architecture: str = "separate"
+    Q_architecture: str = "separate"
+    include_task_id: bool = False
+    n_policies: int | None = None
+    task_name: str | None = None
+    sparse_tasks: tuple[int, ...] = ()
+    external_forces: bool = False
+    corrected_kitchen_goal: bool = False
+    guide_policies: str = "up,right,up_right"
+    num_evaluation_episodes: int = 10
+    evaluation_frequency: int = 1
+    snapshot_gap: int = 1
+    snapshot_dir: str | None = None
+    policy_sampling_freq: int = 1
+    qmp_score_critic: str = "q1"
+    qmp_action_samples: int = 0
+    qmp_entropy_term: bool = False
+    qmp_warmup_iterations: int = 0
+    qmp_own_policy_prob: float = 0.0
+    explicit_flags: tuple[str, ...] = field(default=(), compare=False)
+    """Flags the user typed (the rest came from defaults or presets); kept for the record."""
+
+    # ----------------------------------------------------------------------------- derived facts
+    @property
+    def is_qmp(self) -> bool:
+        """Does the experiment collect data with the Q-switch behaviour policy?"""
+        return _is_qmp(self.experiment)
+
+    @property
+    def per_task_buffers(self) -> bool:
+        """Per-task buffers and per-task SAC losses (DnC family) vs one shared buffer (SAC family)."""
+        return self.experiment not in ("sac", "mtsac", "qmp_sac")
+
+    @property
+    def run_name(self) -> str:
+        """The original's run name: ``{experiment}_{env}_{name}_{seed}``."""
+        return f"{self.experiment}_{self.env}_{self.name.replace(' ', '-')}_{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.log_dir) / self.run_name
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments forwarded to this environment's TaskSet builder."""
+        from environments import ENV_KWARGS
+
+        return {key: getattr(self, key) for key in ENV_KWARGS.get(self.env, ())}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["hidden_sizes"] = list(self.hidden_sizes)
+        data["sparse_tasks"] = list(self.sparse_tasks)
+        data["explicit_flags"] = list(self.explicit_flags)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"saved configuration has unknown keys {unknown}; it was written by another version")
+        values = dict(data)
+        for key in ("hidden_sizes", "sparse_tasks", "explicit_flags"):
+            if key in values and values[key] is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def save(self, path: Path) -> None:
+        """Write the configuration as JSON (atomically)."""
+        temporary = path.with_suffix(path.suffix + ".tmp")
+        temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        temporary.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Config":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+# --------------------------------------------------------------------------------------------- parsing
+class _OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise ConfigError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def _flag_owner_text(flag: Flag) -> str:
+    owners = [e for e in EXPERIMENTS if flag.applies_to(e)]
+    return ", ".join(owners)
+
+
+def _build_parser(experiment: str, env_id: str) -> _OneLineParser:
+    parser = _OneLineParser(prog=f"run.py {experiment}", add_help=True, allow_abbrev=False)
+    defaults = dict(ENV_PRESETS.get(env_id, {}))
+    for flag in FLAGS:
+        if not flag.applies_to(experiment):
+            continue
+        kwargs: dict[str, Any] = dict(type=flag.type, default=defaults.get(flag.name, flag.default), help=flag.help)
+        if flag.nargs:
+            kwargs["nargs"] = flag.nargs
+        if flag.choices:
+            kwargs["choices"] = flag.choices
+        parser.add_argument(f"--{flag.name}", **kwargs)
+    return parser
+
+
+def _typed_flag_names(argv: Sequence[str]) -> list[str]:
+    names = []
+    for token in argv:
+        if token.startswith("--"):
+            names.append(token[2:].split("=", 1)[0])
+    return names
+
+
+def parse_command_line(argv: Sequence[str]) -> Config:
+    """Parse ``EXPERIMENT [flags]`` into a validated Config. Raises ConfigError on bad input.
+
+    For ``resume`` only ``--snapshot_dir`` and ``--n_epochs`` are read here; the run's saved
+    configuration is loaded by the launcher.
+    """
+    argv = list(argv)
+    if not argv or argv[0].startswith("-"):
+        raise ConfigError(f"the first argument must be an experiment: {', '.join(EXPERIMENTS)}")
+    experiment, rest = argv[0], argv[1:]
+    if experiment not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    if experiment not in IMPLEMENTED_EXPERIMENTS:
+        raise ConfigError(f"experiment {experiment!r} is not implemented yet in this codebase "
+                          f"(implemented: {', '.join(IMPLEMENTED_EXPERIMENTS)})")
+
+    typed = _typed_flag_names(rest)
+    for name in typed:
+        if name in REMOVED_FLAGS:
+            raise ConfigError(f"--{name} is not supported: {REMOVED_FLAGS[name]}")
+        flag = FLAG_BY_NAME.get(name)
+        if name != "help" and flag is None:
+            raise ConfigError(f"unknown flag --{name}")
+        if experiment == "resume" and name not in ("snapshot_dir", "n_epochs", "help"):
+            raise ConfigError(f"resume takes only --snapshot_dir and --n_epochs, not --{name}")
+        if flag is not None and not flag.applies_to(experiment):
+            raise ConfigError(f"--{name} is a flag of {_flag_owner_text(flag)}, not of {experiment}")
+
+    if experiment == "resume":
+        parser = _OneLineParser(prog="run.py resume", allow_abbrev=False)
+        parser.add_argument("--snapshot_dir", type=str, required=True, help="run directory to continue")
+        parser.add_argument("--n_epochs", type=int, default=None, help="new total number of epochs")
+        args = parser.parse_args(rest)
+        if args.n_epochs is not None and args.n_epochs <= 0:
+            raise ConfigError("--n_epochs must be positive")
+        if not Path(args.snapshot_dir).is_dir():
+            raise ConfigError(f"--snapshot_dir {args.snapshot_dir!r} is not a directory")
+        return Config(experiment="resume", snapshot_dir=args.snapshot_dir,
+                      n_epochs=args.n_epochs if args.n_epochs is not None else 0,
+                      explicit_flags=tuple(typed))
+
+    env_parser = _OneLineParser(add_help=False, allow_abbrev=False)
+    env_parser.add_argument("--env", type=str, default=FLAG_BY_NAME["env"].default)
+    env_id = env_parser.parse_known_args(rest)[0].env
+    from environments import available_env_ids
+
+    if env_id not in available_env_ids():
+        raise ConfigError(f"unknown environment id {env_id!r}; known ids: {', '.join(available_env_ids())}")
+    for name in typed:
+        flag = FLAG_BY_NAME.get(name)
+        if flag is not None and flag.envs is not None and env_id not in flag.envs:
+            raise ConfigError(f"--{name} applies only to {', '.join(flag.envs)}, not to {env_id}")
+
+    args = _build_parser(experiment, env_id).parse_args(rest)
+    values = {key: value for key, value in vars(args).items()}
+    for key in ("hidden_sizes", "sparse_tasks"):
+        values[key] = tuple(values[key])
+    config = Config(experiment=experiment, explicit_flags=tuple(typed), **values)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Check value ranges and experiment/architecture combinations (SPEC §2). Raises ConfigError."""
+    positive = ("n_epochs", "steps_per_epoch", "batch_size", "gradient_steps_per_itr", "buffer_batch_size",
+                "replay_buffer_size", "num_evaluation_episodes", "num_threads", "evaluation_frequency", "snapshot_gap",
+                "policy_sampling_freq")
+    for key in positive:
+        if getattr(config, key) <= 0:
+            raise ConfigError(f"--{key} must be positive, got {getattr(config, key)}")
+    for key in ("min_buffer_size", "qmp_action_samples", "qmp_warmup_iterations"):
+        if getattr(config, key) < 0:
+            raise ConfigError(f"--{key} must not be negative, got {getattr(config, key)}")
+    if config.n_policies is not None and config.n_policies <= 0:
+        raise ConfigError(f"--n_policies must be positive, got {config.n_policies}")
+    if any(size <= 0 for size in config.hidden_sizes):
+        raise ConfigError(f"--hidden_sizes must be positive, got {list(config.hidden_sizes)}")
+    if not 0.0 <= config.discount <= 1.0:
+        raise ConfigError(f"--discount must be in [0, 1], got {config.discount}")
+    if not 0.0 < config.target_update_tau <= 1.0:
+        raise ConfigError(f"--target_update_tau must be in (0, 1], got {config.target_update_tau}")
+    if not config.lr > 0 or math.isnan(config.lr):
+        raise ConfigError(f"--lr must be positive, got {config.lr}")
+    if not 0.0 <= config.qmp_own_policy_prob <= 1.0:
+        raise ConfigError(f"--qmp_own_policy_prob must be in [0, 1], got {config.qmp_own_policy_prob}")
+
+    policy, q = config.policy_architecture, config.Q_architecture
+    experiment = config.experiment
+    if experiment in ("sac", "mtsac") and (policy == "separate" or q == "separate"):
+        raise ConfigError(f"{experiment} needs --policy_architecture and --Q_architecture multihead or shared "
+                          f"(use dnc_sac for separate networks)")
+    if experiment in ("dnc_sac", "qmp_dnc") and (policy != "separate" or q != "separate"):
+        raise ConfigError(f"{experiment} uses separate networks; drop --policy_architecture/--Q_architecture "
+                          f"or use mtsac/qmp_sac for multihead")
+    if experiment == "qmp_sac" and (policy != "multihead" or q != "multihead"):
+        raise ConfigError("qmp_sac needs --policy_architecture multihead --Q_architecture multihead")
+    if config.is_qmp and config.include_task_id:
+        raise ConfigError("QMP experiments hide the task identity from the networks; drop --include_task_id")
+    if experiment == "mtsac" and "shared" in (policy, q) and not config.include_task_id:
+        raise ConfigError("mtsac with shared networks needs --include_task_id True (or use multihead networks)")
+
+
+def main_error(message: str) -> None:
+    """Print one line on stderr and exit with code 2."""
+    print(f"run.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)

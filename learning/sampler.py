@@ -1,0 +1,206 @@
+"""Data collection: all task environments step in lockstep (SPEC §6.2, with the deviation below).
+
+One gymnasium ``SyncVectorEnv`` holds one environment per task (row t = task t) with same-step
+autoreset. Each iteration asks for ``n`` steps per task; the behaviour policy answers all tasks in
+one batched call per step. Episodes continue across iterations (the original ran whole episodes
+round-robin and overshot the budget); per-task step counts are therefore always equal, which makes
+the original's proportional split of gradient steps an equal split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from environments.base import TaskSet, get_env_state, set_env_state
+from learning.replay_buffer import Transitions
+
+
+@dataclass
+class EpisodeRecord:
+    """One finished episode of one task."""
+
+    task: int
+    total_return: float
+    discounted_return: float
+    length: int
+    success: bool
+    terminated: bool
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SampleBatch:
+    """What one iteration of collection produced."""
+
+    transitions: Transitions
+    episodes: list[EpisodeRecord]
+    acting_counts: np.ndarray
+    """``[T, C]``: how many steps of task i candidate policy j executed."""
+
+
+class EpisodeTracker:
+    """Running per-task episode statistics (return, length, success, env-info metrics)."""
+
+    def __init__(self, num_tasks: int, metric_aggregations: dict[str, str], discount: float) -> None:
+        self.num_tasks, self.aggregations, self.discount = num_tasks, dict(metric_aggregations), discount
+        self.reset_all()
+
+    def reset_all(self) -> None:
+        t = self.num_tasks
+        self.returns = np.zeros(t)
+        self.discounted = np.zeros(t)
+        self.lengths = np.zeros(t, dtype=np.int64)
+        self.success = np.zeros(t, dtype=bool)
+        self.metric_values = {key: np.zeros(t) for key in self.aggregations}
+
+    def record_step(self, task: int, reward: float, info: dict) -> None:
+        self.discounted[task] += (self.discount ** self.lengths[task]) * reward
+        self.returns[task] += reward
+        self.lengths[task] += 1
+        self.success[task] |= bool(info.get("success", False))
+        for key, how in self.aggregations.items():
+            if key not in info:
+                continue
+            value = float(info[key])
+            current = self.metric_values[key]
+            if how == "last":
+                current[task] = value
+            elif how == "max":
+                current[task] = value if self.lengths[task] == 1 else max(current[task], value)
+            else:  # mean and sum accumulate a sum
+                current[task] += value
+
+    def finish(self, task: int, terminated: bool) -> EpisodeRecord:
+        metrics = {}
+        for key, how in self.aggregations.items():
+            value = self.metric_values[key][task]
+            metrics[key] = value / max(self.lengths[task], 1) if how == "mean" else value
+        record = EpisodeRecord(task, float(self.returns[task]), float(self.discounted[task]), int(self.lengths[task]),
+                               bool(self.success[task]), bool(terminated), metrics)
+        self.returns[task] = self.discounted[task] = 0.0
+        self.lengths[task] = 0
+        self.success[task] = False
+        for values in self.metric_values.values():
+            values[task] = 0.0
+        return record
+
+    def state_dict(self) -> dict:
+        return {"returns": self.returns.copy(), "discounted": self.discounted.copy(), "lengths": self.lengths.copy(),
+                "success": self.success.copy(), "metric_values": {k: v.copy() for k, v in self.metric_values.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.returns, self.discounted = state["returns"].copy(), state["discounted"].copy()
+        self.lengths, self.success = state["lengths"].copy(), state["success"].copy()
+        self.metric_values = {k: v.copy() for k, v in state["metric_values"].items()}
+
+
+def step_info(infos: dict, index: int, done: bool) -> dict:
+    """The step info of sub-environment ``index`` from a same-step-autoreset vector env's infos."""
+    source = infos.get("final_info", {}) if done else infos
+    info = {}
+    for key, values in source.items():
+        if key.startswith("_") or key in ("final_obs", "final_info"):
+            continue
+        mask = source.get(f"_{key}")
+        if mask is not None and not mask[index]:
+            continue
+        info[key] = values[index]
+    return info
+
+
+class LockstepSampler:
+    """Collects ``n`` steps of every task per call, all tasks stepping together."""
+
+    def __init__(self, task_set: TaskSet, behaviour, network_input: Callable[[np.ndarray], np.ndarray],
+                 device: torch.device, seed: int, discount: float) -> None:
+        self.task_set, self.behaviour, self.network_input = task_set, behaviour, network_input
+        self.device, self.seed = device, seed
+        self.num_tasks = task_set.num_tasks
+        self.envs = gym.vector.SyncVectorEnv(
+            [lambda index=index: task_set.make_env(index, False) for index in range(self.num_tasks)],
+            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        )
+        self.tracker = EpisodeTracker(self.num_tasks, task_set.episode_metrics, discount)
+        self.raw_obs: np.ndarray | None = None
+        self.env_steps_per_task = np.zeros(self.num_tasks, dtype=np.int64)
+
+    @property
+    def total_env_steps(self) -> int:
+        return int(self.env_steps_per_task.sum())
+
+    def _start(self) -> None:
+        self.raw_obs, _ = self.envs.reset(seed=[self.seed + index for index in range(self.num_tasks)])
+        self.behaviour.episode_start(np.ones(self.num_tasks, dtype=bool))
+
+    def collect(self, steps_per_task: int) -> SampleBatch:
+        """Run ``steps_per_task`` lockstep steps and return the transitions, finished episodes and
+        the acting-policy counts."""
+        if self.raw_obs is None:
+            self._start()
+        t = self.num_tasks
+        observations = self.network_input(self.raw_obs)
+        obs_dim = observations.shape[-1]
+        action_dim = self.envs.single_action_space.shape[0]
+        buffers = Transitions(
+            observation=np.zeros((t, steps_per_task, obs_dim), np.float32),
+            action=np.zeros((t, steps_per_task, action_dim), np.float32),
+            reward=np.zeros((t, steps_per_task), np.float32),
+            next_observation=np.zeros((t, steps_per_task, obs_dim), np.float32),
+            terminal=np.zeros((t, steps_per_task), np.float32),
+        )
+        acting_counts = np.zeros((t, self.behaviour.num_candidates), dtype=np.int64)
+        episodes: list[EpisodeRecord] = []
+        rows = np.arange(t)
+        for step in range(steps_per_task):
+            obs_tensor = torch.as_tensor(observations, device=self.device)
+            action_tensor, acting = self.behaviour.act(obs_tensor, deterministic=False)
+            actions = np.clip(action_tensor.cpu().numpy(), -1.0, 1.0)
+            next_raw, rewards, terminated, truncated, infos = self.envs.step(actions)
+            done = np.logical_or(terminated, truncated)
+            final_raw = next_raw
+            if done.any():
+                final_raw = next_raw.copy()
+                for index in np.flatnonzero(done):
+                    final_raw[index] = infos["final_obs"][index]
+            next_observations = self.network_input(final_raw)
+            buffers.observation[:, step] = observations
+            buffers.action[:, step] = actions
+            buffers.reward[:, step] = rewards
+            buffers.next_observation[:, step] = next_observations
+            buffers.terminal[:, step] = terminated
+            acting_counts[rows, acting.cpu().numpy()] += 1
+            for index in range(t):
+                self.tracker.record_step(index, float(rewards[index]), step_info(infos, index, bool(done[index])))
+                if done[index]:
+                    episodes.append(self.tracker.finish(index, bool(terminated[index])))
+            if done.any():
+                self.behaviour.episode_start(done)
+                observations = self.network_input(next_raw)
+            else:
+                observations = next_observations
+            self.raw_obs = next_raw
+        self.env_steps_per_task += steps_per_task
+        return SampleBatch(buffers, episodes, acting_counts)
+
+    def state_dict(self) -> dict:
+        """Environments mid-episode, the current observation and running episode statistics."""
+        return {"raw_obs": None if self.raw_obs is None else self.raw_obs.copy(),
+                "envs": [get_env_state(env) for env in self.envs.envs],
+                "tracker": self.tracker.state_dict(), "env_steps_per_task": self.env_steps_per_task.copy(),
+                "behaviour": self.behaviour.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.raw_obs = None if state["raw_obs"] is None else state["raw_obs"].copy()
+        for env, env_state in zip(self.envs.envs, state["envs"]):
+            set_env_state(env, env_state)
+        self.tracker.load_state_dict(state["tracker"])
+        self.env_steps_per_task = state["env_steps_per_task"].copy()
+        self.behaviour.load_state_dict(state["behaviour"])
+
+    def close(self) -> None:
+        self.envs.close()

@@ -1,0 +1,236 @@
+"""The training loop in garage's shape: collect, train, evaluate, log, checkpoint (SPEC §6.3, §9, §10).
+
+Data flows one way: sampler (behaviour policy) -> replay buffers -> SAC update -> evaluation ->
+logger and checkpoint. The SAC update never learns which behaviour policy collected its data.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from environments.base import TaskSet
+from learning.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from learning.config import Config
+from learning.evaluation import Evaluator, summarize_episodes
+from learning.logger import RunLogger, is_terminal
+from learning.replay_buffer import TaskReplayBuffer
+from learning.sac import MultiTaskSAC
+from learning.sampler import EpisodeRecord, LockstepSampler
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class RunParts:
+    """Everything a run is made of, built by a launcher in garage_experiments.py."""
+
+    config: Config
+    task_set: TaskSet
+    device: torch.device
+    sac: MultiTaskSAC
+    sampler: LockstepSampler
+    evaluator: Evaluator
+    buffer: TaskReplayBuffer
+    evaluation_behaviours: dict
+    """Prefix -> behaviour policy evaluated under it: "Evaluation/" always; QMP adds "Evaluation/p/"."""
+
+
+def training_metrics(episodes: list[EpisodeRecord], acting_counts: np.ndarray, update_stats: dict[str, torch.Tensor],
+                     num_tasks: int, metric_keys, buffer_size: int, env_steps_per_task: np.ndarray,
+                     is_qmp: bool) -> dict[str, float]:
+    """The epoch's "Train/" metrics: global means and per task under "Train/LocalPolicy{i}/"."""
+    out: dict[str, float] = {}
+    summary = summarize_episodes(episodes, num_tasks, "Train/", metric_keys)
+    for key, value in summary.items():
+        if "/Task" in key:
+            task, name = key.split("/Task", 1)[1].split("/", 1)
+            out[f"Train/LocalPolicy{task}/{name}"] = value
+        else:
+            out[key] = value
+    for name, values in update_stats.items():
+        values = values.detach().cpu().numpy()
+        out[f"Train/{name}"] = float(values.mean())
+        for task in range(num_tasks):
+            out[f"Train/LocalPolicy{task}/{name}"] = float(values[task])
+    out["Train/ReplayBufferSize"] = float(buffer_size * num_tasks)
+    out["Train/TotalEnvSteps"] = float(env_steps_per_task.sum())
+    for task in range(num_tasks):
+        out[f"Train/LocalPolicy{task}/ReplayBufferSize"] = float(buffer_size)
+        out[f"Train/LocalPolicy{task}/EnvSteps"] = float(env_steps_per_task[task])
+    if is_qmp:
+        shares = acting_counts / np.maximum(acting_counts.sum(axis=1, keepdims=True), 1)
+        for task in range(num_tasks):
+            out[f"Train/LocalPolicy{task}/MixtureProbs"] = float(shares[task, task])
+            for candidate in range(shares.shape[1]):
+                out[f"Train/LocalPolicy{task}/Policy{candidate}Prob"] = float(shares[task, candidate])
+        out["Train/MixtureProbs"] = float(np.mean([shares[task, task] for task in range(num_tasks)]))
+    return out
+
+
+class Trainer:
+    """Runs epochs of (collect, train) x steps_per_epoch, then evaluation, logging and a checkpoint."""
+
+    def __init__(self, parts: RunParts, run_dir: Path, logger: RunLogger) -> None:
+        self.parts, self.run_dir, self.logger = parts, run_dir, logger
+        config = parts.config
+        self.config = config
+        self.num_tasks = parts.task_set.num_tasks
+        self.next_epoch = 0
+        self.iteration = 0
+        self.acting_counts_total = np.zeros((self.num_tasks, parts.sampler.behaviour.num_candidates), dtype=np.int64)
+        self.last_evaluation: dict[str, float] = {}
+        if config.per_task_buffers:
+            self.gradient_steps = max(config.gradient_steps_per_itr // self.num_tasks, 1)
+            self.batch_per_task = config.buffer_batch_size
+        else:
+            self.gradient_steps = config.gradient_steps_per_itr
+            self.batch_per_task = max(math.ceil(config.buffer_batch_size / self.num_tasks), 1)
+
+    # ------------------------------------------------------------------------------------ one iteration
+    def _warming_up(self) -> bool:
+        size = self.parts.buffer.size
+        if self.config.per_task_buffers:
+            return size < self.config.min_buffer_size
+        return size * self.num_tasks < self.config.min_buffer_size
+
+    def _steps_to_collect(self) -> int:
+        """Per task: the warm-up request while buffers are below min_buffer_size, else batch_size / T."""
+        config = self.config
+        if self._warming_up():
+            if config.per_task_buffers:
+                return max(config.min_buffer_size, 1)
+            return max(math.ceil(config.min_buffer_size / self.num_tasks), 1)
+        return max(math.ceil(config.batch_size / self.num_tasks), 1)
+
+    def run_iteration(self) -> tuple[list[EpisodeRecord], np.ndarray, dict[str, torch.Tensor]]:
+        """Collect, store, and take this iteration's gradient steps."""
+        parts = self.parts
+        parts.sampler.behaviour.begin_iteration(self.iteration)
+        batch = parts.sampler.collect(self._steps_to_collect())
+        parts.buffer.add(batch.transitions)
+        stats: dict[str, torch.Tensor] = {}
+        trainable = not self._warming_up()
+        for _ in range(self.gradient_steps):
+            if trainable:
+                stats = parts.sac.update(parts.buffer.sample(self.batch_per_task))
+            else:  # the original applies the Polyak update even when it skips optimisation
+                parts.sac.update_targets()
+        self.iteration += 1
+        return batch.episodes, batch.acting_counts, stats
+
+    # ------------------------------------------------------------------------------------ evaluation
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        parts = self.parts
+        episodes_per_task = max(self.config.num_evaluation_episodes // self.num_tasks, 1)
+        metrics: dict[str, float] = {}
+        for prefix, behaviour in parts.evaluation_behaviours.items():
+            episodes, _ = parts.evaluator.run(behaviour, episodes_per_task)
+            metrics.update(summarize_episodes(episodes, self.num_tasks, prefix, parts.task_set.episode_metrics))
+            metrics[f"{prefix}Iteration"] = float(epoch)
+        return metrics
+
+    # ------------------------------------------------------------------------------------ the loop
+    def train(self) -> dict[str, float]:
+        """Train from ``next_epoch`` to ``n_epochs``; returns the last evaluation's metrics."""
+        config, parts = self.config, self.parts
+        epochs = range(self.next_epoch, config.n_epochs)
+        progress = tqdm(epochs, desc=config.run_name, unit="epoch", disable=not is_terminal(), dynamic_ncols=True,
+                        initial=self.next_epoch, total=config.n_epochs)
+        for epoch in progress:
+            started = time.perf_counter()
+            episodes: list[EpisodeRecord] = []
+            acting_counts = np.zeros_like(self.acting_counts_total)
+            stats: dict[str, torch.Tensor] = {}
+            for _ in range(config.steps_per_epoch):
+                new_episodes, counts, new_stats = self.run_iteration()
+                episodes.extend(new_episodes)
+                acting_counts += counts
+                stats = new_stats or stats
+            self.acting_counts_total += acting_counts
+            metrics = training_metrics(episodes, acting_counts, stats, self.num_tasks, parts.task_set.episode_metrics,
+                                       parts.buffer.size, parts.sampler.env_steps_per_task, config.is_qmp)
+            if epoch % config.evaluation_frequency == 0:
+                self.last_evaluation = self.evaluate(epoch)
+                metrics.update(self.last_evaluation)
+            metrics["Time/EpochSeconds"] = time.perf_counter() - started
+            matrices = {"Train/ActingPolicyCounts": acting_counts} if config.is_qmp else {}
+            self.logger.log(epoch, metrics, matrices)
+            self.next_epoch = epoch + 1
+            self.save(epoch)
+            self._report(progress, epoch, metrics)
+        progress.close()
+        return self.last_evaluation
+
+    def _report(self, progress, epoch: int, metrics: dict[str, float]) -> None:
+        steps = int(metrics["Train/TotalEnvSteps"])
+        success = metrics.get("Evaluation/SuccessRate")
+        own = metrics.get("Evaluation/p/SuccessRate")
+        parts = [f"steps {steps}"]
+        if success is not None:
+            parts.append(f"success {success:.2f}")
+        if own is not None:
+            parts.append(f"own-policy success {own:.2f}")
+        if "Evaluation/AverageReturn" in metrics:
+            parts.append(f"return {metrics['Evaluation/AverageReturn']:.1f}")
+        if progress.disable:
+            if success is not None:
+                print(f"epoch {epoch + 1}/{self.config.n_epochs} | " + " | ".join(parts)
+                      + f" | {metrics['Time/EpochSeconds']:.1f} s", flush=True)
+        else:
+            progress.set_postfix_str(" | ".join(parts))
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        parts = self.parts
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.to_dict(),
+            "next_epoch": self.next_epoch,
+            "iteration": self.iteration,
+            "acting_counts_total": self.acting_counts_total.copy(),
+            "last_evaluation": dict(self.last_evaluation),
+            "networks": parts.sac.state_dict(),
+            "optimizers": parts.sac.optimizer_state(),
+            "buffer": parts.buffer.state_dict(),
+            "sampler": parts.sampler.state_dict(),
+            "evaluator": parts.evaluator.state_dict(),
+            "evaluation_behaviours": {k: b.state_dict() for k, b in parts.evaluation_behaviours.items()},
+            "random": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                       "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        }
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        parts = self.parts
+        self.next_epoch, self.iteration = int(state["next_epoch"]), int(state["iteration"])
+        self.acting_counts_total = np.array(state["acting_counts_total"])
+        self.last_evaluation = dict(state["last_evaluation"])
+        parts.sac.load_state_dict(state["networks"])
+        parts.sac.load_optimizer_state(state["optimizers"])
+        parts.buffer.load_state_dict(state["buffer"])
+        parts.sampler.load_state_dict(state["sampler"])
+        parts.evaluator.load_state_dict(state["evaluator"])
+        for key, behaviour in parts.evaluation_behaviours.items():
+            behaviour.load_state_dict(state["evaluation_behaviours"][key])
+        rng = state["random"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def save(self, epoch: int) -> None:
+        """Write the checkpoint atomically; with snapshot_gap > 1 also keep every gap-th epoch's."""
+        state = self.state_dict()
+        save_checkpoint(self.run_dir / CHECKPOINT_FILE, state)
+        gap = self.config.snapshot_gap
+        if gap > 1 and epoch % gap == 0:
+            save_checkpoint(self.run_dir / f"checkpoint_epoch{epoch}.pt", state)
