@@ -1,0 +1,333 @@
+"""JacoReachMT5-v1, the paper's "Multistage Reacher" (SPEC §11.1).
+
+A 6-joint Kinova Jaco (v1) arm (environments/jaco_model.py) reaches three sub-goals in sequence;
+the five tasks differ in their sub-goal sequences and reward terms. The raw observation is
+``[qpos 6, qvel 6, stage one-hot 3, task one-hot 5, hand xyz 3]`` (23 dims); the networks see it with
+the task one-hot and the hand position zeroed (SPEC §5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium.wrappers import TimeLimit
+
+from environments.base import ObservationLayout, TaskSet, one_hot
+from environments.jaco_model import DEFAULT_QPOS, FRAME_SKIP, HAND_BODY, TARGET_BODY, build_jaco_model
+
+ENV_ID = "JacoReachMT5-v1"
+MAX_EPISODE_STEPS = 200
+NUM_STAGES = 3
+NUM_JOINTS = 6
+SUCCESS_DISTANCE = 0.05
+STAGE_PENALTY = 0.4
+MIN_REWARD = -5.0
+"""Reward given to shared transitions by UDS (SPEC §9.5)."""
+FAILURE_CONTROL_REWARD = -100.0
+STAY_SUCCESS_STEPS_PER_STAGE = 30
+_INSTABILITY_WARNINGS = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+                         mujoco.mjtWarning.mjWARN_BADQACC)
+QPOS_NOISE = 0.01
+QVEL_NOISE = 0.001
+
+SUB_GOALS: dict[str, np.ndarray] = {
+    "A": np.array([0.2, 0.3, 0.5]),
+    "B": np.array([0.3, 0.0, 0.3]),
+    "C": np.array([0.4, -0.3, 0.4]),
+    "D": np.array([0.4, 0.3, 0.2]),
+}
+STAY = "stay"
+"""Sub-goal name of the stay task: the hand position after one zero-action step from the reset pose."""
+
+# Raw observation layout (SPEC §5).
+QPOS_SLICE = slice(0, 6)
+QVEL_SLICE = slice(6, 12)
+STAGE_SLICE = slice(12, 15)
+TASK_SLICE = slice(15, 20)
+HAND_SLICE = slice(20, 23)
+OBSERVATION_DIM = 23
+
+
+@dataclass(frozen=True)
+class JacoTask:
+    """One task of SPEC §11.1's table."""
+
+    name: str
+    sub_goals: tuple[str, str, str]
+    distance_term: bool
+    """Reward −d (False for task 3, the "sparse" task)."""
+    stage_penalty: bool
+    """Reward −0.4·(3 − stage) after this step's stage update."""
+    shift: float
+    """Constant added to every reward; a non-zero shift also replaces the stage penalty by a success bonus."""
+
+    @property
+    def is_stay(self) -> bool:
+        return self.sub_goals[0] == STAY
+
+    @property
+    def success_bonus(self) -> float:
+        """Reward on every step with d < 0.05: (|shift| + 1)·200/3 for a shifted task, else 0."""
+        return (abs(self.shift) + 1.0) * MAX_EPISODE_STEPS / NUM_STAGES if self.shift != 0 else 0.0
+
+
+TASKS: tuple[JacoTask, ...] = (
+    JacoTask("reach_A_B_C", ("A", "B", "C"), distance_term=True, stage_penalty=True, shift=0.0),
+    JacoTask("reach_A_B_D_shifted", ("A", "B", "D"), distance_term=True, stage_penalty=False, shift=-2.0),
+    JacoTask("reach_B_D_C", ("B", "D", "C"), distance_term=True, stage_penalty=True, shift=0.0),
+    JacoTask("reach_B_C_A_sparse", ("B", "C", "A"), distance_term=False, stage_penalty=True, shift=0.0),
+    JacoTask("stay", (STAY, STAY, STAY), distance_term=True, stage_penalty=False, shift=0.0),
+)
+
+
+def stay_point() -> np.ndarray:
+    """The stay task's goal: the hand after one zero-action control step from qpos0, read as mujoco-py did.
+
+    The original recorded the hand after one *random*-action step taken when the env object was
+    built (SPEC §13 item 21); the zero-action step makes the goal identical for every instance.
+    """
+    model = build_jaco_model()
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    for _ in range(FRAME_SKIP):
+        mujoco.mj_step(model, data)
+    return data.xpos[model.body(HAND_BODY).id].copy()
+
+
+_STAY_POINT = stay_point()
+
+
+def sub_goal_position(name: str) -> np.ndarray:
+    """World position of a named sub-goal (A, B, C, D or the stay point)."""
+    return _STAY_POINT.copy() if name == STAY else SUB_GOALS[name].copy()
+
+
+def task_reward_terms(task: JacoTask, distance: np.ndarray, stage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distance term, stage term) of SPEC §11.1's table for hand-goal distances and stage values.
+
+    ``stage`` is the stage count the stage term is charged on; the success bonus is paid where
+    ``distance < 0.05``.
+    """
+    distance_term = -distance if task.distance_term else np.zeros_like(distance)
+    if task.stage_penalty:
+        stage_term = -STAGE_PENALTY * (NUM_STAGES - stage)
+    else:
+        stage_term = np.where(distance < SUCCESS_DISTANCE, task.success_bonus, 0.0)
+    return distance_term, np.asarray(stage_term, dtype=np.float64)
+
+
+class JacoReachMultistageEnv(gym.Env):
+    """One task of the Multistage Reacher (no time limit of its own; see make_jaco_task_set)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
+
+    def __init__(self, task_index: int, render_mode: str | None = None) -> None:
+        if not 0 <= task_index < len(TASKS):
+            raise ValueError(f"task_index must be in 0..{len(TASKS) - 1}, got {task_index}")
+        self.task_index = task_index
+        self.task = TASKS[task_index]
+        self.goals = np.stack([sub_goal_position(name) for name in self.task.sub_goals])
+        self.render_mode = render_mode
+        self.model = build_jaco_model()
+        self.data = mujoco.MjData(self.model)
+        self.hand_id = self.model.body(HAND_BODY).id
+        self.target_mocap_id = int(self.model.body(TARGET_BODY).mocapid[0])
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(NUM_JOINTS,), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(OBSERVATION_DIM,), dtype=np.float32)
+        self.stage = 0
+        self.success_count = 0
+        self.last_observation = np.zeros(OBSERVATION_DIM, dtype=np.float32)
+        self.renderer = _RendererSlot()
+
+    # --- state -------------------------------------------------------------------------------
+
+    def hand_position(self) -> np.ndarray:
+        """World position of the hand body origin from the current kinematics."""
+        return self.data.xpos[self.hand_id].copy()
+
+    def current_goal(self) -> np.ndarray:
+        return self.goals[min(self.stage, NUM_STAGES - 1)]
+
+    def _observation(self) -> np.ndarray:
+        """The raw observation: QPOS_SLICE, QVEL_SLICE, STAGE_SLICE, TASK_SLICE, HAND_SLICE in order."""
+        return np.concatenate([
+            self.data.qpos, self.data.qvel, one_hot(self.stage, NUM_STAGES),
+            one_hot(self.task_index, len(TASKS)), self.hand_position(),
+        ]).astype(np.float32)
+
+    def _place_target(self) -> None:
+        self.data.mocap_pos[self.target_mocap_id] = self.current_goal()
+
+    # --- gymnasium API -----------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[:] = DEFAULT_QPOS + self.np_random.uniform(-QPOS_NOISE, QPOS_NOISE, NUM_JOINTS)
+        self.data.qvel[:] = self.np_random.uniform(-QVEL_NOISE, QVEL_NOISE, NUM_JOINTS)
+        self.stage = 0
+        self.success_count = 0
+        self._place_target()
+        mujoco.mj_forward(self.model, self.data)
+        self.last_observation = self._observation()
+        return self.last_observation.copy(), {"success": False, "stages_completed": 0, "task_id": self.task_index}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        action = np.asarray(action, dtype=np.float64).reshape(NUM_JOINTS)
+        state_before = (self.data.time, self.data.qpos.copy(), self.data.qvel.copy())
+        for warning in _INSTABILITY_WARNINGS:
+            self.data.warning[warning].number = 0
+        self.data.ctrl[:] = action
+        for _ in range(FRAME_SKIP):
+            mujoco.mj_step(self.model, self.data)
+        if self._unstable():
+            return self._fail(*state_before)
+
+        # The observation is read before the stage update and without an extra forward pass: the
+        # kinematics are those of the last substep's start, as mujoco-py returned them (SPEC §11.1).
+        observation = self._observation()
+        distance = float(np.linalg.norm(self.hand_position() - self.current_goal()))
+        success = distance < SUCCESS_DISTANCE
+        terminated = self._update_stage(success)
+        distance_term, stage_term = task_reward_terms(self.task, np.float64(distance), np.float64(self.stage))
+        control_term = (-0.01 * float(np.sum(action ** 2)) - 0.001 * float(np.mean(np.abs(self.data.qvel)))
+                        - 0.00001 * float(np.mean(np.abs(self.data.qacc))))
+        reward = float(distance_term) + float(stage_term) + control_term + self.task.shift
+        self.last_observation = observation
+        info = {"success": success, "stages_completed": self.stage, "task_id": self.task_index,
+                "stage_reward": float(stage_term), "ctrl_reward": control_term, "dist_reward": float(distance_term)}
+        return observation.copy(), reward, terminated, False, info
+
+    def _update_stage(self, success: bool) -> bool:
+        """Advance the stage on success; True when the last stage is completed."""
+        if not success:
+            return False
+        if self.task.is_stay:
+            self.success_count += 1
+            self.stage = self.success_count // STAY_SUCCESS_STEPS_PER_STAGE
+        else:
+            self.stage += 1
+        if self.stage >= NUM_STAGES:
+            return True
+        self._place_target()
+        return False
+
+    def _unstable(self) -> bool:
+        """MuJoCo flagged a bad (NaN, infinite or huge) position, velocity or acceleration during the step."""
+        return any(self.data.warning[warning].number > 0 for warning in _INSTABILITY_WARNINGS)
+
+    def _fail(self, time_before: float, qpos_before: np.ndarray,
+              qvel_before: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """Unstable physics: control term −100, the previous observation, terminated (SPEC §11.1).
+
+        MuJoCo resets the data after a bad state, so the pre-step state is put back; the distance
+        and stage terms are those of the previous observation's hand with no stage update.
+        """
+        self.data.time = time_before
+        self.data.qpos[:] = qpos_before
+        self.data.qvel[:] = qvel_before
+        self._place_target()
+        mujoco.mj_forward(self.model, self.data)
+        hand = self.last_observation[HAND_SLICE].astype(np.float64)
+        distance = np.float64(np.linalg.norm(hand - self.current_goal()))
+        distance_term, stage_term = task_reward_terms(self.task, distance, np.float64(self.stage))
+        reward = float(distance_term) + float(stage_term) + FAILURE_CONTROL_REWARD + self.task.shift
+        info = {"success": False, "stages_completed": self.stage, "task_id": self.task_index,
+                "stage_reward": float(stage_term), "ctrl_reward": FAILURE_CONTROL_REWARD,
+                "dist_reward": float(distance_term)}
+        return self.last_observation.copy(), reward, True, False, info
+
+    def render(self) -> np.ndarray | None:
+        """An RGB frame of the scene (render_mode "rgb_array"; needs an OpenGL backend, see MUJOCO_GL)."""
+        if self.render_mode != "rgb_array":
+            return None
+        return self.renderer.render(self.model, self.data)
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
+class _RendererSlot:
+    """Holds a MuJoCo renderer, built on first use; pickles as empty so env snapshots stay picklable."""
+
+    def __init__(self) -> None:
+        self.renderer: mujoco.Renderer | None = None
+
+    def render(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+        if self.renderer is None:
+            self.renderer = mujoco.Renderer(model, 480, 640)
+        self.renderer.update_scene(data)
+        return self.renderer.render()
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+            self.renderer = None
+
+    def __getstate__(self) -> dict:
+        return {"renderer": None}
+
+
+def compute_rewards(raw_observations: np.ndarray, actions: np.ndarray, task_index: int) -> np.ndarray:
+    """Task ``task_index``'s reward for a batch of stored (observation, action) pairs (CDS, SPEC §9.5).
+
+    As the original's relabelling function: the hand position and the stage come from the stored
+    observation (its stage one-hot, no stage update), the control term keeps only the action part
+    −0.01·Σa², and the stay task's stage term is 0.
+    """
+    task = TASKS[task_index]
+    observations = np.asarray(raw_observations, dtype=np.float64).reshape(-1, OBSERVATION_DIM)
+    actions = np.asarray(actions, dtype=np.float64).reshape(len(observations), NUM_JOINTS)
+    goals = np.stack([sub_goal_position(name) for name in task.sub_goals])
+    stage = np.argmax(observations[:, STAGE_SLICE], axis=-1)
+    distance = np.linalg.norm(observations[:, HAND_SLICE] - goals[stage], axis=-1)
+    distance_term, stage_term = task_reward_terms(task, distance, stage.astype(np.float64))
+    return distance_term + stage_term - 0.01 * np.sum(actions ** 2, axis=-1) + task.shift
+
+
+def domain_mixture_probabilities() -> np.ndarray:
+    """QMP-Domain's fixed mixture (SPEC §8): row i = task i receiving, column j = policy j.
+
+    p(j→i) = Σ over the 3 sub-goal segments s of task i of (1/3)·1[s ∈ T_j] / Σ_k 1[s ∈ T_k]. The
+    segment of stage s is the sub-goal sequence up to and including the s-th sub-goal, so two tasks
+    share a segment when they pursue the same goal after the same history; this reading reproduces
+    the paper's listed mixtures.
+    """
+    segments = [{task.sub_goals[: stage + 1] for stage in range(NUM_STAGES)} for task in TASKS]
+    probabilities = np.zeros((len(TASKS), len(TASKS)))
+    for receiving, task in enumerate(TASKS):
+        for stage in range(NUM_STAGES):
+            segment = task.sub_goals[: stage + 1]
+            owners = [j for j, task_segments in enumerate(segments) if segment in task_segments]
+            for j in owners:
+                probabilities[receiving, j] += 1.0 / NUM_STAGES / len(owners)
+    return probabilities
+
+
+def make_jaco_env(task_index: int, render_mode: str | None = None) -> gym.Env:
+    """One task env with the 200-step time limit (truncation, bootstrapped)."""
+    return TimeLimit(JacoReachMultistageEnv(task_index, render_mode=render_mode), max_episode_steps=MAX_EPISODE_STEPS)
+
+
+def _make_task_env(task_index: int, evaluation: bool) -> gym.Env:
+    """TaskSet.make_env: training and evaluation instances are built alike (SPEC §13 item 25)."""
+    return make_jaco_env(task_index)
+
+
+def make_jaco_task_set() -> TaskSet:
+    """The five-task Multistage Reacher (SPEC §11.1)."""
+    return TaskSet(
+        env_id=ENV_ID,
+        task_names=tuple(task.name for task in TASKS),
+        make_env=_make_task_env,
+        max_episode_steps=MAX_EPISODE_STEPS,
+        observation_layout=ObservationLayout(
+            raw_dim=OBSERVATION_DIM, task_id_slice=TASK_SLICE, remove_task_id=False, hidden_slices=(HAND_SLICE,),
+        ),
+        min_reward=MIN_REWARD,
+        episode_metrics={"stages_completed": "last"},
+        reward_function=compute_rewards,
+    )
