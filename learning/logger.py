@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ class RunLogger:
             import wandb
 
             id_path = run_dir / WANDB_ID_FILE
-            run_id = id_path.read_text().strip() if resume and id_path.exists() else wandb.util.generate_id()
+            run_id = id_path.read_text().strip() if resume and id_path.exists() else uuid.uuid4().hex[:8]
             self.wandb_run = wandb.init(
                 project=config.wandb_project, entity=config.wandb_entity, name=config.run_name, notes=config.notes,
                 config=config.to_dict(), dir=str(run_dir), id=run_id, resume="allow", mode=self.mode,
@@ -88,7 +89,7 @@ class RunLogger:
 
     def close(self) -> None:
         if self.wandb_run is not None:
-            self.wandb_run.finish(quiet=True)
+            self.wandb_run.finish()
             self.wandb_run = None
 
 

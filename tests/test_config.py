@@ -1,0 +1,111 @@
+"""The command line: presets (SPEC §1.4), explicit overrides, per-experiment flags and clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from learning.config import ENV_PRESETS, Config, ConfigError, parse_command_line
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_maze_preset_matches_the_original_table():
+    config = parse_command_line(["qmp_dnc", "--env=MazeLarge-10-v0"])
+    assert (config.n_policies, config.batch_size, config.gradient_steps_per_itr) == (10, 6000, 1000)
+    assert (config.min_buffer_size, config.buffer_batch_size, config.steps_per_epoch) == (3000, 256, 1)
+    assert (config.lr, config.hidden_sizes, config.n_epochs, config.num_evaluation_episodes) == (3e-4, (256, 256), 2000, 100)
+
+
+@pytest.mark.parametrize("env_id, expected", [
+    ("JacoReachMT5-v1", dict(n_policies=5, batch_size=1000, gradient_steps_per_itr=1000, min_buffer_size=10000,
+                             buffer_batch_size=32, n_epochs=2000, num_evaluation_episodes=50)),
+    ("Walker2dMT4-v0", dict(n_policies=4, batch_size=4000, gradient_steps_per_itr=6000, buffer_batch_size=32)),
+    ("MetaWorldCDS-v1", dict(n_policies=4, batch_size=2000, gradient_steps_per_itr=200, min_buffer_size=5000,
+                             steps_per_epoch=10, lr=1.5e-3, n_epochs=500)),
+    ("MetaWorldMT10-v2", dict(n_policies=10, batch_size=5000, buffer_batch_size=2560, lr=1.5e-3, n_epochs=1000)),
+    ("MetaWorldMT50-v2", dict(n_policies=50, batch_size=25000, min_buffer_size=1500, buffer_batch_size=1280,
+                              steps_per_epoch=8, hidden_sizes=(400, 400), num_evaluation_episodes=250)),
+    ("KitchenMTEasy-v0", dict(n_policies=10, batch_size=2000, gradient_steps_per_itr=500, min_buffer_size=2000,
+                              buffer_batch_size=1280, steps_per_epoch=5, n_epochs=500, num_evaluation_episodes=50)),
+])
+def test_environment_presets(env_id, expected):
+    config = parse_command_line(["dnc_sac", f"--env={env_id}"])
+    for key, value in expected.items():
+        assert getattr(config, key) == value, key
+
+
+def test_base_defaults_where_presets_are_silent():
+    config = parse_command_line(["dnc_sac", "--env=JacoReachMT5-v1"])
+    assert (config.discount, config.target_update_tau, config.reward_scale) == (0.99, 0.005, 1.0)
+    assert config.target_entropy is None and config.evaluation_frequency == 1 and config.gpu is None
+
+
+def test_explicit_flag_wins_over_preset_in_any_position():
+    config = parse_command_line(["dnc_sac", "--batch_size", "120", "--env=MazeLarge-10-v0", "--hidden_sizes", "64", "32"])
+    assert config.batch_size == 120 and config.hidden_sizes == (64, 32)
+    assert config.gradient_steps_per_itr == ENV_PRESETS["MazeLarge-10-v0"]["gradient_steps_per_itr"]
+
+
+def test_boolean_flags_take_true_false():
+    assert parse_command_line(["dnc_sac", "--wandb", "False"]).wandb is False
+    assert parse_command_line(["dnc_sac", "--layer_norm", "True"]).layer_norm is True
+
+
+def test_qmp_flags_only_for_qmp_experiments():
+    assert parse_command_line(["qmp_dnc", "--policy_sampling_freq", "5"]).policy_sampling_freq == 5
+    with pytest.raises(ConfigError, match="policy_sampling_freq is a flag of .*qmp_dnc.*not of dnc_sac"):
+        parse_command_line(["dnc_sac", "--policy_sampling_freq", "5"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ppo"], "unknown experiment"),
+    (["dnc_sac", "--env=Nope-v0"], "unknown environment id"),
+    (["dnc_sac", "--batch_size", "-5"], "batch_size must be positive"),
+    (["dnc_sac", "--hidden_sizes", "0"], "hidden_sizes must be positive"),
+    (["dnc_sac", "--min_buffer_size", "-1"], "must not be negative"),
+    (["dnc_sac", "--bogus", "1"], "unknown flag --bogus"),
+    (["dnc_sac", "--sampler_type", "local"], "not supported"),
+    (["mtsac"], "multihead or shared"),
+    (["qmp_sac"], "multihead"),
+    (["dnc_sac", "--policy_architecture", "multihead"], "separate networks"),
+    (["qmp_dnc", "--include_task_id", "True"], "hide the task identity"),
+    (["dnc_sac", "--env=JacoReachMT5-v1", "--task_name", "0,1"], "applies only to"),
+    (["resume"], "required"),
+    (["resume", "--snapshot_dir", "/nonexistent/run"], "is not a directory"),
+    (["resume", "--snapshot_dir", ".", "--seed", "3"], "resume takes only"),
+])
+def test_bad_input_raises_one_line_config_error(argv, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        parse_command_line(argv)
+    assert "\n" not in str(error.value)
+
+
+def test_config_round_trips_through_json(tmp_path):
+    config = parse_command_line(["qmp_sac", "--policy_architecture", "multihead", "--Q_architecture", "multihead",
+                                 "--hidden_sizes", "32", "32", "--seed", "4"])
+    config.save(tmp_path / "config.json")
+    assert Config.load(tmp_path / "config.json") == config
+
+
+def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["dnc_sac", "--env=MazeLarge-10-v0", "--n_policies", "4"], "does not match MazeLarge-10-v0"),
+    (["dnc_sac", "--env=MazeLarge-10-v0", "--task_name", "0,1,99", "--n_policies", "3"], "out of range"),
+    (["dnc_sac", "--env=Nope-v0"], "unknown environment id"),
+    (["resume", "--snapshot_dir", "missing_dir"], "is not a directory"),
+])
+def test_cli_errors_exit_2_with_one_line_and_create_nothing(tmp_path, args, message):
+    result = _run_cli([*args, "--log_dir", str(tmp_path / "runs")] if args[0] != "resume" else args, tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "runs").exists()
+    assert list(tmp_path.iterdir()) == []
