@@ -135,8 +135,10 @@ class QSwitchBehaviour:
         else:
             proposals = means.permute(1, 0, 2)  # [T, C, A]
         states = obs.unsqueeze(1).expand(tasks, proposals.shape[1], obs.shape[-1])
-        q = self.critic(states, proposals)  # [2, T, C(*k)]
-        value = q[0] if self.options.score_critic == "q1" else q.min(dim=0).values
+        if self.options.score_critic == "q1":
+            value = self.critic.q1(states, proposals)  # [T, C(*k)]
+        else:
+            value = self.critic(states, proposals).min(dim=0).values
         if self.options.action_samples > 0:
             value = value.reshape(tasks, candidates, samples).mean(dim=-1)
         if entropy is not None:

@@ -161,6 +161,7 @@ ENV_PRESETS: dict[str, dict[str, Any]] = {
     "PointReach-v0": dict(
         n_policies=1, batch_size=200, gradient_steps_per_itr=200, min_buffer_size=1000, buffer_batch_size=128,
         n_epochs=40, steps_per_epoch=1, hidden_sizes=(64, 64), num_evaluation_episodes=10, lr=1e-3,
+        target_entropy=1.0,
     ),
     "JacoReachMT5-v1": dict(
         n_policies=5, batch_size=1000, gradient_steps_per_itr=1000, min_buffer_size=10000, buffer_batch_size=32,

@@ -41,8 +41,9 @@ class BatchedLinear(nn.Module):
             else:
                 raise ValueError(f"unknown init {init!r}")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        """``x [members, B, in] -> [members, B, out]``; ``members`` selects a subset of the layers."""
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
 class BatchedLayerNorm(nn.Module):
@@ -53,8 +54,8 @@ class BatchedLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(members, 1, features))
         self.bias = nn.Parameter(torch.zeros(members, 1, features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:]) * self.weight[members] + self.bias[members]
 
 
 class TaskMLP(nn.Module):
@@ -89,11 +90,11 @@ class TaskMLP(nn.Module):
         self.norms = nn.ModuleList(BatchedLayerNorm(trunk_members, b) for b in sizes[1:]) if layer_norm else None
         self.head = BatchedLinear(head_members, sizes[-1], out_features, init)
 
-    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+    def _trunk(self, x: torch.Tensor, members: slice) -> torch.Tensor:
         for index, layer in enumerate(self.hidden):
-            x = layer(x)
+            x = layer(x, members)
             if self.norms is not None:
-                x = self.norms[index](x)
+                x = self.norms[index](x, members)
             x = torch.relu(x)
         return x
 
@@ -101,24 +102,28 @@ class TaskMLP(nn.Module):
         """The last hidden layer ``[ensemble, T, B, hidden]`` (DnC's representation regulariser)."""
         return self._forward(x, with_head=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward(x, with_head=True)
+    def forward(self, x: torch.Tensor, member: int | None = None) -> torch.Tensor:
+        """``[T, B, in] -> [ensemble, T, B, out]``, or ``[1, T, B, out]`` for one ensemble ``member``."""
+        return self._forward(x, with_head=True, member=member)
 
-    def _forward(self, x: torch.Tensor, with_head: bool) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, with_head: bool, member: int | None = None) -> torch.Tensor:
         tasks, batch, features = x.shape
         if tasks != self.num_tasks:
             raise ValueError(f"expected {self.num_tasks} task rows, got input of shape {tuple(x.shape)}")
-        e = self.ensemble
+        e = self.ensemble if member is None else 1
+        per_member = slice(None) if member is None else slice(member, member + 1)
+        per_task_member = slice(None) if member is None else slice(member * tasks, (member + 1) * tasks)
         if self.architecture == "separate":
-            h = self._trunk(x.unsqueeze(0).expand(e, tasks, batch, features).reshape(e * tasks, batch, features))
-            out = self.head(h) if with_head else h
+            h = self._trunk(x.unsqueeze(0).expand(e, tasks, batch, features).reshape(e * tasks, batch, features),
+                            per_task_member)
+            out = self.head(h, per_task_member) if with_head else h
             return out.reshape(e, tasks, batch, out.shape[-1])
-        h = self._trunk(x.reshape(1, tasks * batch, features).expand(e, tasks * batch, features))
+        h = self._trunk(x.reshape(1, tasks * batch, features).expand(e, tasks * batch, features), per_member)
         if not with_head:
             return h.reshape(e, tasks, batch, h.shape[-1])
         if self.architecture == "shared":
-            return self.head(h).reshape(e, tasks, batch, self.out_features)
-        out = self.head(h.reshape(e * tasks, batch, h.shape[-1]))
+            return self.head(h, per_member).reshape(e, tasks, batch, self.out_features)
+        out = self.head(h.reshape(e * tasks, batch, h.shape[-1]), per_task_member)
         return out.reshape(e, tasks, batch, self.out_features)
 
 
@@ -162,6 +167,10 @@ class TwinQFunction(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.mlp(torch.cat([obs, action], dim=-1))[..., 0]
+
+    def q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The first critic only, ``[T, B]`` (the Q-switch's score, at half the cost)."""
+        return self.mlp(torch.cat([obs, action], dim=-1), member=0)[0, ..., 0]
 
 
 def sample_tanh_gaussian(mean: torch.Tensor, log_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

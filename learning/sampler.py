@@ -59,21 +59,30 @@ class EpisodeTracker:
         self.metric_values = {key: np.zeros(t) for key in self.aggregations}
 
     def record_step(self, task: int, reward: float, info: dict) -> None:
-        self.discounted[task] += (self.discount ** self.lengths[task]) * reward
-        self.returns[task] += reward
-        self.lengths[task] += 1
-        self.success[task] |= bool(info.get("success", False))
+        """Add one step of one task (``info`` is that env's step info)."""
+        values = {key: np.array([float(info[key])]) for key in self.aggregations if key in info}
+        present = {key: np.array([True]) for key in values}
+        self.record_steps(np.array([task]), np.array([reward]), np.array([bool(info.get("success", False))]),
+                          values, present)
+
+    def record_steps(self, tasks: np.ndarray, rewards: np.ndarray, success: np.ndarray,
+                     metric_values: dict[str, np.ndarray], metric_present: dict[str, np.ndarray]) -> None:
+        """Add one step of each listed task at once (arrays aligned with ``tasks``)."""
+        self.discounted[tasks] += (self.discount ** self.lengths[tasks]) * rewards
+        self.returns[tasks] += rewards
+        self.lengths[tasks] += 1
+        self.success[tasks] |= success
         for key, how in self.aggregations.items():
-            if key not in info:
+            if key not in metric_values:
                 continue
-            value = float(info[key])
+            rows, values = tasks[metric_present[key]], metric_values[key][metric_present[key]]
             current = self.metric_values[key]
             if how == "last":
-                current[task] = value
+                current[rows] = values
             elif how == "max":
-                current[task] = value if self.lengths[task] == 1 else max(current[task], value)
+                current[rows] = np.where(self.lengths[rows] == 1, values, np.maximum(current[rows], values))
             else:  # mean and sum accumulate a sum
-                current[task] += value
+                current[rows] += values
 
     def finish(self, task: int, terminated: bool) -> EpisodeRecord:
         metrics = {}
@@ -99,18 +108,24 @@ class EpisodeTracker:
         self.metric_values = {k: v.copy() for k, v in state["metric_values"].items()}
 
 
-def step_info(infos: dict, index: int, done: bool) -> dict:
-    """The step info of sub-environment ``index`` from a same-step-autoreset vector env's infos."""
-    source = infos.get("final_info", {}) if done else infos
-    info = {}
-    for key, values in source.items():
-        if key.startswith("_") or key in ("final_obs", "final_info"):
-            continue
-        mask = source.get(f"_{key}")
-        if mask is not None and not mask[index]:
-            continue
-        info[key] = values[index]
-    return info
+def step_info_arrays(infos: dict, key: str, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values ``[T]`` of one info key for the step just taken, and where they were reported.
+
+    With same-step autoreset, a finished env's top-level info is its reset info; its step info is
+    under ``final_info``.
+    """
+    values = np.zeros(done.shape[0])
+    present = np.zeros(done.shape[0], dtype=bool)
+    if key in infos:
+        mask = infos.get(f"_{key}", np.ones_like(present)) & ~done
+        values[mask] = np.asarray(infos[key], dtype=np.float64)[mask]
+        present |= mask
+    final = infos.get("final_info", {})
+    if done.any() and key in final:
+        mask = final.get(f"_{key}", np.ones_like(present)) & done
+        values[mask] = np.asarray(final[key], dtype=np.float64)[mask]
+        present |= mask
+    return values, present
 
 
 class LockstepSampler:
@@ -174,10 +189,13 @@ class LockstepSampler:
             buffers.next_observation[:, step] = next_observations
             buffers.terminal[:, step] = terminated
             acting_counts[rows, acting.cpu().numpy()] += 1
-            for index in range(t):
-                self.tracker.record_step(index, float(rewards[index]), step_info(infos, index, bool(done[index])))
-                if done[index]:
-                    episodes.append(self.tracker.finish(index, bool(terminated[index])))
+            success, _ = step_info_arrays(infos, "success", done)
+            metrics = {key: step_info_arrays(infos, key, done) for key in self.tracker.aggregations}
+            self.tracker.record_steps(rows, rewards.astype(np.float64), success.astype(bool),
+                                      {key: value[0] for key, value in metrics.items()},
+                                      {key: value[1] for key, value in metrics.items()})
+            for index in np.flatnonzero(done):
+                episodes.append(self.tracker.finish(index, bool(terminated[index])))
             if done.any():
                 self.behaviour.episode_start(done)
                 observations = self.network_input(next_raw)

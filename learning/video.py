@@ -12,6 +12,7 @@ first. On a machine without a display, ``MUJOCO_GL=egl`` works with Mesa's softw
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -49,6 +50,7 @@ def configure_headless_rendering() -> str:
     return os.environ.get("MUJOCO_GL", "glfw")
 
 
+@functools.lru_cache(maxsize=1)
 def rendering_problem() -> str | None:
     """None when MuJoCo can render offscreen here, else a one-line reason with what to install."""
     import mujoco
@@ -83,7 +85,7 @@ def candidate_colours(count: int) -> list[tuple[int, int, int]]:
 
 def file_slug(text: str) -> str:
     """A file-name-safe version of a task name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "task"
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-") or "task"
 
 
 # ------------------------------------------------------------------------------------------ frames
@@ -212,16 +214,19 @@ class PointReachFrames:
 def frame_source_for(env: gym.Env, width: int, height: int, num_candidates: int) -> FrameSource:
     """How to film ``env``: the point-reaching drawing, or a camera on its MuJoCo model.
 
-    Raises VideoError for an env that is neither.
+    Raises VideoError for an env that is neither, or when MuJoCo cannot render on this machine.
     """
     from environments.point_reach import PointReachEnv
 
     width, height = even_size(width, height)
     if isinstance(env.unwrapped, PointReachEnv):
         return PointReachFrames(width, height, candidate_colours(num_candidates))
-    if mujoco_state(env) is not None:
-        return MujocoCameraFrames(width, height)
-    raise VideoError(f"{type(env.unwrapped).__name__} has no MuJoCo model to film")
+    if mujoco_state(env) is None:
+        raise VideoError(f"{type(env.unwrapped).__name__} has no MuJoCo model to film")
+    problem = rendering_problem()
+    if problem is not None:
+        raise VideoError(problem)
+    return MujocoCameraFrames(width, height)
 
 
 # ------------------------------------------------------------------------------------------ overlay

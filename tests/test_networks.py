@@ -95,3 +95,10 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
     normal = torch.distributions.Normal(mean, log_std.exp())
     expected = (normal.log_prob(pre_tanh) - torch.log(1 - action.pow(2) + 1e-6)).sum(-1)
     assert torch.allclose(tanh_gaussian_log_prob(mean, log_std, pre_tanh, action), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ["separate", "multihead", "shared"])
+def test_first_critic_alone_equals_the_first_of_the_twins(architecture):
+    critic = TwinQFunction(architecture, T, OBS, ACT, (16, 16), layer_norm=True)
+    obs, action = torch.randn(T, B, OBS), torch.randn(T, B, ACT)
+    assert torch.allclose(critic.q1(obs, action), critic(obs, action)[0], atol=1e-6)

@@ -24,7 +24,14 @@ def fixed_policy(pre_tanh_means: list[list[float]], log_std: float = -3.0) -> Ta
     return policy
 
 
-class TargetCritic(nn.Module):
+class HandCritic(nn.Module):
+    """A hand-built twin critic answering the calls the Q-switch makes."""
+
+    def q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self(obs, action)[0]
+
+
+class TargetCritic(HandCritic):
     """Q1_i(s, a) = -||a - target_i||^2 and Q2 = Q1 + q2_bias * a_y."""
 
     def __init__(self, targets: list[list[float]], q2_bias: float = 0.0) -> None:
@@ -135,7 +142,7 @@ def test_min_of_twin_critics_can_change_the_choice():
 def test_sampled_scoring_sees_the_spread_the_mean_hides():
     # Policy 0: mean tanh(0)=0 but std e^1 -> samples spread to +-1; policy 1: mean 0.3 with no noise.
     # The critic rewards |a_x| near 1: Q = -(|a_x| - 1)^2 via target (1, 0) evaluated on |a|.
-    class AbsCritic(nn.Module):
+    class AbsCritic(HandCritic):
         def forward(self, obs, action):
             q = -(action[..., 0].abs() - 1.0).pow(2)
             return torch.stack([q, q])
@@ -153,7 +160,7 @@ def test_sampled_scoring_sees_the_spread_the_mean_hides():
 
 
 def test_entropy_term_breaks_a_q_tie_toward_the_wider_policy():
-    class FlatCritic(nn.Module):
+    class FlatCritic(HandCritic):
         def forward(self, obs, action):
             return torch.zeros(2, *action.shape[:-1])
 

@@ -1,0 +1,181 @@
+"""learning/plots.py on synthetic run directories, and learning/statistics.py against hand computations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rliable import metrics
+
+import garage_experiments
+from learning import plots, statistics
+from learning.config import Config, parse_command_line
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def write_run(root: Path, experiment: str, seed: int, success: list[list[float]],
+              counts: list[list[list[int]]] | None = None) -> Path:
+    """A run directory of the two-task Maze: config.json and one metrics row per epoch.
+
+    ``success[e][k]`` is task k's success rate at epoch e (own policy for QMP runs, with the
+    mixture logged as 1 - that, to tell them apart); ``counts[e]`` the acting-policy matrix.
+    """
+    config = Config(experiment=experiment, env="MazeLarge-10-v0", seed=seed, task_name="0,1", n_policies=2,
+                    wandb=False, log_dir=str(root))
+    run_dir = root / config.run_name
+    run_dir.mkdir(parents=True)
+    config.save(run_dir / "config.json")
+    rows = []
+    for epoch, rates in enumerate(success):
+        own = "Evaluation/p/" if "qmp" in experiment else "Evaluation/"
+        row = {"epoch": epoch, "Train/TotalEnvSteps": 100.0 * (epoch + 1), f"{own}SuccessRate": float(np.mean(rates))}
+        row.update({f"{own}Task{task}/SuccessRate": rate for task, rate in enumerate(rates)})
+        if "qmp" in experiment:
+            row["Evaluation/SuccessRate"] = 1.0 - float(np.mean(rates))
+            row.update({f"Evaluation/Task{task}/SuccessRate": 1.0 - rate for task, rate in enumerate(rates)})
+            row["Train/ActingPolicyCounts"] = counts[epoch]
+        rows.append(row)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return run_dir
+
+
+@pytest.fixture
+def run_root(tmp_path) -> Path:
+    """qmp_dnc seeds 0, 1 (3 epochs) and dnc_sac seeds 0, 1 (3 and 2 epochs)."""
+    counts = [[[6, 4], [1, 9]], [[10, 0], [5, 5]], [[2, 8], [0, 10]]]
+    write_run(tmp_path, "qmp_dnc", 0, [[0.0, 0.2], [0.4, 0.6], [0.8, 1.0]], counts)
+    write_run(tmp_path, "qmp_dnc", 1, [[0.2, 0.0], [0.6, 0.4], [1.0, 0.8]], counts)
+    write_run(tmp_path, "dnc_sac", 0, [[0.0, 0.0], [0.1, 0.1], [0.2, 0.3]])
+    write_run(tmp_path, "dnc_sac", 1, [[0.0, 0.1], [0.3, 0.1]])
+    return tmp_path
+
+
+def test_runs_are_grouped_by_method_with_labels(run_root):
+    groups = plots.group_runs(plots.read_runs([run_root]), plots.parse_labels(["qmp_dnc=QMP"]))
+    methods = groups["MazeLarge-10-v0"]
+    assert list(methods) == ["QMP", "dnc_sac"]  # QMP methods first
+    assert sorted(run.config["seed"] for run in methods["QMP"]) == [0, 1]
+    with pytest.raises(plots.PlotError):
+        plots.parse_labels(["no-equals-sign"])
+
+
+def test_curves_align_on_the_epochs_every_seed_has(run_root):
+    methods = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]
+    steps, values = plots.aligned(methods["dnc_sac"], lambda run: f"{run.evaluation_prefix('own')}Task1/SuccessRate")
+    assert steps.tolist() == [100.0, 200.0]
+    assert sorted(values.tolist()) == [[0.0, 0.1], [0.1, 0.1]]
+    notes = plots.group_notes("MazeLarge-10-v0", methods)
+    assert any("2 to 3 epochs" in note for note in notes)
+
+
+def test_qmp_runs_are_scored_by_their_own_policies_unless_mixture(run_root):
+    runs = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]["qmp_dnc"]
+    own = plots.final_scores(runs, "SuccessRate", "own", last=2)
+    mixture = plots.final_scores(runs, "SuccessRate", "mixture", last=2)
+    # seed 0: task 0 mean(0.4, 0.8), task 1 mean(0.6, 1.0); seed 1 swaps the tasks
+    np.testing.assert_allclose(own, [[0.6, 0.8], [0.8, 0.6]])
+    np.testing.assert_allclose(mixture, 1.0 - own)
+
+
+def test_acting_shares_sum_the_counts_over_epochs_and_seeds(run_root):
+    runs = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]["qmp_dnc"]
+    # task 0 over epochs: policy 0 acted 6 + 10 + 2 = 18 of 30 steps; task 1: 1 + 5 + 0 = 6 of 30
+    assert plots.acting_shares(runs) == pytest.approx(np.array([[0.6, 0.4], [0.2, 0.8]]))
+    steps, shares = plots.policy_share_curves(runs)
+    assert steps.tolist() == [100.0, 200.0, 300.0]
+    assert shares[0] == pytest.approx(np.array([[0.6, 0.4], [0.1, 0.9]]))
+
+
+def test_smoothing_is_a_trailing_moving_average():
+    assert plots.smooth(np.array([0.0, 3.0, 6.0, 9.0]), 2).tolist() == [0.0, 1.5, 4.5, 7.5]
+    assert plots.smooth(np.array([1.0, 2.0]), 1).tolist() == [1.0, 2.0]
+
+
+def test_metrics_command_writes_every_figure(run_root, tmp_path, capsys):
+    out = tmp_path / "figures"
+    assert plots.main(["metrics", str(run_root), "--out", str(out), "--label", "qmp_dnc=QMP", "--reps", "200"]) == 0
+    names = {"MazeLarge-10-v0_curves.png", "MazeLarge-10-v0_tasks.png", "MazeLarge-10-v0_QMP_acting_matrix.png",
+             "MazeLarge-10-v0_QMP_policy_shares.png", "MazeLarge-10-v0_aggregates.png",
+             "MazeLarge-10-v0_improvement.png", "MazeLarge-10-v0_aggregates.json"}
+    assert {path.name for path in out.iterdir()} == names
+    for name in names - {"MazeLarge-10-v0_aggregates.json"}:
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
+    summary = json.loads((out / "MazeLarge-10-v0_aggregates.json").read_text())
+    # QMP's last-5 means: seed 0 (0.4, 0.6), seed 1 (0.6, 0.4): IQM over four scores = mean of the middle two
+    assert summary["methods"]["QMP"]["IQM"][0] == pytest.approx(0.5)
+    assert summary["methods"]["QMP"]["runs"] == 2
+    assert summary["probability_of_improvement"]["QMP > dnc_sac"][0] == 1.0  # every QMP score beats every DnC one
+    assert "P(QMP > dnc_sac)" in capsys.readouterr().out
+
+
+def test_metrics_command_without_runs_fails_in_one_line(tmp_path, capsys):
+    assert plots.main(["metrics", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("learning.plots: error: no run directory") and len(error.splitlines()) == 1
+
+
+def test_trajectories_of_point_reaching(tmp_path):
+    config = parse_command_line(["qmp_dnc", "--env=PointReach-v0", "--n_epochs", "1", "--batch_size", "20",
+                                 "--min_buffer_size", "10", "--gradient_steps_per_itr", "4", "--hidden_sizes", "8",
+                                 "--num_evaluation_episodes", "1", "--wandb", "False", "--log_dir", str(tmp_path)])
+    trainer, _ = garage_experiments.launch(config, announce=lambda _: None)
+    assert plots.main(["trajectories", "--snapshot_dir", str(trainer.run_dir), "--out", str(tmp_path / "out"),
+                       "--episodes", "2"]) == 0
+    written = tmp_path / "out" / f"{trainer.run_dir.name}_trajectories.png"
+    assert written.read_bytes()[:8] == PNG_SIGNATURE
+
+
+# ------------------------------------------------------------------------------------ statistics
+def test_iqm_is_the_mean_of_the_middle_half():
+    scores = np.array([[7.0, 0.0, 5.0, 1.0], [2.0, 6.0, 3.0, 4.0]])  # sorted 0..7: middle half 2, 3, 4, 5
+    assert statistics.aggregate_functions()["IQM"](scores) == pytest.approx(3.5)
+
+
+def test_optimality_gap_counts_the_shortfall_below_the_threshold():
+    scores = np.array([[0.5, 1.0, 1.2]])  # shortfalls 0.5, 0, 0 (above the threshold counts as 0)
+    assert statistics.aggregate_functions(1.0)["Optimality gap"](scores) == pytest.approx(0.5 / 3)
+    assert "Optimality gap" not in statistics.aggregate_functions(None)
+
+
+def test_bootstrap_interval_of_identical_runs_is_the_point():
+    scores = np.array([[0.2, 0.9], [0.2, 0.9], [0.2, 0.9]])  # every resample of a task's runs is the same
+    estimate = statistics.bootstrap_estimate(scores, metrics.aggregate_mean, reps=100)
+    assert estimate == statistics.Estimate(pytest.approx(0.55), pytest.approx(0.55), pytest.approx(0.55))
+
+
+def test_bootstrap_interval_brackets_the_point_and_is_reproducible():
+    scores = np.random.default_rng(1).uniform(size=(5, 3))
+    first = statistics.bootstrap_estimate(scores, metrics.aggregate_iqm, reps=300, seed=4)
+    assert first.low <= first.point <= first.high and first.low < first.high
+    assert statistics.bootstrap_estimate(scores, metrics.aggregate_iqm, reps=300, seed=4) == first
+
+
+def test_stratified_resampling_keeps_each_task_column_within_its_own_runs():
+    scores = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])
+    sample = statistics.stratified_resample(scores, np.random.default_rng(0))
+    assert sample.shape == (3, 2)
+    assert set(sample[:, 0]) <= {1.0, 2.0, 3.0} and set(sample[:, 1]) <= {10.0, 20.0, 30.0}
+
+
+def test_probability_of_improvement_by_hand():
+    # one task; X runs {1, 3}, Y runs {2, 0}: X wins 3 of the 4 pairs
+    x, y = np.array([[1.0], [3.0]]), np.array([[2.0], [0.0]])
+    assert statistics.improvement_probability(x, y, reps=50).point == pytest.approx(0.75)
+    # ties count half: X {1, 1} vs Y {1, 0}: pairs 0.5, 1, 0.5, 1
+    assert statistics.pairwise_improvement(np.array([[1.0], [1.0]]), np.array([[1.0], [0.0]])) == pytest.approx(0.75)
+
+
+def test_vectorised_improvement_matches_rliable():
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 4, size=(5, 6)).astype(float), rng.integers(0, 4, size=(3, 6)).astype(float)
+    assert statistics.pairwise_improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y))
+
+
+def test_bad_score_matrices_are_rejected():
+    with pytest.raises(ValueError):
+        statistics.bootstrap_estimate(np.array([1.0, 2.0]), metrics.aggregate_mean)
+    with pytest.raises(ValueError):
+        statistics.improvement_probability(np.ones((2, 2)), np.ones((2, 3)))
