@@ -9,21 +9,21 @@ from __future__ import annotations
 import sys
 
 
-def print_final_table(task_names: tuple[str, ...], metrics: dict[str, float]) -> None:
-    """Per-task returns and success rates of the last evaluation (both modes for QMP)."""
-    if not metrics:
-        return
-    prefixes = [p for p in ("Evaluation/", "Evaluation/p/") if f"{p}AverageReturn" in metrics]
-    header = f"{'task':<28}" + "".join(
-        f"{'return' + (' (own)' if p.endswith('p/') else ''):>16}{'success' + (' (own)' if p.endswith('p/') else ''):>16}"
-        for p in prefixes)
-    print(header)
-    rows = [(name, f"Task{index}/") for index, name in enumerate(task_names)] + [("all tasks", "")]
-    for name, task_prefix in rows:
+def print_final_table(task_names: tuple[str, ...], training: dict[str, float], evaluation: dict[str, float]) -> None:
+    """Per-task returns and success rates: the last epoch's data collection and the last evaluation
+    (for QMP both the Q-switch mixture and each task's own policy)."""
+    columns = [("collection", "Train/LocalPolicy{task}/", "Train/", training)]
+    columns += [(label, f"{prefix}Task{{task}}/", prefix, evaluation)
+                for label, prefix in (("evaluation", "Evaluation/"), ("own policy", "Evaluation/p/"))
+                if f"{prefix}AverageReturn" in evaluation]
+    print(f"{'task':<28}" + "".join(f"{label + ' return':>22}{label + ' success':>22}" for label, *_ in columns))
+    rows = [(name, index) for index, name in enumerate(task_names)] + [("all tasks", None)]
+    for name, task in rows:
         line = f"{name[:27]:<28}"
-        for prefix in prefixes:
-            line += f"{metrics.get(f'{prefix}{task_prefix}AverageReturn', float('nan')):>16.2f}"
-            line += f"{metrics.get(f'{prefix}{task_prefix}SuccessRate', float('nan')):>16.2f}"
+        for _, per_task, overall, source in columns:
+            prefix = overall if task is None else per_task.format(task=task)
+            line += f"{source.get(prefix + 'AverageReturn', float('nan')):>22.2f}"
+            line += f"{source.get(prefix + 'SuccessRate', float('nan')):>22.2f}"
         print(line)
 
 
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
         print(f"\ninterrupted; every finished epoch is checkpointed. Continue with: "
               f"python run.py resume --snapshot_dir {run_dir}", file=sys.stderr)
         return 130
-    print_final_table(trainer.parts.task_set.task_names, last)
+    print_final_table(trainer.parts.task_set.task_names, trainer.last_metrics, last)
     print(f"run directory: {trainer.run_dir}")
     return 0
 

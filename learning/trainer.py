@@ -87,6 +87,7 @@ class Trainer:
         self.iteration = 0
         self.acting_counts_total = np.zeros((self.num_tasks, parts.sampler.behaviour.num_candidates), dtype=np.int64)
         self.last_evaluation: dict[str, float] = {}
+        self.last_metrics: dict[str, float] = {}
         if config.per_task_buffers:
             self.gradient_steps = max(config.gradient_steps_per_itr // self.num_tasks, 1)
             self.batch_per_task = config.buffer_batch_size
@@ -163,6 +164,7 @@ class Trainer:
             metrics["Time/EpochSeconds"] = time.perf_counter() - started
             matrices = {"Train/ActingPolicyCounts": acting_counts} if config.is_qmp else {}
             self.logger.log(epoch, metrics, matrices)
+            self.last_metrics = metrics
             self.next_epoch = epoch + 1
             self.save(epoch)
             self._report(progress, epoch, metrics)
