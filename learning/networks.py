@@ -98,6 +98,22 @@ class TaskMLP(nn.Module):
             x = torch.relu(x)
         return x
 
+    def every_task_on_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Every task's network on the same rows: ``[N, in] -> [ensemble, T, N, out]``.
+
+        A shared trunk (multihead, shared) runs once on the N rows instead of T times.
+        """
+        rows, features = x.shape
+        if self.architecture == "separate":
+            return self(x.unsqueeze(0).expand(self.num_tasks, rows, features))
+        e = self.ensemble
+        h = self._trunk(x.unsqueeze(0).expand(e, rows, features), slice(None))
+        if self.architecture == "shared":
+            out = self.head(h)
+            return out.unsqueeze(1).expand(e, self.num_tasks, rows, self.out_features)
+        h = h.unsqueeze(1).expand(e, self.num_tasks, rows, h.shape[-1]).reshape(e * self.num_tasks, rows, h.shape[-1])
+        return self.head(h).reshape(e, self.num_tasks, rows, self.out_features)
+
     def last_hidden(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer ``[ensemble, T, B, hidden]`` (DnC's representation regulariser)."""
         return self._forward(x, with_head=False)
@@ -152,7 +168,9 @@ class TanhGaussianPolicy(nn.Module):
 
     def all_policies(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every policy on every row: ``obs [N, obs] -> mean, log_std [T (policy), N, act]``."""
-        return self(obs.unsqueeze(0).expand(self.num_tasks, *obs.shape))
+        out = self.mlp.every_task_on_rows(obs)[0]
+        mean, log_std = out[..., : self.action_dim], out[..., self.action_dim:]
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
 
 class TwinQFunction(nn.Module):

@@ -102,3 +102,12 @@ def test_first_critic_alone_equals_the_first_of_the_twins(architecture):
     critic = TwinQFunction(architecture, T, OBS, ACT, (16, 16), layer_norm=True)
     obs, action = torch.randn(T, B, OBS), torch.randn(T, B, ACT)
     assert torch.allclose(critic.q1(obs, action), critic(obs, action)[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["separate", "multihead", "shared"])
+def test_all_policies_equals_each_policy_on_every_row(architecture):
+    policy = TanhGaussianPolicy(architecture, T, OBS, ACT, (16, 16))
+    obs = torch.randn(7, OBS)
+    mean, log_std = policy.all_policies(obs)
+    expected_mean, expected_log_std = policy(obs.unsqueeze(0).expand(T, 7, OBS))
+    assert torch.allclose(mean, expected_mean, atol=1e-6) and torch.allclose(log_std, expected_log_std, atol=1e-6)
