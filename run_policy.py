@@ -6,8 +6,8 @@ Q-switch mixture (``--mode mixture``, QMP runs only) or each task's own policy (
 prints a per-task table and, with ``--save_video True``, writes one video per task to
 ``VIDEO_ROOT/<run directory name>/``. Bad input gets one line on stderr and exit code 2.
 
-The functions here (:func:`load_run`, :func:`run_task_episodes`) are also used by
-``python -m learning.plots trajectories``.
+:func:`load_run` is also used by ``python -m learning.plots trajectories``; the episode loop and the
+videos live in learning/video.py.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from learning.video import (EpisodeTrace, VideoError, VideoSettings, configure_headless_rendering, replay_tasks,
+                            resolve_format)
+
 if TYPE_CHECKING:
     from learning.config import Config
-    from learning.sampler import EpisodeRecord
     from learning.trainer import RunParts
-    from learning.video import FrameSource, VideoWriter
 
 MODES = ("mixture", "own")
 
@@ -89,7 +90,7 @@ def load_run(run_dir: Path | str, checkpoint_name: str = "checkpoint.pt", gpu: i
     try:
         config = Config.load(config_path)
         checkpoint = load_checkpoint(run_dir / checkpoint_name)
-    except (ConfigError, CheckpointError, ValueError) as error:
+    except (CheckpointError, ValueError) as error:  # ConfigError and JSON errors are ValueErrors
         raise RunLoadError(str(error)) from None
     if checkpoint.get("format") != CHECKPOINT_FORMAT or "networks" not in checkpoint or "config" not in checkpoint:
         raise RunLoadError(f"{run_dir / checkpoint_name} is not a checkpoint of this codebase's format "
@@ -114,77 +115,6 @@ def load_run(run_dir: Path | str, checkpoint_name: str = "checkpoint.pt", gpu: i
         raise RunLoadError(f"checkpoint networks do not match {config_path}: {str(error).splitlines()[0]}") from None
     parts.sac.eval()
     return LoadedRun(run_dir, config, parts, int(checkpoint.get("next_epoch", 0)), int(checkpoint.get("iteration", 0)))
-
-
-@dataclass
-class EpisodeTrace:
-    """One replayed episode: its summary and what happened at every step."""
-
-    record: "EpisodeRecord"
-    raw_observations: np.ndarray
-    """``[length + 1, raw_dim]``: the reset observation, then one per step."""
-    acting: np.ndarray
-    """``[length]``: the candidate policy that chose each step's action."""
-    rewards: np.ndarray
-
-
-@dataclass
-class VideoRecorder:
-    """Where one task's frames go: a frame source for the env and an open video file."""
-
-    source: "FrameSource"
-    writer: "VideoWriter"
-    candidate_names: Sequence[str]
-
-
-def run_task_episodes(run: LoadedRun, behaviour, task: int, num_episodes: int, deterministic: bool, seed: int,
-                      recorder: VideoRecorder | None = None) -> list[EpisodeTrace]:
-    """Run ``num_episodes`` episodes of one task on its evaluation env.
-
-    The first episode resets with ``seed + task`` (as the evaluator does), later ones continue the
-    env's random stream. The behaviour sees a ``[T, obs]`` batch whose every row is this task's
-    observation; only row ``task`` is used (rows are independent in every behaviour policy).
-    """
-    import torch
-
-    from learning.sampler import EpisodeTracker
-    from learning.video import draw_overlay, overlay_lines
-
-    parts = run.parts
-    task_set, env = parts.task_set, parts.evaluator.envs[task]
-    num_tasks = task_set.num_tasks
-    network_input = parts.evaluator.network_input
-    tracker = EpisodeTracker(num_tasks, task_set.episode_metrics, run.config.discount)
-    started = np.zeros(num_tasks, dtype=bool)
-    started[task] = True
-    traces = []
-    for episode in range(num_episodes):
-        raw, info = env.reset(seed=seed + task if episode == 0 else None)
-        behaviour.episode_start(started)
-        if recorder is not None:
-            recorder.source.start_episode()
-        observations, acting_steps, rewards = [raw], [], []
-        done, terminated = False, False
-        while not done:
-            batch = np.repeat(network_input(raw)[None], num_tasks, axis=0)
-            action, acting = behaviour.act(torch.as_tensor(batch, device=parts.device), deterministic=deterministic)
-            action = np.clip(action[task].cpu().numpy(), -1.0, 1.0)
-            candidate = int(acting[task])
-            raw, reward, terminated, truncated, info = env.step(action)
-            tracker.record_step(task, float(reward), info)
-            observations.append(raw)
-            acting_steps.append(candidate)
-            rewards.append(float(reward))
-            done = bool(terminated or truncated)
-            if recorder is not None:
-                lines = overlay_lines(task_set.task_names[task], task, episode, len(rewards), float(reward),
-                                      float(sum(rewards)), bool(tracker.success[task]),
-                                      recorder.candidate_names[candidate], info, list(task_set.episode_metrics))
-                recorder.writer.append(draw_overlay(recorder.source.frame(env, candidate), lines))
-        record = tracker.finish(task, bool(terminated))
-        traces.append(EpisodeTrace(record, np.array(observations), np.array(acting_steps, dtype=np.int64),
-                                   np.array(rewards)))
-    return traces
 
 
 def results_table(task_names: Sequence[str], traces_by_task: dict[int, list[EpisodeTrace]],
@@ -261,37 +191,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def video_format_of(args: argparse.Namespace) -> str | None:
+    """The file format of the requested videos (None without --save_video). Raises RunLoadError."""
+    for name in ("num_episodes_per_task", "video_fps", "video_width", "video_height"):
+        if getattr(args, name) <= 0:
+            raise RunLoadError(f"--{name} must be positive, got {getattr(args, name)}")
+    if not args.save_video:
+        return None
+    configure_headless_rendering()
+    try:
+        return resolve_format(args.video_format)
+    except VideoError as error:
+        raise RunLoadError(str(error)) from None
+
+
 def main(argv: Sequence[str]) -> int:
-    video_format = None
     try:
         args = build_parser().parse_args(argv)
-        if args.num_episodes_per_task <= 0:
-            raise RunLoadError(f"--num_episodes_per_task must be positive, got {args.num_episodes_per_task}")
-        if args.save_video:
-            from learning.video import VideoError, configure_headless_rendering, resolve_format
-
-            configure_headless_rendering()
-            try:
-                video_format = resolve_format(args.video_format)
-            except VideoError as error:
-                raise RunLoadError(str(error)) from None
+        video_format = video_format_of(args)
         run = load_run(args.snapshot_dir, args.checkpoint, args.gpu)
     except RunLoadError as error:
         print(f"run_policy.py: error: {error}", file=sys.stderr)
         return 2
     try:
         mode = args.mode or run.default_mode()
-        behaviour = run.behaviour(mode)
-        tasks = parse_tasks(args.tasks, run.parts.task_set.num_tasks)
-    except RunLoadError as error:
-        run.close()
-        print(f"run_policy.py: error: {error}", file=sys.stderr)
-        return 2
-    from learning.video import VideoError
-
-    try:
-        traces_by_task = replay(run, behaviour, tasks, args, video_format)
-    except VideoError as error:
+        traces_by_task = replay(run, run.behaviour(mode), parse_tasks(args.tasks, run.parts.task_set.num_tasks),
+                                args, video_format)
+    except (RunLoadError, VideoError) as error:
         print(f"run_policy.py: error: {error}", file=sys.stderr)
         return 2
     finally:
@@ -305,32 +231,18 @@ def main(argv: Sequence[str]) -> int:
 
 def replay(run: LoadedRun, behaviour, tasks: Sequence[int], args: argparse.Namespace,
            video_format: str | None) -> dict[int, list[EpisodeTrace]]:
-    """Run every requested task's episodes, writing a video per task when ``video_format`` is set."""
+    """Every requested task's episodes on the evaluation envs; a video per task when ``video_format``."""
     import torch
 
-    from learning.video import VideoWriter, candidate_names, file_slug, frame_source_for
-
     torch.manual_seed(args.seed)
-    task_set = run.parts.task_set
-    names = candidate_names(task_set)
-    traces_by_task = {}
-    for task in tasks:
-        recorder = None
-        if video_format is not None:
-            env = run.parts.evaluator.envs[task]
-            path = Path(args.video_root) / run.run_dir.name / f"task{task:02d}_{file_slug(task_set.task_names[task])}"
-            recorder = VideoRecorder(frame_source_for(env, args.video_width, args.video_height, len(names)),
-                                     VideoWriter(path, args.video_fps, video_format), names)
-        try:
-            traces_by_task[task] = run_task_episodes(run, behaviour, task, args.num_episodes_per_task,
-                                                     not args.stochastic, args.seed, recorder)
-        finally:
-            if recorder is not None:
-                recorder.source.close()
-                recorder.writer.close()
-        if recorder is not None:
-            print(f"video: {recorder.writer.path} ({recorder.writer.frames_written} frames)")
-    return traces_by_task
+    video = None
+    if video_format is not None:
+        video = VideoSettings(args.video_width, args.video_height, args.video_fps, video_format)
+    traces, writers = replay_tasks(run.parts, behaviour, run.parts.evaluator.envs, tasks, args.num_episodes_per_task,
+                                   not args.stochastic, args.seed, video, Path(args.video_root) / run.run_dir.name)
+    for writer in writers.values():
+        print(f"video: {writer.path} ({writer.frames_written} frames)")
+    return traces
 
 
 if __name__ == "__main__":

@@ -558,7 +558,8 @@ def print_aggregates(env: str, estimates: dict[str, dict[str, Estimate]], improv
 def trajectories_command(args: argparse.Namespace) -> list[Path]:
     import torch
 
-    from run_policy import RunLoadError, load_run, parse_tasks, run_task_episodes
+    from learning.video import replay_tasks
+    from run_policy import RunLoadError, load_run, parse_tasks
 
     try:
         run = load_run(args.snapshot_dir)
@@ -572,8 +573,8 @@ def trajectories_command(args: argparse.Namespace) -> list[Path]:
         behaviour = run.behaviour(mode)
         tasks = parse_tasks(args.tasks, run.parts.task_set.num_tasks)
         torch.manual_seed(args.seed)
-        traces = {task: run_task_episodes(run, behaviour, task, args.episodes, args.deterministic, args.seed)
-                  for task in tqdm(tasks, desc="replaying", unit="task", disable=not is_terminal())}
+        traces, _ = replay_tasks(run.parts, behaviour, run.parts.evaluator.envs, tasks, args.episodes,
+                                 args.deterministic, args.seed)
         return [plot_trajectories(run, traces, mode, args.deterministic, Path(args.out))]
     except RunLoadError as error:
         raise PlotError(str(error)) from None

@@ -1,9 +1,13 @@
-"""Episode videos: offscreen frames of any task env, a text overlay, and mp4 (or GIF) files.
+"""Episode replays and videos: offscreen frames of any task env, a text overlay, mp4 (or GIF) files.
 
 Frames come from a MuJoCo camera on the env's model and data (every benchmark but one, whether or
 not it has a render mode), or, for the 2-D point-reaching example, from a drawing of the arena whose
 trail is coloured by the policy that acted. Each frame gets the overlay of the original's visualiser
 (SPEC §10.3): step, reward, success, task, the acting policy, and the env's episode metrics.
+
+:func:`replay_tasks` runs episodes of chosen tasks with any behaviour policy and records, per step,
+the observation and the policy that acted (and frames, when asked); :func:`record_videos` is the
+self-contained call for training-time videos (fresh envs, torch's random state left untouched).
 
 MuJoCo picks its OpenGL backend when it is imported: call :func:`configure_headless_rendering`
 first. On a machine without a display, ``MUJOCO_GL=egl`` works with Mesa's software EGL
@@ -16,14 +20,19 @@ import functools
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import gymnasium as gym
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from environments.base import TaskSet
+
+if TYPE_CHECKING:
+    from learning.sampler import EpisodeRecord
+    from learning.trainer import RunParts
 
 VIDEO_FORMATS = ("auto", "mp4", "gif")
 OVERLAY_BACKGROUND = (0, 0, 0, 150)
@@ -229,6 +238,18 @@ def frame_source_for(env: gym.Env, width: int, height: int, num_candidates: int)
     return MujocoCameraFrames(width, height)
 
 
+def check_video_support(task_set: TaskSet, video_format: str) -> str:
+    """The file format videos of ``task_set`` will have; raises VideoError (what to install) when
+    they cannot be made here. Builds one env of the first task to find out how it is filmed."""
+    resolved = resolve_format(video_format)
+    env = task_set.make_env(0, True)
+    try:
+        frame_source_for(env, 16, 16, task_set.num_tasks + len(task_set.guide_policies)).close()
+    finally:
+        env.close()
+    return resolved
+
+
 # ------------------------------------------------------------------------------------------ overlay
 def overlay_lines(task_name: str, task: int, episode: int, step: int, reward: float, episode_return: float,
                   success: bool, acting_name: str, info: dict[str, Any], metric_keys: Sequence[str]) -> list[str]:
@@ -313,3 +334,131 @@ class VideoWriter:
             first.save(self.path, save_all=True, append_images=rest, duration=max(1, round(1000 / self.fps)), loop=0)
             self._gif_frames = []
         return self.path
+
+
+# ------------------------------------------------------------------------------------------ replays
+@dataclass
+class EpisodeTrace:
+    """One replayed episode: its summary and what happened at every step."""
+
+    record: "EpisodeRecord"
+    raw_observations: np.ndarray
+    """``[length + 1, raw_dim]``: the reset observation, then one per step."""
+    acting: np.ndarray
+    """``[length]``: the candidate policy that chose each step's action."""
+    rewards: np.ndarray
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """Frame size, frame rate and file format of the videos (the original's --vis_* flags)."""
+
+    width: int = 500
+    height: int = 500
+    fps: int = 40
+    video_format: str = "auto"
+
+
+@dataclass
+class VideoRecorder:
+    """Where one task's frames go: a frame source for the env and an open video file."""
+
+    source: FrameSource
+    writer: VideoWriter
+    candidate_names: Sequence[str]
+
+
+def run_task_episodes(parts: "RunParts", behaviour, env: gym.Env, task: int, num_episodes: int, deterministic: bool,
+                      seed: int, recorder: VideoRecorder | None = None) -> list[EpisodeTrace]:
+    """Run ``num_episodes`` episodes of one task on ``env`` (an env of that task).
+
+    The first episode resets with ``seed + task`` (as the evaluator does), later ones continue the
+    env's random stream. The behaviour sees a ``[T, obs]`` batch whose every row is this task's
+    observation; only row ``task`` is used (rows are independent in every behaviour policy).
+    """
+    import torch
+
+    from learning.sampler import EpisodeTracker
+
+    task_set = parts.task_set
+    num_tasks = task_set.num_tasks
+    network_input = parts.evaluator.network_input
+    tracker = EpisodeTracker(num_tasks, task_set.episode_metrics, parts.config.discount)
+    started = np.zeros(num_tasks, dtype=bool)
+    started[task] = True
+    traces = []
+    for episode in range(num_episodes):
+        raw, info = env.reset(seed=seed + task if episode == 0 else None)
+        behaviour.episode_start(started)
+        if recorder is not None:
+            recorder.source.start_episode()
+        observations, acting_steps, rewards = [raw], [], []
+        done, terminated = False, False
+        while not done:
+            batch = np.repeat(network_input(raw)[None], num_tasks, axis=0)
+            action, acting = behaviour.act(torch.as_tensor(batch, device=parts.device), deterministic=deterministic)
+            candidate = int(acting[task])
+            raw, reward, terminated, truncated, info = env.step(np.clip(action[task].cpu().numpy(), -1.0, 1.0))
+            tracker.record_step(task, float(reward), info)
+            observations.append(raw)
+            acting_steps.append(candidate)
+            rewards.append(float(reward))
+            done = bool(terminated or truncated)
+            if recorder is not None:
+                lines = overlay_lines(task_set.task_names[task], task, episode, len(rewards), float(reward),
+                                      float(sum(rewards)), bool(tracker.success[task]),
+                                      recorder.candidate_names[candidate], info, list(task_set.episode_metrics))
+                recorder.writer.append(draw_overlay(recorder.source.frame(env, candidate), lines))
+        record = tracker.finish(task, bool(terminated))
+        traces.append(EpisodeTrace(record, np.array(observations), np.array(acting_steps, dtype=np.int64),
+                                   np.array(rewards)))
+    return traces
+
+
+def replay_tasks(parts: "RunParts", behaviour, envs: Sequence[gym.Env], tasks: Sequence[int], episodes_per_task: int,
+                 deterministic: bool, seed: int, video: VideoSettings | None = None, video_dir: Path | None = None,
+                 ) -> tuple[dict[int, list[EpisodeTrace]], dict[int, VideoWriter]]:
+    """Episodes of every task in ``tasks`` (``envs[task]`` is its env); with ``video``, one file per
+    task in ``video_dir`` named ``task{k:02d}_{task name}``. Returns the traces and the closed writers.
+
+    Raises VideoError when a video cannot be made (no GL backend, no ffmpeg for mp4...).
+    """
+    names = candidate_names(parts.task_set)
+    traces: dict[int, list[EpisodeTrace]] = {}
+    writers: dict[int, VideoWriter] = {}
+    for task in tasks:
+        recorder = None
+        if video is not None:
+            source = frame_source_for(envs[task], video.width, video.height, len(names))
+            path = Path(video_dir) / f"task{task:02d}_{file_slug(parts.task_set.task_names[task])}"
+            recorder = VideoRecorder(source, VideoWriter(path, video.fps, video.video_format), names)
+            writers[task] = recorder.writer
+        try:
+            traces[task] = run_task_episodes(parts, behaviour, envs[task], task, episodes_per_task, deterministic,
+                                             seed, recorder)
+        finally:
+            if recorder is not None:
+                recorder.source.close()
+                recorder.writer.close()
+    return traces, writers
+
+
+def record_videos(parts: "RunParts", behaviour, video_dir: Path, video: VideoSettings, episodes_per_task: int,
+                  seed: int) -> dict[int, Path]:
+    """Training-time videos: deterministic episodes of every task on fresh evaluation envs, one file per
+    task. The evaluator's envs, the behaviour's state and torch's random state are left as they were,
+    so a run trains and evaluates the same with and without videos. Returns task -> video file."""
+    import torch
+
+    envs = [parts.task_set.make_env(task, True) for task in range(parts.task_set.num_tasks)]
+    behaviour_state = behaviour.state_dict()
+    try:
+        with torch.random.fork_rng(devices=[parts.device] if parts.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            _, writers = replay_tasks(parts, behaviour, envs, range(len(envs)), episodes_per_task, True, seed, video,
+                                      video_dir)
+    finally:
+        behaviour.load_state_dict(behaviour_state)
+        for env in envs:
+            env.close()
+    return {task: writer.path for task, writer in writers.items()}

@@ -14,6 +14,7 @@ import garage_experiments
 import run_policy
 from learning.config import parse_command_line
 from learning.logger import read_metrics
+from learning.video import EpisodeTrace, run_task_episodes
 
 TINY_MAZE = ["--env=MazeLarge-10-v0", "--task_name", "0,1", "--n_policies", "2", "--n_epochs", "1",
              "--batch_size", "20", "--min_buffer_size", "10", "--gradient_steps_per_itr", "4",
@@ -37,7 +38,7 @@ def replay_returns(run_dir: Path, mode: str, seed: int, deterministic: bool = Tr
     run = run_policy.load_run(run_dir)
     try:
         behaviour = run.behaviour(mode)
-        traces = [run_policy.run_task_episodes(run, behaviour, task, 1, deterministic, seed)
+        traces = [run_task_episodes(run.parts, behaviour, run.parts.evaluator.envs[task], task, 1, deterministic, seed)
                   for task in range(run.parts.task_set.num_tasks)]
     finally:
         run.close()
@@ -67,7 +68,7 @@ def test_stochastic_replay_is_reproducible_and_is_not_the_mean_policy(runs):
 def test_traces_record_observations_and_the_acting_policy(runs):
     run = run_policy.load_run(runs["qmp_dnc"])
     try:
-        trace = run_policy.run_task_episodes(run, run.behaviour("own"), 1, 1, True, 0)[0]
+        trace = run_task_episodes(run.parts, run.behaviour("own"), run.parts.evaluator.envs[1], 1, 1, True, 0)[0]
     finally:
         run.close()
     assert trace.record.length == 600  # Maze time limit (SPEC §11.2)
@@ -132,9 +133,9 @@ def test_results_table_means(runs):
     """Table cells are the episode means: two episodes of returns -1 and -3 show -2.00."""
     from learning.sampler import EpisodeRecord
 
-    def trace(task: int, total: float, terminated: bool) -> run_policy.EpisodeTrace:
+    def trace(task: int, total: float, terminated: bool) -> EpisodeTrace:
         record = EpisodeRecord(task, total, total, 5, terminated, terminated, {})
-        return run_policy.EpisodeTrace(record, np.zeros((6, 3)), np.full(5, task), np.zeros(5))
+        return EpisodeTrace(record, np.zeros((6, 3)), np.full(5, task), np.zeros(5))
 
     table = run_policy.results_table(("a", "b"), {0: [trace(0, -1.0, True), trace(0, -3.0, False)],
                                                   1: [trace(1, 4.0, True)]}, [], show_own_share=False)

@@ -8,6 +8,7 @@ configure_headless_rendering()  # before anything imports mujoco
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import garage_experiments  # noqa: E402
@@ -80,6 +81,15 @@ def test_format_choice_without_ffmpeg(monkeypatch):
         video.resolve_format("avi")
 
 
+def test_video_support_check(monkeypatch):
+    point_reach = make_task_set("PointReach-v0")
+    assert video.check_video_support(point_reach, "gif") == "gif"  # drawn without OpenGL
+    monkeypatch.setattr(video, "rendering_problem", lambda: "no GL here")
+    with pytest.raises(video.VideoError, match="no GL here"):
+        video.check_video_support(make_task_set("MazeLarge-10-v0", task_name="0"), "gif")
+    assert video.check_video_support(point_reach, "gif") == "gif"
+
+
 def test_point_reach_trail_takes_the_colour_of_the_acting_policy():
     task_set = make_task_set("PointReach-v0")  # candidates: policy 0, guides up, right, up_right
     env = task_set.make_env(0, True)
@@ -123,17 +133,37 @@ def test_maze_frames_follow_the_agent():
     assert np.array_equal(first, back)
 
 
-def test_run_policy_writes_one_video_per_task(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def point_reach_trainer(tmp_path_factory):
+    """A one-epoch QMP run of point reaching (one task, the policy plus three guide policies)."""
+    root = tmp_path_factory.mktemp("runs")
     config = parse_command_line(["qmp_dnc", "--env=PointReach-v0", "--n_epochs", "1", "--batch_size", "20",
                                  "--min_buffer_size", "10", "--gradient_steps_per_itr", "4", "--hidden_sizes", "8",
-                                 "--num_evaluation_episodes", "1", "--wandb", "False", "--log_dir", str(tmp_path)])
+                                 "--num_evaluation_episodes", "1", "--wandb", "False", "--log_dir", str(root)])
     trainer, _ = garage_experiments.launch(config, announce=lambda _: None)
+    return trainer
+
+
+def test_run_policy_writes_one_video_per_task(point_reach_trainer, tmp_path, capsys):
+    run_dir = point_reach_trainer.run_dir
     videos = tmp_path / "videos"
-    assert run_policy.main(["--snapshot_dir", str(trainer.run_dir), "--save_video", "True", "--video_root",
+    assert run_policy.main(["--snapshot_dir", str(run_dir), "--save_video", "True", "--video_root",
                             str(videos), "--video_format", "gif", "--num_episodes_per_task", "2", "--stochastic",
                             "--video_width", "64", "--video_height", "64"]) == 0
-    files = list((videos / trainer.run_dir.name).iterdir())
+    files = list((videos / run_dir.name).iterdir())
     assert [path.name for path in files] == ["task00_reach-0-0-10-10.gif"]
     with Image.open(files[0]) as image:  # Pillow merges identical neighbouring frames, so count the writes
         assert image.size == (64, 64) and image.n_frames > 1
     assert f"({2 * EPISODE_STEPS} frames)" in capsys.readouterr().out
+
+
+def test_training_time_videos_leave_random_and_behaviour_state_alone(point_reach_trainer, tmp_path):
+    parts = point_reach_trainer.parts
+    behaviour = parts.evaluation_behaviours["Evaluation/"]  # the Q-switch, which holds its choices
+    behaviour.steps_since_selection[:] = 7
+    rng_before, held_before = torch.get_rng_state(), behaviour.held_choice.clone()
+    paths = video.record_videos(parts, behaviour, tmp_path / "epoch0", video.VideoSettings(48, 48, 10, "gif"),
+                                episodes_per_task=1, seed=5)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert behaviour.steps_since_selection.tolist() == [7] and torch.equal(behaviour.held_choice, held_before)
+    assert list(paths) == [0] and paths[0].parent == tmp_path / "epoch0" and paths[0].is_file()
