@@ -250,8 +250,8 @@ def plot_task_curves(env: str, methods: dict[str, list[RunData]], metric: str, m
     colours = method_colours(list(methods))
     columns = min(count, 5)
     rows = -(-count // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.8 * rows), squeeze=False, sharey=True,
-                             layout="constrained")
+    figure, axes = plt.subplots(rows, columns, figsize=(max(3.4 * columns, 6.0), max(2.8 * rows, 3.6)),
+                                squeeze=False, sharey=True, layout="constrained")
     for task, axis in enumerate(axes.flat):
         if task >= count:
             axis.set_visible(False)
@@ -347,8 +347,8 @@ def plot_policy_shares(env: str, label: str, runs: Sequence[RunData], window: in
     colours = [tuple(c / 255 for c in colour) for colour in candidate_colours(num_candidates)]
     columns = min(num_tasks, 5)
     rows = -(-num_tasks // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.8 * rows), squeeze=False, sharey=True,
-                             layout="constrained")
+    figure, axes = plt.subplots(rows, columns, figsize=(max(3.4 * columns, 6.0), max(2.8 * rows, 3.6)),
+                                squeeze=False, sharey=True, layout="constrained")
     for task, axis in enumerate(axes.flat):
         if task >= num_tasks:
             axis.set_visible(False)
