@@ -8,10 +8,12 @@ Metric names follow the original (SPEC §10.2): ``{prefix}AverageReturn``, ``{pr
 from __future__ import annotations
 
 import re
+import sys
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from environments.base import TaskSet, get_env_state, set_env_state
 from learning.sampler import EpisodeRecord, EpisodeTracker
@@ -73,6 +75,8 @@ class Evaluator:
         tracker = EpisodeTracker(t, self.task_set.episode_metrics, self.discount)
         acting_counts = np.zeros((t, behaviour.num_candidates), dtype=np.int64)
         episodes: list[EpisodeRecord] = []
+        progress = tqdm(total=t * episodes_per_task, desc="evaluation", unit="episode", leave=False,
+                        disable=not sys.stderr.isatty())
         for _ in range(episodes_per_task):
             raw = np.stack([
                 env.reset(seed=None if self._seeded else self.seed + index)[0] for index, env in enumerate(self.envs)
@@ -93,6 +97,8 @@ class Evaluator:
                     if terminated or truncated:
                         episodes.append(tracker.finish(index, bool(terminated)))
                         active[index] = False
+                        progress.update()
+        progress.close()
         return episodes, acting_counts
 
     def state_dict(self) -> dict:
