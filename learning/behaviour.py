@@ -5,6 +5,8 @@
   an action; task i's critic scores each proposal; the best candidate acts (paper Eq. 3). All
   tasks are handled in two batched calls per environment step: all policies on all tasks'
   observations (``[P, T, A]``), then each task's critic on its candidates (``[T, P]`` scores).
+  The paper's mixture ablations (§7.4, appendix H.1) replace the arg-max: a uniform choice over
+  all candidates, a fixed domain-knowledge table (SPEC §8), or a softmax over the scores.
 
 Both return the actions ``[T, A]`` and the index of the policy that acted in each task ``[T]``.
 """
@@ -66,6 +68,14 @@ class QSwitchOptions:
     """Act with the own policy only while the training iteration is below this."""
     own_policy_prob: float = 0.0
     """At each selection, act with the own policy with this probability instead of switching."""
+    mixture: str = "qswitch"
+    """How a selection picks the candidate: "qswitch" (arg-max of the scores, QMP), "uniform" (every
+    candidate equally likely), "domain" (row i of a fixed table), "softmax" (of scores / temperature)."""
+    softmax_temperature: float = 1.0
+    """Temperature of the "softmax" mixture: toward 0 it becomes the arg-max, large it becomes uniform."""
+
+
+MIXTURES = ("qswitch", "uniform", "domain", "softmax")
 
 
 class QSwitchBehaviour:
@@ -74,14 +84,27 @@ class QSwitchBehaviour:
     Candidate index j < T is learned policy j; j >= T is guide policy j - T. In training
     (``deterministic=False``) the chosen candidate's *sampled* action is executed; in evaluation
     (``deterministic=True``) its mean action, and warm-up and own-policy probability do not apply.
+    The stochastic mixtures (uniform, domain, softmax) draw the candidate in evaluation too.
+    ``mixture_probabilities [T, T]`` (row i = receiving task, column j = policy j) is the "domain"
+    mixture's table.
     """
 
     def __init__(self, policy: TanhGaussianPolicy, critic: TwinQFunction, alpha: "callable",
-                 options: QSwitchOptions, guide_policies: tuple[GuidePolicy, ...] = ()) -> None:
+                 options: QSwitchOptions, guide_policies: tuple[GuidePolicy, ...] = (),
+                 mixture_probabilities: np.ndarray | None = None) -> None:
         self.policy, self.critic, self.alpha, self.options = policy, critic, alpha, options
         self.num_tasks = policy.num_tasks
         self.num_candidates = self.num_tasks + len(guide_policies)
         device = next(policy.parameters()).device
+        if options.mixture not in MIXTURES:
+            raise ValueError(f"unknown mixture {options.mixture!r}; choose one of {', '.join(MIXTURES)}")
+        self.mixture_probabilities = None
+        if options.mixture == "domain":
+            if mixture_probabilities is None:
+                raise ValueError("the domain mixture needs a table of mixture probabilities")
+            table = torch.zeros(self.num_tasks, self.num_candidates, device=device)
+            table[:, : self.num_tasks] = torch.as_tensor(np.asarray(mixture_probabilities), dtype=torch.float32)
+            self.mixture_probabilities = table
         if guide_policies:
             self.guide_means = torch.tensor([g.mean for g in guide_policies], dtype=torch.float32, device=device)
             self.guide_stds = torch.tensor([g.std for g in guide_policies], dtype=torch.float32, device=device)
@@ -145,6 +168,20 @@ class QSwitchBehaviour:
             value = value + self.alpha().unsqueeze(1) * entropy.transpose(0, 1)
         return value
 
+    def choose(self, obs: torch.Tensor, sampled: torch.Tensor, means: torch.Tensor,
+               entropy: torch.Tensor | None) -> torch.Tensor:
+        """The candidate ``[T]`` each task selects, by the configured mixture."""
+        tasks, mixture = obs.shape[0], self.options.mixture
+        if mixture == "uniform":
+            return torch.randint(self.num_candidates, (tasks,), device=obs.device)
+        if mixture == "domain":
+            return torch.multinomial(self.mixture_probabilities, 1).squeeze(1)
+        scores = self.scores(obs, sampled, means, entropy)
+        if mixture == "softmax":  # Gumbel-max: the arg-max of logits + Gumbel noise samples their softmax
+            gumbel = -torch.log(-torch.log(torch.rand_like(scores).clamp_min(torch.finfo(scores.dtype).tiny)))
+            return (scores / self.options.softmax_temperature + gumbel).argmax(dim=1)
+        return scores.argmax(dim=1)  # ties: lowest index
+
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions ``[T, A]`` and acting candidate ``[T]`` for the observations ``[T, obs]``."""
@@ -158,7 +195,7 @@ class QSwitchBehaviour:
             if not deterministic and self.iteration < self.options.warmup_iterations:
                 choice = own
             else:
-                choice = self.scores(obs, sampled, means, entropy).argmax(dim=1)  # ties: lowest index
+                choice = self.choose(obs, sampled, means, entropy)
                 if not deterministic and self.options.own_policy_prob > 0:
                     keep_own = torch.rand(tasks, device=obs.device) < self.options.own_policy_prob
                     choice = torch.where(keep_own, own, choice)

@@ -32,9 +32,8 @@ EXPERIMENTS: tuple[str, ...] = (
     "resume",
 )
 
-# Experiments whose algorithm exists in this codebase; the others are named by the paper and
-# rejected with a clear message until they are built.
-IMPLEMENTED_EXPERIMENTS: tuple[str, ...] = ("sac", "mtsac", "dnc_sac", "qmp_dnc", "qmp_sac", "resume")
+# Environment id -> "module:function" returning QMP-Domain's fixed mixture table [T, T] (SPEC §8).
+DOMAIN_MIXTURES: dict[str, str] = {"JacoReachMT5-v1": "environments.jaco:domain_mixture_probabilities"}
 
 ARCHITECTURES = ("separate", "shared", "multihead")
 
@@ -74,6 +73,21 @@ class Flag:
 
 def _is_qmp(experiment: str) -> bool:
     return "qmp" in experiment
+
+
+def _is_dnc(experiment: str) -> bool:
+    """Experiments with the DnC penalty and distillation (the original also let uds_dnc and decaf parse
+    them, only to assert they were off)."""
+    return experiment in ("dnc_sac", "qmp_dnc")
+
+
+def _is_data_sharing(experiment: str) -> bool:
+    return "uds" in experiment
+
+
+def _is_shared_buffer_sac(experiment: str) -> bool:
+    """The SAC family (one loss over all tasks' samples), where PCGrad applies."""
+    return experiment in ("sac", "mtsac", "qmp_sac")
 
 
 FLAGS: tuple[Flag, ...] = (
@@ -137,6 +151,33 @@ FLAGS: tuple[Flag, ...] = (
          experiments=_is_qmp),
     Flag("qmp_own_policy_prob", float, 0.0, "QMP: probability of acting with the own policy instead of the "
          "Q-switch at each selection (paper's MT10 setting: 0.7)", experiments=_is_qmp),
+    Flag("qmp_mixture", str, "qswitch", "QMP ablation (paper §7.4, H.1): qswitch = arg-max of the scores (QMP); "
+         "uniform over all policies; domain = the environment's fixed table (Jaco); softmax over the scores",
+         choices=("qswitch", "uniform", "domain", "softmax"), experiments=_is_qmp),
+    Flag("qmp_softmax_temperature", float, 1.0, "QMP: temperature of --qmp_mixture softmax", experiments=_is_qmp),
+    # DnC (SPEC §9.2).
+    Flag("kl_coeff", float, (0.0,), "DnC: KL coefficient beta, one value for every pair of policies or T*T "
+         "values row-major by receiving policy (1->1 2->1 ... T->1 1->2 ...); the diagonal is ignored; "
+         "0 = no penalty", nargs="+", experiments=_is_dnc),
+    Flag("sampling_type", str, "all", "DnC: states of the penalty between receiving policy i and source j: all = "
+         "batch/T from every task's buffer, i = task i's, j = task j's, i+j = half of each",
+         choices=("all", "i", "j", "i+j", "ixj"), experiments=_is_dnc),
+    Flag("regularize_representation", parse_bool, False, "DnC: penalise the squared distance between the "
+         "policies' last hidden layers instead of the KL", experiments=_is_dnc),
+    Flag("distillation_period", int, None, "DnC: every P epochs distil all task policies into a centroid "
+         "policy and copy it back; absent = no distillation", experiments=_is_dnc),
+    Flag("distillation_n_epochs", int, 100, "DnC: gradient steps per distillation", experiments=_is_dnc),
+    # Online data sharing (SPEC §9.5-9.6).
+    Flag("sharing_quantile", float, 0.0, "data sharing: share another task's transition when task i's Q1 "
+         "exceeds this quantile of its own batch (0 = share all, 0.8 = 80th percentile)",
+         experiments=_is_data_sharing),
+    Flag("unsupervised", parse_bool, True, "data sharing: True = UDS (shared rewards = the env's minimum reward); "
+         "False = CDS (task i's reward function; Jaco and Maze)", experiments=_is_data_sharing),
+    # PCGrad (SPEC §9.1).
+    Flag("use_pc_grad", parse_bool, False, "PCGrad gradient surgery on the actor and critics",
+         experiments=_is_shared_buffer_sac),
+    Flag("skip_alpha_pc_grad", parse_bool, True, "PCGrad: leave the temperature loss out of the surgery",
+         experiments=_is_shared_buffer_sac),
 )
 
 FLAG_BY_NAME: dict[str, Flag] = {flag.name: flag for flag in FLAGS}
@@ -244,6 +285,17 @@ class Config:
     qmp_entropy_term: bool = False
     qmp_warmup_iterations: int = 0
     qmp_own_policy_prob: float = 0.0
+    qmp_mixture: str = "qswitch"
+    qmp_softmax_temperature: float = 1.0
+    kl_coeff: tuple[float, ...] = (0.0,)
+    sampling_type: str = "all"
+    regularize_representation: bool = False
+    distillation_period: int | None = None
+    distillation_n_epochs: int = 100
+    sharing_quantile: float = 0.0
+    unsupervised: bool = True
+    use_pc_grad: bool = False
+    skip_alpha_pc_grad: bool = True
     explicit_flags: tuple[str, ...] = field(default=(), compare=False)
     """Flags the user typed (the rest came from defaults or presets); kept for the record."""
 
@@ -257,6 +309,11 @@ class Config:
     def per_task_buffers(self) -> bool:
         """Per-task buffers and per-task SAC losses (DnC family) vs one shared buffer (SAC family)."""
         return self.experiment not in ("sac", "mtsac", "qmp_sac")
+
+    @property
+    def dnc_penalty(self) -> bool:
+        """Is the DnC penalty between policies on (any KL coefficient non-zero)?"""
+        return any(value != 0 for value in self.kl_coeff)
 
     @property
     def run_name(self) -> str:
@@ -277,6 +334,7 @@ class Config:
         data = dataclasses.asdict(self)
         data["hidden_sizes"] = list(self.hidden_sizes)
         data["sparse_tasks"] = list(self.sparse_tasks)
+        data["kl_coeff"] = list(self.kl_coeff)
         data["explicit_flags"] = list(self.explicit_flags)
         return data
 
@@ -287,7 +345,7 @@ class Config:
         if unknown:
             raise ConfigError(f"saved configuration has unknown keys {unknown}; it was written by another version")
         values = dict(data)
-        for key in ("hidden_sizes", "sparse_tasks", "explicit_flags"):
+        for key in ("hidden_sizes", "sparse_tasks", "kl_coeff", "explicit_flags"):
             if key in values and values[key] is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -351,9 +409,6 @@ def parse_command_line(argv: Sequence[str]) -> Config:
     experiment, rest = argv[0], argv[1:]
     if experiment not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
-    if experiment not in IMPLEMENTED_EXPERIMENTS:
-        raise ConfigError(f"experiment {experiment!r} is not implemented yet in this codebase "
-                          f"(implemented: {', '.join(IMPLEMENTED_EXPERIMENTS)})")
 
     typed = _typed_flag_names(rest)
     for name in typed:
@@ -394,8 +449,9 @@ def parse_command_line(argv: Sequence[str]) -> Config:
 
     args = _build_parser(experiment, env_id).parse_args(rest)
     values = {key: value for key, value in vars(args).items()}
-    for key in ("hidden_sizes", "sparse_tasks"):
-        values[key] = tuple(values[key])
+    for key in ("hidden_sizes", "sparse_tasks", "kl_coeff"):
+        if key in values:
+            values[key] = tuple(values[key])
     config = Config(experiment=experiment, explicit_flags=tuple(typed), **values)
     validate(config)
     return config
@@ -430,15 +486,61 @@ def validate(config: Config) -> None:
     if experiment in ("sac", "mtsac") and (policy == "separate" or q == "separate"):
         raise ConfigError(f"{experiment} needs --policy_architecture and --Q_architecture multihead or shared "
                           f"(use dnc_sac for separate networks)")
-    if experiment in ("dnc_sac", "qmp_dnc") and (policy != "separate" or q != "separate"):
+    if experiment in ("dnc_sac", "qmp_dnc", "uds_dnc", "qmp_uds_dnc", "decaf") and (
+            policy != "separate" or q != "separate"):
         raise ConfigError(f"{experiment} uses separate networks; drop --policy_architecture/--Q_architecture "
                           f"or use mtsac/qmp_sac for multihead")
     if experiment == "qmp_sac" and (policy != "multihead" or q != "multihead"):
         raise ConfigError("qmp_sac needs --policy_architecture multihead --Q_architecture multihead")
+    if experiment in ("mcal", "qmp_mcal") and (policy != "multihead" or q == "shared"):
+        raise ConfigError(f"{experiment} needs --policy_architecture multihead and per-task critics "
+                          f"(--Q_architecture separate, the default, or multihead)")
     if config.is_qmp and config.include_task_id:
         raise ConfigError("QMP experiments hide the task identity from the networks; drop --include_task_id")
+    _validate_method_flags(config)
     if experiment == "mtsac" and "shared" in (policy, q) and not config.include_task_id:
         raise ConfigError("mtsac with shared networks needs --include_task_id True (or use multihead networks)")
+
+
+def _validate_method_flags(config: Config) -> None:
+    """Ranges of the method-specific flags, and flags typed where they would have no effect."""
+    typed = set(config.explicit_flags)
+
+    def typed_without_effect(names: tuple[str, ...], reason: str) -> None:
+        for name in names:
+            if name in typed:
+                raise ConfigError(f"--{name} has no effect {reason}")
+
+    if _is_dnc(config.experiment):
+        if any(value < 0 for value in config.kl_coeff):
+            raise ConfigError(f"--kl_coeff must not be negative, got {list(config.kl_coeff)}")
+        if config.sampling_type == "ixj":
+            raise ConfigError("--sampling_type ixj is not supported: the original does not document its meaning; "
+                              "use all, i, j or i+j")
+        if not config.dnc_penalty:
+            typed_without_effect(("sampling_type", "regularize_representation"), "without a non-zero --kl_coeff")
+        if config.distillation_period is None:
+            typed_without_effect(("distillation_n_epochs",), "without --distillation_period")
+        elif config.distillation_period <= 0 or config.distillation_period % config.evaluation_frequency != 0:
+            raise ConfigError(f"--distillation_period must be a positive multiple of --evaluation_frequency "
+                              f"({config.evaluation_frequency}), got {config.distillation_period}")
+        if config.distillation_n_epochs <= 0:
+            raise ConfigError(f"--distillation_n_epochs must be positive, got {config.distillation_n_epochs}")
+    if _is_data_sharing(config.experiment) and not 0.0 <= config.sharing_quantile <= 1.0:
+        raise ConfigError(f"--sharing_quantile must be in [0, 1], got {config.sharing_quantile}")
+    if _is_shared_buffer_sac(config.experiment) and not config.use_pc_grad:
+        typed_without_effect(("skip_alpha_pc_grad",), "without --use_pc_grad True")
+    if config.is_qmp:
+        if not config.qmp_softmax_temperature > 0:
+            raise ConfigError(f"--qmp_softmax_temperature must be positive, got {config.qmp_softmax_temperature}")
+        if config.qmp_mixture != "softmax":
+            typed_without_effect(("qmp_softmax_temperature",), "without --qmp_mixture softmax")
+        if config.qmp_mixture in ("uniform", "domain"):
+            typed_without_effect(("qmp_score_critic", "qmp_action_samples", "qmp_entropy_term"),
+                                 f"with --qmp_mixture {config.qmp_mixture}, which scores no candidates")
+        if config.qmp_mixture == "domain" and config.env not in DOMAIN_MIXTURES:
+            raise ConfigError(f"--qmp_mixture domain needs a domain-knowledge mixture table, which only "
+                              f"{', '.join(DOMAIN_MIXTURES)} has (SPEC §8), not {config.env}")
 
 
 def main_error(message: str) -> None:

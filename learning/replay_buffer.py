@@ -25,6 +25,9 @@ class Transitions:
     reward: np.ndarray
     next_observation: np.ndarray
     terminal: np.ndarray
+    raw_observation: np.ndarray | None = None
+    """The environments' raw observations ``[T, n, raw]`` of ``observation``, when the sampler keeps
+    them (CDS relabelling reads slots the networks do not see)."""
 
     @property
     def steps_per_task(self) -> int:
@@ -32,13 +35,21 @@ class Transitions:
 
 
 class TaskReplayBuffer:
-    """T ring buffers of ``capacity_per_task`` transitions; uniform sampling with replacement."""
+    """T ring buffers of ``capacity_per_task`` transitions; uniform sampling with replacement.
+
+    ``extra_fields`` maps the name of an additional per-transition field to its trailing shape;
+    subclasses fill it in :meth:`_field_values` (CDS stores every task's reward of each transition).
+    """
 
     def __init__(self, num_tasks: int, obs_dim: int, action_dim: int, capacity_per_task: int,
-                 device: torch.device | str = "cpu", initial_capacity: int = 4096) -> None:
+                 device: torch.device | str = "cpu", initial_capacity: int = 4096,
+                 extra_fields: dict[str, tuple[int, ...]] | None = None) -> None:
         self.num_tasks, self.obs_dim, self.action_dim = num_tasks, obs_dim, action_dim
         self.capacity = int(capacity_per_task)
         self.device = torch.device(device)
+        self.fields: dict[str, tuple[int, ...]] = {
+            "observation": (obs_dim,), "action": (action_dim,), "reward": (), "next_observation": (obs_dim,),
+            "terminal": (), **(extra_fields or {})}
         self.size = 0
         self.position = 0
         self._allocated = 0
@@ -46,23 +57,22 @@ class TaskReplayBuffer:
         self._grow(min(self.capacity, initial_capacity))
 
     def _shape(self, name: str, length: int) -> tuple[int, ...]:
-        base = (self.num_tasks, length)
-        if name in ("observation", "next_observation"):
-            return base + (self.obs_dim,)
-        if name == "action":
-            return base + (self.action_dim,)
-        return base
+        return (self.num_tasks, length, *self.fields[name])
 
     def _grow(self, length: int) -> None:
         length = min(self.capacity, length)
         if length <= self._allocated:
             return
-        for name in FIELDS:
+        for name in self.fields:
             new = torch.zeros(self._shape(name, length), dtype=torch.float32, device=self.device)
             if self._allocated:
                 new[:, : self._allocated] = self._data[name]
             self._data[name] = new
         self._allocated = length
+
+    def _field_values(self, transitions: Transitions) -> dict[str, np.ndarray]:
+        """The arrays ``[T, n, ...]`` stored for a block of transitions, one per field."""
+        return {name: getattr(transitions, name) for name in FIELDS}
 
     def add(self, transitions: Transitions) -> None:
         """Append ``n`` transitions to every task's buffer (overwriting the oldest when full)."""
@@ -71,17 +81,17 @@ class TaskReplayBuffer:
             return
         if transitions.reward.shape[0] != self.num_tasks:
             raise ValueError(f"expected {self.num_tasks} task rows, got {transitions.reward.shape[0]}")
+        values = self._field_values(transitions)
         if count > self.capacity:  # only the newest `capacity` transitions survive
-            transitions = Transitions(*(getattr(transitions, name)[:, -self.capacity:] for name in FIELDS))
+            values = {name: value[:, -self.capacity:] for name, value in values.items()}
             count = self.capacity
         if self.size < self.capacity:
             needed = self.size + count
             self._grow(max(needed, 2 * self._allocated))
         indices = (self.position + np.arange(count)) % self.capacity
         index_tensor = torch.as_tensor(indices, device=self.device)
-        for name in FIELDS:
-            values = torch.as_tensor(np.asarray(getattr(transitions, name), dtype=np.float32), device=self.device)
-            self._data[name][:, index_tensor] = values
+        for name, value in values.items():
+            self._data[name][:, index_tensor] = torch.as_tensor(np.asarray(value, dtype=np.float32), device=self.device)
         self.position = int((self.position + count) % self.capacity)
         self.size = min(self.capacity, self.size + count)
 
@@ -91,26 +101,46 @@ class TaskReplayBuffer:
             raise RuntimeError("cannot sample from an empty replay buffer")
         indices = torch.randint(0, self.size, (self.num_tasks, batch_per_task), device=self.device, generator=generator)
         rows = torch.arange(self.num_tasks, device=self.device).unsqueeze(1)
-        return {name: self._data[name][rows, indices] for name in FIELDS}
+        return {name: data[rows, indices] for name, data in self._data.items()}
 
     def sample_tasks(self, tasks: torch.Tensor, batch_per_task: int) -> dict[str, torch.Tensor]:
         """``batch_per_task`` transitions from each listed task buffer: ``[len(tasks), batch, ...]``."""
         indices = torch.randint(0, self.size, (len(tasks), batch_per_task), device=self.device)
         rows = tasks.to(self.device).unsqueeze(1)
-        return {name: self._data[name][rows, indices] for name in FIELDS}
+        return {name: data[rows, indices] for name, data in self._data.items()}
+
+    def sample_others(self, per_source: int) -> dict[str, torch.Tensor]:
+        """For every receiving task i, ``per_source`` transitions from each other task's buffer.
+
+        Returns tensors ``[T, (T - 1) * per_source, ...]`` (row i holds no transition of task i) and
+        ``"source_task" [T, (T - 1) * per_source]``, the task each transition was collected in.
+        """
+        if self.size == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        tasks = self.num_tasks
+        slots = torch.arange(tasks - 1, device=self.device).unsqueeze(0)
+        receivers = torch.arange(tasks, device=self.device).unsqueeze(1)
+        sources = slots + (slots >= receivers).long()  # [T, T - 1]: every task but the receiver
+        indices = torch.randint(0, self.size, (tasks, tasks - 1, per_source), device=self.device)
+        rows = sources.unsqueeze(-1).expand_as(indices)
+        count = (tasks - 1) * per_source
+        batch = {name: data[rows, indices].reshape(tasks, count, *self.fields[name])
+                 for name, data in self._data.items()}
+        batch["source_task"] = rows.reshape(tasks, count)
+        return batch
 
     def state_dict(self) -> dict:
         """The filled part of the buffers (CPU tensors), for checkpoints."""
         return {"size": self.size, "position": self.position, "capacity": self.capacity,
-                **{name: self._data[name][:, : self.size].cpu() for name in FIELDS}}
+                **{name: self._data[name][:, : self.size].cpu() for name in self.fields}}
 
     def load_state_dict(self, state: dict) -> None:
         if state["capacity"] != self.capacity:
             raise ValueError(f"replay capacity differs: checkpoint {state['capacity']}, run {self.capacity}")
         size = int(state["size"])
         self._grow(max(size, 1))
-        for name in FIELDS:
-            if state[name].shape[0] != self.num_tasks or tuple(state[name].shape[2:]) != self._shape(name, 0)[2:]:
+        for name in self.fields:
+            if state[name].shape[0] != self.num_tasks or tuple(state[name].shape[2:]) != self.fields[name]:
                 raise ValueError(f"replay buffer field {name!r} has shape {tuple(state[name].shape)}, "
                                  f"which does not fit this run")
             self._data[name][:, :size] = state[name].to(self.device)

@@ -12,6 +12,12 @@ Two loss families, as in the original:
 
 Per gradient step: critics (twin, clipped double-Q target through time limits, not through true
 terminals), then the actor on the just-updated critics, then the temperature, then Polyak targets.
+
+The baselines extend this class instead of copying the update (docs/baselines.md): DnC adds a term to
+the actor loss and a distillation at the end of epochs (learning/dnc.py), data sharing augments the
+batch with weighted samples of other tasks (learning/data_sharing.py), PCGrad replaces the gradient
+step (learning/pcgrad.py), MCAL the actor step (learning/mcal.py), DECAF the critic module
+(learning/decaf.py).
 """
 
 from __future__ import annotations
@@ -70,15 +76,29 @@ class MultiTaskSAC(nn.Module):
         """Temperatures ``[T]`` (a single temperature is broadcast)."""
         return self.log_alpha.exp().expand(self.num_tasks)
 
-    def _reduce(self, per_sample: torch.Tensor) -> torch.Tensor:
-        """Per-task family: sum of per-task means; shared family: mean over all samples."""
+    @staticmethod
+    def _task_means(per_sample: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-task means ``[T]`` of per-sample values ``[T, B]``; weighted means where ``weight`` is given."""
+        if weight is None:
+            return per_sample.mean(dim=-1)
+        return (per_sample * weight).sum(dim=-1) / weight.sum(dim=-1)
+
+    def _reduce(self, per_sample: torch.Tensor, term: str, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss of one ``term`` ("critic", "actor" or "alpha") from per-sample values ``[T, B]``.
+
+        Per-task family: sum of per-task means; shared family: mean over all samples. A ``weight``
+        ``[T, B]`` (data sharing: 1 own, 1 or 0 offered by other tasks) makes the per-task means weighted.
+        """
+        if weight is not None:
+            task_means = self._task_means(per_sample, weight)
+            return task_means.sum() if self.settings.per_task_losses else task_means.mean()
         if self.settings.per_task_losses:
             return per_sample.mean(dim=-1).sum()
         return per_sample.mean()
 
     def critic_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Twin-critic Bellman loss; ``batch`` holds tensors ``[T, B, ...]``."""
-        obs, action = batch["observation"], batch["action"]
+        """Twin-critic Bellman loss; ``batch`` holds tensors ``[T, B, ...]`` (and optionally ``weight [T, B]``)."""
+        obs, action, weight = batch["observation"], batch["action"], batch.get("weight")
         with torch.no_grad():
             next_action, next_log_prob, _, _ = self.policy.sample(batch["next_observation"])
             next_q = self.target_critic(batch["next_observation"], next_action).min(dim=0).values
@@ -88,12 +108,15 @@ class MultiTaskSAC(nn.Module):
                       + self.settings.discount * (1.0 - batch["terminal"]) * soft_next_value)
         q = self.critic(obs, action)
         errors = (q - target.unsqueeze(0)).pow(2)
-        loss = self._reduce(errors[0]) + self._reduce(errors[1])
-        stats = {"Qf1Loss": errors[0].mean(-1), "Qf2Loss": errors[1].mean(-1), "Qf1": q[0].mean(-1).detach(),
-                 "Qf2": q[1].mean(-1).detach(), "QTarget": target.mean(-1)}
+        loss = self._reduce(errors[0], "critic", weight) + self._reduce(errors[1], "critic", weight)
+        means = self._task_means
+        stats = {"Qf1Loss": means(errors[0], weight), "Qf2Loss": means(errors[1], weight),
+                 "Qf1": means(q[0], weight).detach(), "Qf2": means(q[1], weight).detach(),
+                 "QTarget": means(target, weight)}
         return loss, stats
 
-    def actor_and_alpha_losses(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def actor_and_alpha_losses(self, obs: torch.Tensor, weight: torch.Tensor | None = None
+                               ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Actor loss on the current critics (their parameters must be frozen by the caller) and
         the temperature loss."""
         action, log_prob, mean, log_std = self.policy.sample(obs)
@@ -106,34 +129,48 @@ class MultiTaskSAC(nn.Module):
         else:
             alpha_per_sample = -alpha * entropy_gap
         gaussian_entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
-        stats = {"PolicyLoss": actor_per_sample.detach().mean(-1), "LogPi": log_prob.detach().mean(-1),
-                 "Entropy": gaussian_entropy.detach().mean(-1), "AlphaLoss": alpha_per_sample.detach().mean(-1)}
-        return self._reduce(actor_per_sample), self._reduce(alpha_per_sample), stats
+        means = self._task_means
+        stats = {"PolicyLoss": means(actor_per_sample.detach(), weight), "LogPi": means(log_prob.detach(), weight),
+                 "Entropy": means(gaussian_entropy.detach(), weight),
+                 "AlphaLoss": means(alpha_per_sample.detach(), weight)}
+        return (self._reduce(actor_per_sample, "actor", weight), self._reduce(alpha_per_sample, "alpha", weight),
+                stats)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One gradient step for every task; returns per-task statistics ``[T]``."""
-        critic_loss, stats = self.critic_loss(batch)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-
-        for parameter in self._critic_parameters:
-            parameter.requires_grad_(False)
-        actor_loss, alpha_loss, actor_stats = self.actor_and_alpha_losses(batch["observation"])
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.policy_optimizer.step()
-        for parameter in self._critic_parameters:
-            parameter.requires_grad_(True)
-
-        self.alpha_optimizer.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_optimizer.step()
-
+        stats = self.critic_step(batch)
+        stats.update(self.actor_and_temperature_step(batch["observation"], batch.get("weight")))
         self.update_targets()
-        stats.update(actor_stats)
         stats["AlphaTemperature"] = self.alpha().detach().clone()
         return stats
+
+    def critic_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One optimiser step of the twin critics."""
+        critic_loss, stats = self.critic_loss(batch)
+        self._minimise(self.critic_optimizer, critic_loss, "critic")
+        return stats
+
+    def actor_and_temperature_step(self, obs: torch.Tensor, weight: torch.Tensor | None = None
+                                   ) -> dict[str, torch.Tensor]:
+        """One optimiser step of the actor on the frozen critics, then one of the temperature."""
+        for parameter in self._critic_parameters:
+            parameter.requires_grad_(False)
+        actor_loss, alpha_loss, stats = self.actor_and_alpha_losses(obs, weight)
+        self._minimise(self.policy_optimizer, actor_loss, "actor")
+        for parameter in self._critic_parameters:
+            parameter.requires_grad_(True)
+        self._minimise(self.alpha_optimizer, alpha_loss, "alpha")
+        return stats
+
+    def _minimise(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, term: str) -> None:
+        """One optimiser step on ``loss`` (PCGrad replaces this with gradient surgery)."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def end_of_epoch(self, epoch: int) -> dict[str, float]:
+        """Called by the trainer after each epoch's evaluation; returns metrics to log (DnC distils here)."""
+        return {}
 
     @torch.no_grad()
     def update_targets(self) -> None:

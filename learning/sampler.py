@@ -129,12 +129,16 @@ def step_info_arrays(infos: dict, key: str, done: np.ndarray) -> tuple[np.ndarra
 
 
 class LockstepSampler:
-    """Collects ``n`` steps of every task per call, all tasks stepping together."""
+    """Collects ``n`` steps of every task per call, all tasks stepping together.
+
+    With ``keep_raw_observations`` the transitions also carry the environments' raw observations.
+    """
 
     def __init__(self, task_set: TaskSet, behaviour, network_input: Callable[[np.ndarray], np.ndarray],
-                 device: torch.device, seed: int, discount: float) -> None:
+                 device: torch.device, seed: int, discount: float, keep_raw_observations: bool = False) -> None:
         self.task_set, self.behaviour, self.network_input = task_set, behaviour, network_input
         self.device, self.seed = device, seed
+        self.keep_raw_observations = keep_raw_observations  # CDS relabelling reads slots networks do not see
         self.num_tasks = task_set.num_tasks
         self.envs = gym.vector.SyncVectorEnv(
             [lambda index=index: task_set.make_env(index, False) for index in range(self.num_tasks)],
@@ -167,6 +171,8 @@ class LockstepSampler:
             reward=np.zeros((t, steps_per_task), np.float32),
             next_observation=np.zeros((t, steps_per_task, obs_dim), np.float32),
             terminal=np.zeros((t, steps_per_task), np.float32),
+            raw_observation=(np.zeros((t, steps_per_task, self.raw_obs.shape[-1]), np.float32)
+                             if self.keep_raw_observations else None),
         )
         acting_counts = np.zeros((t, self.behaviour.num_candidates), dtype=np.int64)
         episodes: list[EpisodeRecord] = []
@@ -184,6 +190,8 @@ class LockstepSampler:
                     final_raw[index] = infos["final_obs"][index]
             next_observations = self.network_input(final_raw)
             buffers.observation[:, step] = observations
+            if buffers.raw_observation is not None:
+                buffers.raw_observation[:, step] = self.raw_obs
             buffers.action[:, step] = actions
             buffers.reward[:, step] = rewards
             buffers.next_observation[:, step] = next_observations

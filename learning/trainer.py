@@ -161,6 +161,7 @@ class Trainer:
             if epoch % config.evaluation_frequency == 0:
                 self.last_evaluation = self.evaluate(epoch)
                 metrics.update(self.last_evaluation)
+            metrics.update(parts.sac.end_of_epoch(epoch))  # e.g. DnC's periodic distillation
             metrics["Time/EpochSeconds"] = time.perf_counter() - started
             matrices = {"Train/ActingPolicyCounts": acting_counts} if config.is_qmp else {}
             self.logger.log(epoch, metrics, matrices)

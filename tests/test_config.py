@@ -109,3 +109,64 @@ def test_cli_errors_exit_2_with_one_line_and_create_nothing(tmp_path, args, mess
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "runs").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+MULTIHEAD = ["--policy_architecture", "multihead", "--Q_architecture", "multihead"]
+
+
+def test_every_experiment_of_the_original_is_implemented():
+    for argv in (["uds_dnc"], ["qmp_uds_dnc"], ["decaf"], ["mcal", "--policy_architecture", "multihead"],
+                 ["qmp_mcal", "--policy_architecture", "multihead"]):
+        assert parse_command_line(argv).experiment == argv[0]
+
+
+def test_method_flags_have_the_original_names_and_defaults():
+    dnc = parse_command_line(["dnc_sac"])  # SPEC §1.2-1.3
+    assert (dnc.kl_coeff, dnc.sampling_type, dnc.regularize_representation) == ((0.0,), "all", False)
+    assert (dnc.distillation_period, dnc.distillation_n_epochs) == (None, 100)
+    uds = parse_command_line(["uds_dnc"])
+    assert (uds.sharing_quantile, uds.unsupervised) == (0.0, True)
+    mtsac = parse_command_line(["mtsac", *MULTIHEAD])
+    assert (mtsac.use_pc_grad, mtsac.skip_alpha_pc_grad) == (False, True)
+    qmp = parse_command_line(["qmp_dnc"])
+    assert (qmp.qmp_mixture, qmp.qmp_softmax_temperature) == ("qswitch", 1.0)
+
+
+def test_kl_coefficients_parse_as_a_list():
+    assert parse_command_line(["dnc_sac", "--kl_coeff", "0.001"]).kl_coeff == (0.001,)
+    assert parse_command_line(["qmp_dnc", "--env=JacoReachMT5-v1", "--kl_coeff", *["0.1"] * 25]).kl_coeff == (0.1,) * 25
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["uds_dnc", "--kl_coeff", "0.1"], "kl_coeff is a flag of dnc_sac, qmp_dnc, not of uds_dnc"),
+    (["dnc_sac", "--sharing_quantile", "0.8"], "sharing_quantile is a flag of uds_dnc, qmp_uds_dnc, not of dnc_sac"),
+    (["dnc_sac", "--use_pc_grad", "True"], "use_pc_grad is a flag of sac, mtsac, qmp_sac, not of dnc_sac"),
+    (["uds_dnc", "--sharing_quantile", "1.5"], r"must be in \[0, 1\]"),
+    (["dnc_sac", "--kl_coeff", "-1"], "must not be negative"),
+    (["dnc_sac", "--kl_coeff", "0.1", "--sampling_type", "ixj"], "ixj is not supported"),
+    (["dnc_sac", "--sampling_type", "j"], "without a non-zero --kl_coeff"),
+    (["dnc_sac", "--distillation_n_epochs", "5"], "without --distillation_period"),
+    (["dnc_sac", "--distillation_period", "3", "--evaluation_frequency", "2"], "multiple of --evaluation_frequency"),
+    (["mtsac", *MULTIHEAD, "--skip_alpha_pc_grad", "False"], "without --use_pc_grad True"),
+    (["mcal"], "needs --policy_architecture multihead"),
+    (["qmp_mcal", "--policy_architecture", "multihead", "--Q_architecture", "shared"], "per-task critics"),
+    (["decaf", "--policy_architecture", "multihead"], "separate networks"),
+    (["uds_dnc", "--Q_architecture", "multihead"], "separate networks"),
+    (["dnc_sac", "--stagewise", "True"], "not supported"),
+])
+def test_method_flag_errors(argv, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        parse_command_line(argv)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["dnc_sac", "--env=MazeLarge-10-v0", "--kl_coeff", "1", "2"], "takes 1 or 100 values"),
+    (["uds_dnc", "--env=PointReach-v0", "--unsupervised", "False"], "does not provide"),
+])
+def test_task_set_dependent_errors_come_before_anything_is_written(tmp_path, args, message):
+    import garage_experiments
+
+    with pytest.raises(ConfigError, match=message):
+        garage_experiments.prepare_run(parse_command_line([*args, "--log_dir", str(tmp_path / "runs")]))
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,97 @@
+"""PCGrad, gradient surgery for multi-task learning (Yu et al. 2020; SPEC §9.1), for the SAC family.
+
+Each task's loss is its mean over its own samples. With the per-task gradients g_1..g_T of a network:
+
+1. projection: the tasks j are visited in a random order (one per update, shared by all i); for
+   every task i != j whose (already projected) g_i conflicts with the original g_j (negative dot
+   product), the component along g_j is removed: ``g_i <- g_i - (g_i . g_j) / |g_j|^2 g_j``;
+2. merging: elements that every task's gradient touches (the shared trunk) get the mean of the
+   projected gradients, the others (a task's own head) their sum.
+
+Applied to the actor and to each critic (Q1 and Q2 separately, as the original's two networks), and to
+the temperature unless ``--skip_alpha_pc_grad`` (default). The T per-task gradients come from one
+vectorised backward call (``is_grads_batched``), not a loop over tasks; the projection loops over the
+T positions of the random order (each step depends on the previous), batched over receiving tasks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from learning.networks import TanhGaussianPolicy, TwinQFunction
+from learning.sac import MultiTaskSAC, SACSettings
+
+
+def project_conflicting(grads: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """PCGrad's projection of per-task gradients ``[T, P]``, visiting the other tasks in ``order``."""
+    projected = grads.clone()
+    squared_norms = grads.pow(2).sum(dim=1).clamp_min(torch.finfo(grads.dtype).tiny)
+    tasks = torch.arange(grads.shape[0], device=grads.device)
+    for other in order:
+        dots = projected @ grads[other]
+        conflicting = (dots < 0) & (tasks != other)
+        coefficients = torch.where(conflicting, dots / squared_norms[other], 0.0)
+        projected -= coefficients.unsqueeze(1) * grads[other]
+    return projected
+
+
+def merge_projected(projected: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """One gradient ``[P]``: mean over tasks where every task's gradient is non-zero, sum elsewhere."""
+    shared = (grads != 0).all(dim=0)
+    return torch.where(shared, projected.mean(dim=0), projected.sum(dim=0))
+
+
+def pcgrad(per_task_grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """PCGrad over a network's parameters: per-task gradients ``[T, *shape]`` -> merged ``[*shape]``."""
+    tasks = per_task_grads[0].shape[0]
+    flat = torch.cat([grad.reshape(tasks, -1) for grad in per_task_grads], dim=1)
+    order = torch.randperm(tasks).tolist()
+    merged = merge_projected(project_conflicting(flat, order), flat)
+    sizes = [grad[0].numel() for grad in per_task_grads]
+    return [part.reshape(grad.shape[1:]) for part, grad in zip(merged.split(sizes), per_task_grads)]
+
+
+class PCGradSAC(MultiTaskSAC):
+    """The SAC family (one loss over all tasks' samples) with PCGrad on the actor and the critics."""
+
+    def __init__(self, policy: TanhGaussianPolicy, critic: TwinQFunction, settings: SACSettings,
+                 skip_alpha_pc_grad: bool = True) -> None:
+        super().__init__(policy, critic, settings)
+        self.skip_alpha_pc_grad = skip_alpha_pc_grad
+
+    def _reduce(self, per_sample: torch.Tensor, term: str, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-task losses ``[T]`` (the mean over each task's samples) for the terms PCGrad handles."""
+        if term == "alpha" and self.skip_alpha_pc_grad:
+            return super()._reduce(per_sample, term, weight)
+        return self._task_means(per_sample, weight)
+
+    def _minimise(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, term: str) -> None:
+        if loss.dim() == 0:
+            super()._minimise(optimizer, loss, term)
+            return
+        parameters = optimizer.param_groups[0]["params"]
+        eye = torch.eye(loss.shape[0], device=loss.device)
+        per_task = torch.autograd.grad(loss, parameters, grad_outputs=eye, is_grads_batched=True)
+        if term == "critic":  # Q1 and Q2 are separate networks: one PCGrad each
+            q1_grads, q2_grads = twin_halves(per_task)
+            merged = [torch.cat(pair, dim=0) for pair in zip(pcgrad(q1_grads), pcgrad(q2_grads))]
+        else:
+            merged = pcgrad(list(per_task))
+        optimizer.zero_grad(set_to_none=True)
+        for parameter, grad in zip(parameters, merged):
+            parameter.grad = grad
+        optimizer.step()
+
+
+def twin_halves(per_task_grads: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Split twin-critic gradients ``[T, members, ...]`` into the Q1 and Q2 parts.
+
+    A TwinQFunction's TaskMLP stores its two ensemble members first along every parameter's leading
+    axis (member-major), so the first half of that axis is Q1 and the second Q2.
+    """
+    first, second = [], []
+    for grad in per_task_grads:
+        half = grad.shape[1] // 2
+        first.append(grad[:, :half])
+        second.append(grad[:, half:])
+    return first, second

@@ -1,0 +1,88 @@
+"""PCGrad (SPEC §9.1): projection of conflicting task gradients, the merge rule, per-task gradients of
+batched losses, and the twin-critic split."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from learning.networks import TanhGaussianPolicy, TwinQFunction
+from learning.pcgrad import PCGradSAC, merge_projected, project_conflicting, twin_halves
+from learning.sac import SACSettings
+
+CONFLICTING = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])  # dot product -1
+
+
+def test_conflicting_gradients_lose_the_component_along_each_other():
+    projected = project_conflicting(CONFLICTING, order=[1, 0])
+    # g1 - (g1.g2 / |g2|^2) g2 = (1, 0) + 0.5 (-1, 1); g2 - (g2.g1 / |g1|^2) g1 = (-1, 1) + (1, 0).
+    assert torch.allclose(projected, torch.tensor([[0.5, 0.5], [0.0, 1.0]]))
+    assert projected[0] @ CONFLICTING[1] == pytest.approx(0.0, abs=1e-7)
+    assert projected[1] @ CONFLICTING[0] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_agreeing_gradients_are_left_alone():
+    grads = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    assert torch.equal(project_conflicting(grads, order=[0, 1]), grads)
+
+
+def test_projection_uses_the_original_other_gradients_in_the_given_order():
+    grads = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-1.0, 0.0, 1.0]])
+    # Task 0 meets g1 first: (0.5, 0.5, 0); that still conflicts with g2 (dot -0.5): + 0.25 (-1, 0, 1).
+    assert torch.allclose(project_conflicting(grads, order=[1, 2, 0])[0], torch.tensor([0.25, 0.5, 0.25]))
+    # In the other order: (0.5, 0, 0.5), then against g1 (dot -0.5): + 0.25 (-1, 1, 0).
+    assert torch.allclose(project_conflicting(grads, order=[2, 1, 0])[0], torch.tensor([0.25, 0.25, 0.5]))
+
+
+def test_merge_averages_shared_elements_and_sums_task_specific_ones():
+    projected = torch.tensor([[0.5, 0.5], [0.0, 1.0]])
+    # Element 0 is touched by both tasks (mean), element 1 only by task 1's original gradient (sum).
+    assert torch.allclose(merge_projected(projected, CONFLICTING), torch.tensor([0.25, 1.5]))
+
+
+class LinearTaskLosses(PCGradSAC):
+    """A PCGradSAC whose 'actor' is one parameter vector w with task losses L1 = w0, L2 = -w0 + w1."""
+
+    def __init__(self) -> None:
+        policy = TanhGaussianPolicy("multihead", 2, 1, 1, (2,))
+        super().__init__(policy, TwinQFunction("multihead", 2, 1, 1, (2,)), SACSettings())
+        self.w = torch.nn.Parameter(torch.zeros(2))
+        self.policy_optimizer = torch.optim.SGD([self.w], lr=1.0)
+
+
+def test_surgery_step_applies_the_merged_gradient():
+    sac = LinearTaskLosses()
+    losses = torch.stack([sac.w[0], -sac.w[0] + sac.w[1]])
+    sac._minimise(sac.policy_optimizer, losses, "actor")
+    # Per-task gradients (1, 0) and (-1, 1) conflict; merged (0.25, 1.5) whatever the order; SGD lr 1.
+    assert torch.allclose(sac.w.detach(), torch.tensor([-0.25, -1.5]))
+
+
+def test_twin_halves_split_q1_from_q2():
+    critic = TwinQFunction("multihead", 3, 2, 1, (4,))
+    obs, action = torch.randn(3, 5, 2), torch.randn(3, 5, 1)
+    before = critic(obs, action)
+    with torch.no_grad():
+        first, _ = twin_halves(tuple(parameter.unsqueeze(0) for parameter in critic.parameters()))
+        for half in first:
+            half.add_(0.5)  # views into the parameters: moves the Q1 half only
+    after = critic(obs, action)
+    assert not torch.allclose(after[0], before[0]) and torch.equal(after[1], before[1])
+
+
+@pytest.mark.parametrize("architecture, skip_alpha", [("multihead", True), ("shared", False)])
+def test_pcgrad_sac_update_takes_finite_steps(architecture, skip_alpha):
+    torch.manual_seed(0)
+    tasks = 3
+    policy = TanhGaussianPolicy(architecture, tasks, 4, 2, (8,))
+    critic = TwinQFunction(architecture, tasks, 4, 2, (8,), layer_norm=True)
+    sac = PCGradSAC(policy, critic, SACSettings(per_task_losses=False), skip_alpha_pc_grad=skip_alpha)
+    batch = {"observation": torch.randn(tasks, 6, 4), "action": torch.rand(tasks, 6, 2) * 2 - 1,
+             "reward": torch.randn(tasks, 6), "next_observation": torch.randn(tasks, 6, 4),
+             "terminal": torch.zeros(tasks, 6)}
+    before = [parameter.detach().clone() for parameter in sac.parameters()]
+    stats = sac.update(batch)
+    after = list(sac.parameters())
+    assert all(torch.isfinite(parameter).all() for parameter in after)
+    assert all(not torch.equal(a, b) for a, b in zip(before, after))
+    assert stats["Qf1Loss"].shape == (tasks,)
