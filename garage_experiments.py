@@ -189,6 +189,18 @@ def count_parameters(module: torch.nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
+def check_videos(config: Config, task_set: TaskSet) -> None:
+    """With ``--vis_freq``, make sure videos can be rendered and encoded here. Raises ConfigError."""
+    if config.vis_freq <= 0:
+        return
+    from learning.video import VideoError, check_video_support
+
+    try:
+        check_video_support(task_set, config.vis_format)
+    except VideoError as error:
+        raise ConfigError(str(error)) from None
+
+
 def prepare_run(config: Config) -> tuple[Config, TaskSet, Path, dict | None]:
     """Validate everything that can fail before anything is written to disk.
 
@@ -212,8 +224,10 @@ def prepare_run(config: Config) -> tuple[Config, TaskSet, Path, dict | None]:
         n_epochs = config.n_epochs if config.n_epochs > 0 else saved.n_epochs
         config = Config.from_dict({**saved.to_dict(), "n_epochs": n_epochs})
         task_set = build_task_set(config)
+        check_videos(config, task_set)
         return config, task_set, run_dir, checkpoint
     task_set = build_task_set(config)
+    check_videos(config, task_set)
     resolve_device(config.gpu)
     run_dir = config.run_dir
     if (run_dir / CHECKPOINT_FILE).exists():

@@ -35,6 +35,9 @@ def main(argv: list[str]) -> int:
         config = parse_command_line(argv)
     except ConfigError as error:
         main_error(str(error))
+    from learning.video import configure_headless_rendering
+
+    configure_headless_rendering()  # MUJOCO_GL=egl on machines without a display, before mujoco loads
     import garage_experiments
 
     try:

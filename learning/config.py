@@ -138,6 +138,14 @@ FLAGS: tuple[Flag, ...] = (
     Flag("num_evaluation_episodes", int, 10, "evaluation episodes per evaluation, total over tasks"),
     Flag("evaluation_frequency", int, 1, "evaluate every k epochs"),
     Flag("snapshot_gap", int, 1, "1 keeps only the latest checkpoint; k > 1 also keeps every k-th epoch's"),
+    Flag("vis_freq", int, -1, "evaluation videos at epoch 0 and every k epochs (a multiple of --evaluation_frequency); "
+         "-1: never"),
+    Flag("vis_num", int, 10, "video episodes per video epoch, split across tasks (at least 1 per task)"),
+    Flag("vis_width", int, 500, "video width in pixels"),
+    Flag("vis_height", int, 500, "video height in pixels"),
+    Flag("vis_fps", int, 40, "video frames per second"),
+    Flag("vis_format", str, "mp4", "video format: mp4, gif, or auto (mp4 when ffmpeg is available)",
+         choices=("mp4", "gif", "auto")),
     Flag("snapshot_dir", str, None, "run directory to continue (resume only)", experiments=lambda e: e == "resume"),
     # QMP behaviour policy (SPEC §7 and the paper's ablations, §13.4-6).
     Flag("policy_sampling_freq", int, 1, "QMP: re-run the Q-switch every H steps", experiments=_is_qmp),
@@ -278,6 +286,12 @@ class Config:
     num_evaluation_episodes: int = 10
     evaluation_frequency: int = 1
     snapshot_gap: int = 1
+    vis_freq: int = -1
+    vis_num: int = 10
+    vis_width: int = 500
+    vis_height: int = 500
+    vis_fps: int = 40
+    vis_format: str = "mp4"
     snapshot_dir: str | None = None
     policy_sampling_freq: int = 1
     qmp_score_critic: str = "q1"
@@ -461,13 +475,16 @@ def validate(config: Config) -> None:
     """Check value ranges and experiment/architecture combinations (SPEC §2). Raises ConfigError."""
     positive = ("n_epochs", "steps_per_epoch", "batch_size", "gradient_steps_per_itr", "buffer_batch_size",
                 "replay_buffer_size", "num_evaluation_episodes", "num_threads", "evaluation_frequency", "snapshot_gap",
-                "policy_sampling_freq")
+                "policy_sampling_freq", "vis_num", "vis_width", "vis_height", "vis_fps")
     for key in positive:
         if getattr(config, key) <= 0:
             raise ConfigError(f"--{key} must be positive, got {getattr(config, key)}")
     for key in ("min_buffer_size", "qmp_action_samples", "qmp_warmup_iterations"):
         if getattr(config, key) < 0:
             raise ConfigError(f"--{key} must not be negative, got {getattr(config, key)}")
+    if not (config.vis_freq == -1 or (config.vis_freq > 0 and config.vis_freq % config.evaluation_frequency == 0)):
+        raise ConfigError(f"--vis_freq must be -1 or a positive multiple of --evaluation_frequency "
+                          f"({config.evaluation_frequency}), got {config.vis_freq}")
     if config.n_policies is not None and config.n_policies <= 0:
         raise ConfigError(f"--n_policies must be positive, got {config.n_policies}")
     if any(size <= 0 for size in config.hidden_sizes):

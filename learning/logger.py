@@ -78,14 +78,21 @@ class RunLogger:
         temporary.write_text("".join(line + "\n" for line in kept))
         temporary.replace(self.metrics_path)
 
-    def log(self, epoch: int, metrics: dict[str, Any], matrices: dict[str, np.ndarray]) -> None:
-        """Log scalars to W&B and JSONL; matrices (e.g. the acting-policy matrix) go to the JSONL row."""
+    def log(self, epoch: int, metrics: dict[str, Any], matrices: dict[str, np.ndarray],
+            videos: dict[str, Path] | None = None) -> None:
+        """Log scalars to W&B and JSONL; matrices (e.g. the acting-policy matrix) go to the JSONL row;
+        videos are logged to W&B and their paths (relative to the run directory) to the JSONL row."""
+        videos = videos or {}
         row = {"epoch": epoch, **{key: _jsonable(value) for key, value in metrics.items()},
-               **{key: _jsonable(value) for key, value in matrices.items()}}
+               **{key: _jsonable(value) for key, value in matrices.items()},
+               **{key: str(Path(path).relative_to(self.run_dir)) for key, path in videos.items()}}
         with self.metrics_path.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
         if self.wandb_run is not None:
-            self.wandb_run.log({key: value for key, value in metrics.items()}, step=epoch)
+            import wandb
+
+            media = {key: wandb.Video(str(path), format=Path(path).suffix[1:]) for key, path in videos.items()}
+            self.wandb_run.log({**metrics, **media}, step=epoch)
 
     def close(self) -> None:
         if self.wandb_run is not None:

@@ -162,15 +162,28 @@ class Trainer:
                 self.last_evaluation = self.evaluate(epoch)
                 metrics.update(self.last_evaluation)
             metrics.update(parts.sac.end_of_epoch(epoch))  # e.g. DnC's periodic distillation
+            videos = self.record_videos(epoch) if config.vis_freq > 0 and epoch % config.vis_freq == 0 else {}
             metrics["Time/EpochSeconds"] = time.perf_counter() - started
             matrices = {"Train/ActingPolicyCounts": acting_counts} if config.is_qmp else {}
-            self.logger.log(epoch, metrics, matrices)
+            self.logger.log(epoch, metrics, matrices, videos)
             self.last_metrics = metrics
             self.next_epoch = epoch + 1
             self.save(epoch)
             self._report(progress, epoch, metrics)
         progress.close()
         return self.last_evaluation
+
+    def record_videos(self, epoch: int) -> dict[str, Path]:
+        """Evaluation videos of every task (SPEC §10.3) with the "Evaluation/" behaviour (the
+        Q-switch for QMP runs). Random state and behaviour state are left untouched."""
+        from learning.video import VideoSettings, record_videos
+
+        config, parts = self.config, self.parts
+        settings = VideoSettings(config.vis_width, config.vis_height, config.vis_fps, config.vis_format)
+        paths = record_videos(parts, parts.evaluation_behaviours["Evaluation/"],
+                              self.run_dir / "videos" / f"epoch{epoch:05d}", settings,
+                              max(config.vis_num // self.num_tasks, 1), parts.evaluator.seed)
+        return {f"Evaluation/Task{task}/Video": path for task, path in paths.items()}
 
     def _report(self, progress, epoch: int, metrics: dict[str, float]) -> None:
         steps = int(metrics["Train/TotalEnvSteps"])

@@ -128,3 +128,18 @@ def test_wandb_runs_offline_without_credentials(tmp_path, monkeypatch):
     run_id = (config.run_dir / "wandb_run_id.txt").read_text()
     assert offline_runs[0].name.endswith(run_id)
     assert json.loads((config.run_dir / "config.json").read_text())["wandb"] is True
+
+
+def test_training_videos_are_written_and_do_not_change_learning(tmp_path):
+    argv = ["qmp_dnc", "--env=MazeLarge-10-v0", *TINY, "--task_name", "0,1", "--n_policies", "2",
+            "--batch_size", "40", "--num_evaluation_episodes", "2", "--n_epochs", "1"]
+    with_videos, _, _ = run([*argv, "--name", "videos", "--vis_freq", "1", "--vis_num", "2", "--vis_width", "64",
+                             "--vis_height", "48"], tmp_path)
+    without, _, _ = run([*argv, "--name", "plain"], tmp_path)
+    rows = read_metrics(with_videos.run_dir)
+    for row in rows:
+        for task in (0, 1):
+            video = with_videos.run_dir / row[f"Evaluation/Task{task}/Video"]
+            assert video.suffix == ".mp4" and video.stat().st_size > 0
+    stripped = [{k: v for k, v in row.items() if not k.endswith("/Video")} for row in rows]
+    assert comparable(stripped) == comparable(read_metrics(without.run_dir))
