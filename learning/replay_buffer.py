@@ -131,8 +131,13 @@ class TaskReplayBuffer:
 
     def state_dict(self) -> dict:
         """The filled part of the buffers (CPU tensors), for checkpoints."""
+        def filled(tensor: torch.Tensor) -> torch.Tensor:
+            # A slice would be saved with its whole storage: copy unless the buffer is full.
+            part = tensor[:, : self.size]
+            return part.cpu() if self.size == self._allocated else part.clone().cpu()
+
         return {"size": self.size, "position": self.position, "capacity": self.capacity,
-                **{name: self._data[name][:, : self.size].cpu() for name in self.fields}}
+                **{name: filled(self._data[name]) for name in self.fields}}
 
     def load_state_dict(self, state: dict) -> None:
         if state["capacity"] != self.capacity:

@@ -99,3 +99,19 @@ def test_state_round_trip_continues_identically():
     got = restored.collect(4).transitions
     for name in ("observation", "action", "reward", "next_observation", "terminal"):
         assert np.array_equal(getattr(expected, name), getattr(got, name)), name
+
+
+def test_checkpointed_buffer_holds_only_the_filled_part(tmp_path):
+    from learning.checkpoint import load_checkpoint, save_checkpoint
+    from learning.replay_buffer import TaskReplayBuffer, Transitions
+
+    buffer = TaskReplayBuffer(num_tasks=2, obs_dim=1000, action_dim=1, capacity_per_task=100_000, initial_capacity=4096)
+    buffer.add(Transitions(
+        observation=np.ones((2, 3, 1000), np.float32), action=np.zeros((2, 3, 1), np.float32),
+        reward=np.zeros((2, 3), np.float32), next_observation=np.ones((2, 3, 1000), np.float32),
+        terminal=np.zeros((2, 3), np.float32)))
+    save_checkpoint(tmp_path / "buffer.pt", buffer.state_dict())
+    assert (tmp_path / "buffer.pt").stat().st_size < 200_000  # 3 transitions, not 4096 allocated
+    restored = TaskReplayBuffer(num_tasks=2, obs_dim=1000, action_dim=1, capacity_per_task=100_000)
+    restored.load_state_dict(load_checkpoint(tmp_path / "buffer.pt"))
+    assert restored.size == 3 and float(restored.sample(4)["observation"].min()) == 1.0
