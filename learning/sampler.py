@@ -9,12 +9,14 @@ the original's proportional split of gradient steps an equal split.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
 import gymnasium as gym
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from environments.base import TaskSet, get_env_state, set_env_state
 from learning.replay_buffer import Transitions
@@ -153,7 +155,16 @@ class LockstepSampler:
         return int(self.env_steps_per_task.sum())
 
     def _start(self) -> None:
-        self.raw_obs, _ = self.envs.reset(seed=[self.seed + index for index in range(self.num_tasks)])
+        """First reset of every task env (seed + task index), one by one with a progress bar: lazily
+        built environments (Meta-World) are constructed here. With same-step autoreset the vector
+        env keeps no state from its own reset, so resetting its envs directly is equivalent."""
+        observations = []
+        envs = tqdm(self.envs.envs, desc="starting environments", unit="env", leave=False,
+                    disable=not sys.stderr.isatty())
+        for index, env in enumerate(envs):
+            observation, _ = env.reset(seed=self.seed + index)
+            observations.append(observation)
+        self.raw_obs = np.stack(observations)
         self.behaviour.episode_start(np.ones(self.num_tasks, dtype=bool))
 
     def collect(self, steps_per_task: int) -> SampleBatch:
