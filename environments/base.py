@@ -167,3 +167,39 @@ def set_env_state(env: gym.Env, state: list[dict]) -> None:
             level.set_checkpoint_state(attributes["__custom__"])
         else:
             level.__dict__.update(attributes)
+
+
+class LazyRenderer:
+    """An offscreen ``mujoco.Renderer`` built on first use, for an env's ``render()``.
+
+    It pickles as empty, because an OpenGL context cannot be saved: env snapshots
+    (:func:`get_env_state`) stay picklable after the env has rendered.
+    """
+
+    def __init__(self, width: int = 480, height: int = 480, camera: str | int = -1) -> None:
+        self.width, self.height, self.camera = width, height, camera
+        self._renderer = None
+        self._model = None
+
+    def render(self, model, data) -> np.ndarray:
+        """An RGB frame ``[height, width, 3]`` of ``data`` seen from the camera."""
+        import mujoco
+
+        if self._renderer is None or self._model is not model:
+            self.close()
+            self._renderer = mujoco.Renderer(model, height=self.height, width=self.width)
+            self._model = model
+        self._renderer.update_scene(data, camera=self.camera)
+        return self._renderer.render()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+        self._renderer = None
+        self._model = None
+
+    def __getstate__(self) -> dict:
+        return {"width": self.width, "height": self.height, "camera": self.camera}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)

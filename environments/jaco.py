@@ -15,7 +15,7 @@ import mujoco
 import numpy as np
 from gymnasium.wrappers import TimeLimit
 
-from environments.base import ObservationLayout, TaskSet, one_hot
+from environments.base import LazyRenderer, ObservationLayout, TaskSet, one_hot
 from environments.jaco_model import DEFAULT_QPOS, FRAME_SKIP, HAND_BODY, TARGET_BODY, build_jaco_model
 
 ENV_ID = "JacoReachMT5-v1"
@@ -140,7 +140,7 @@ class JacoReachMultistageEnv(gym.Env):
         self.stage = 0
         self.success_count = 0
         self.last_observation = np.zeros(OBSERVATION_DIM, dtype=np.float32)
-        self.renderer = _RendererSlot()
+        self.renderer = LazyRenderer(640, 480)
 
     # --- state -------------------------------------------------------------------------------
 
@@ -248,27 +248,6 @@ class JacoReachMultistageEnv(gym.Env):
 
     def close(self) -> None:
         self.renderer.close()
-
-
-class _RendererSlot:
-    """Holds a MuJoCo renderer, built on first use; pickles as empty so env snapshots stay picklable."""
-
-    def __init__(self) -> None:
-        self.renderer: mujoco.Renderer | None = None
-
-    def render(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
-        if self.renderer is None:
-            self.renderer = mujoco.Renderer(model, 480, 640)
-        self.renderer.update_scene(data)
-        return self.renderer.render()
-
-    def close(self) -> None:
-        if self.renderer is not None:
-            self.renderer.close()
-            self.renderer = None
-
-    def __getstate__(self) -> dict:
-        return {"renderer": None}
 
 
 def compute_rewards(raw_observations: np.ndarray, actions: np.ndarray, task_index: int) -> np.ndarray:

@@ -19,7 +19,7 @@ import mujoco
 import numpy as np
 from gymnasium.wrappers import TimeLimit
 
-from environments.base import ObservationLayout, TaskSet, one_hot, select_tasks
+from environments.base import LazyRenderer, ObservationLayout, TaskSet, one_hot, select_tasks
 
 ENV_ID = "MazeLarge-10-v0"
 MAX_EPISODE_STEPS = 600
@@ -127,34 +127,6 @@ def reward_from_distance(distance: float | np.ndarray, sparse: bool) -> float | 
     return np.exp(-distance) - 1.0
 
 
-class _LazyRenderer:
-    """A mujoco.Renderer built on first use; it pickles as empty because a GL context cannot be saved."""
-
-    def __init__(self) -> None:
-        self._renderer: mujoco.Renderer | None = None
-        self._model: mujoco.MjModel | None = None
-
-    def render(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
-        if self._renderer is None or self._model is not model:
-            self.close()
-            self._renderer = mujoco.Renderer(model, height=480, width=480)
-            self._model = model
-        self._renderer.update_scene(data, camera="top")
-        return self._renderer.render()
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-        self._renderer = None
-        self._model = None
-
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__()
-
-
 class PointMazeTaskEnv(gym.Env):
     """One maze task: observation (x, y, vx, vy, task one-hot), action = motor forces in [-1, 1]^2."""
 
@@ -182,7 +154,7 @@ class PointMazeTaskEnv(gym.Env):
         self.data = mujoco.MjData(self.model)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(4 + num_tasks,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-        self._renderer = _LazyRenderer()
+        self._renderer = LazyRenderer(480, 480, camera="top")
 
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray) -> None:
         """Place the agent at ``qpos`` (agent coordinates) with velocity ``qvel``."""

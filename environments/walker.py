@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
 
-from environments.base import ObservationLayout, TaskSet, one_hot
+from environments.base import LazyRenderer, ObservationLayout, TaskSet, one_hot
 
 ENV_ID = "Walker2dMT4-v0"
 TASK_NAMES: tuple[str, ...] = ("forward", "backward", "balance", "crawl")
@@ -76,34 +76,6 @@ def build_walker_model(with_crawl_obstacles: bool) -> mujoco.MjModel:
     return spec.compile()
 
 
-class _LazySideViewRenderer:
-    """A mujoco.Renderer on the torso-tracking side camera, built on first use; pickles as empty (GL contexts cannot be saved)."""
-
-    def __init__(self) -> None:
-        self._renderer: mujoco.Renderer | None = None
-        self._model: mujoco.MjModel | None = None
-
-    def render(self, model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
-        if self._renderer is None or self._model is not model:
-            self.close()
-            self._renderer = mujoco.Renderer(model, height=RENDER_SIZE, width=RENDER_SIZE)
-            self._model = model
-        self._renderer.update_scene(data, camera="track")
-        return self._renderer.render()
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-        self._renderer = None
-        self._model = None
-
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__()
-
-
 class WalkerTaskEnv(gym.Env):
     """One Walker2dMT4 task (no time limit of its own; the TaskSet adds TimeLimit(1000))."""
 
@@ -127,7 +99,7 @@ class WalkerTaskEnv(gym.Env):
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(OBSERVATION_DIM,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.model.nu,), dtype=np.float32)
         self.elapsed_steps = 0
-        self._renderer = _LazySideViewRenderer()
+        self._renderer = LazyRenderer(RENDER_SIZE, RENDER_SIZE, camera="track")
 
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray) -> None:
         """Set joint positions and velocities and recompute the derived quantities."""

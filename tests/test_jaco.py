@@ -390,6 +390,6 @@ def test_determinism_and_env_state_round_trip():
 def test_snapshot_stays_picklable_while_a_renderer_is_held():
     env = make_jaco_env(0, render_mode="rgb_array")
     env.reset(seed=0)
-    env.unwrapped.renderer.renderer = threading.Lock()  # stands in for an OpenGL renderer, which cannot pickle
+    env.unwrapped.renderer._renderer = threading.Lock()  # stands in for an OpenGL renderer, which cannot pickle
     restored = pickle.loads(pickle.dumps(get_env_state(env)))
-    assert restored[-1]["renderer"].renderer is None
+    assert restored[-1]["renderer"]._renderer is None
