@@ -213,6 +213,7 @@ class Trainer:
             "iteration": self.iteration,
             "acting_counts_total": self.acting_counts_total.copy(),
             "last_evaluation": dict(self.last_evaluation),
+            "last_metrics": dict(self.last_metrics),
             "networks": parts.sac.state_dict(),
             "optimizers": parts.sac.optimizer_state(),
             "buffer": parts.buffer.state_dict(),
@@ -229,6 +230,7 @@ class Trainer:
         self.next_epoch, self.iteration = int(state["next_epoch"]), int(state["iteration"])
         self.acting_counts_total = np.array(state["acting_counts_total"])
         self.last_evaluation = dict(state["last_evaluation"])
+        self.last_metrics = dict(state["last_metrics"])
         parts.sac.load_state_dict(state["networks"])
         parts.sac.load_optimizer_state(state["optimizers"])
         parts.buffer.load_state_dict(state["buffer"])
