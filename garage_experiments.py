@@ -42,11 +42,9 @@ EVALUATION_SEED_OFFSET = 10_000
 
 @dataclass(frozen=True)
 class ExperimentRecipe:
-    """How an experiment name maps onto the shared machinery."""
+    """How an experiment name maps onto the shared machinery, beyond what the Config derives from the
+    name (``Config.is_qmp``: Q-switch collection; ``Config.per_task_buffers``: the loss family)."""
 
-    qmp: bool
-    """Collect with the Q-switch (and evaluate both the mixture and each task's own policy)."""
-    per_task_buffers: bool
     temperature_per_task: bool
     algorithm: str = "sac"
     """The SAC update's extension: "sac" (plain, or PCGrad, or DnC when its flags ask for it),
@@ -54,18 +52,16 @@ class ExperimentRecipe:
 
 
 RECIPES: dict[str, ExperimentRecipe] = {
-    "sac": ExperimentRecipe(qmp=False, per_task_buffers=False, temperature_per_task=False),
-    "mtsac": ExperimentRecipe(qmp=False, per_task_buffers=False, temperature_per_task=True),
-    "qmp_sac": ExperimentRecipe(qmp=True, per_task_buffers=False, temperature_per_task=True),
-    "dnc_sac": ExperimentRecipe(qmp=False, per_task_buffers=True, temperature_per_task=True),
-    "qmp_dnc": ExperimentRecipe(qmp=True, per_task_buffers=True, temperature_per_task=True),
-    "uds_dnc": ExperimentRecipe(qmp=False, per_task_buffers=True, temperature_per_task=True,
-                                algorithm="data_sharing"),
-    "qmp_uds_dnc": ExperimentRecipe(qmp=True, per_task_buffers=True, temperature_per_task=True,
-                                    algorithm="data_sharing"),
-    "decaf": ExperimentRecipe(qmp=False, per_task_buffers=True, temperature_per_task=True, algorithm="decaf"),
-    "mcal": ExperimentRecipe(qmp=False, per_task_buffers=True, temperature_per_task=False, algorithm="mcal"),
-    "qmp_mcal": ExperimentRecipe(qmp=True, per_task_buffers=True, temperature_per_task=False, algorithm="mcal"),
+    "sac": ExperimentRecipe(temperature_per_task=False),
+    "mtsac": ExperimentRecipe(temperature_per_task=True),
+    "qmp_sac": ExperimentRecipe(temperature_per_task=True),
+    "dnc_sac": ExperimentRecipe(temperature_per_task=True),
+    "qmp_dnc": ExperimentRecipe(temperature_per_task=True),
+    "uds_dnc": ExperimentRecipe(temperature_per_task=True, algorithm="data_sharing"),
+    "qmp_uds_dnc": ExperimentRecipe(temperature_per_task=True, algorithm="data_sharing"),
+    "decaf": ExperimentRecipe(temperature_per_task=True, algorithm="decaf"),
+    "mcal": ExperimentRecipe(temperature_per_task=False, algorithm="mcal"),
+    "qmp_mcal": ExperimentRecipe(temperature_per_task=False, algorithm="mcal"),
 }
 
 
@@ -120,11 +116,11 @@ def build_algorithm(config: Config, recipe: ExperimentRecipe, task_set: TaskSet,
         return DataSharingSAC(policy, critic, settings, buffer, config.sharing_quantile, min_reward)
     if recipe.algorithm == "mcal":
         return MultiCriticActorSAC(policy, critic, settings)
-    if recipe.per_task_buffers and (config.dnc_penalty or config.distillation_period is not None):
+    if config.per_task_buffers and (config.dnc_penalty or config.distillation_period is not None):
         return DnCSAC(policy, critic, settings, buffer, config.buffer_batch_size, config.kl_coeff,
                       config.sampling_type, config.regularize_representation, config.distillation_period,
                       config.distillation_n_epochs)
-    if not recipe.per_task_buffers and config.use_pc_grad:
+    if not config.per_task_buffers and config.use_pc_grad:
         return PCGradSAC(policy, critic, settings, config.skip_alpha_pc_grad)
     return MultiTaskSAC(policy, critic, settings)
 
@@ -152,8 +148,8 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
                                config.layer_norm)
     settings = SACSettings(discount=config.discount, tau=config.target_update_tau, reward_scale=config.reward_scale,
                            lr=config.lr, target_entropy=config.target_entropy,
-                           per_task_losses=recipe.per_task_buffers, temperature_per_task=recipe.temperature_per_task)
-    capacity = config.replay_buffer_size if recipe.per_task_buffers else max(config.replay_buffer_size // num_tasks, 1)
+                           per_task_losses=config.per_task_buffers, temperature_per_task=recipe.temperature_per_task)
+    capacity = config.replay_buffer_size if config.per_task_buffers else max(config.replay_buffer_size // num_tasks, 1)
     if relabel_rewards:
         buffer = RewardTableReplayBuffer(num_tasks, obs_dim, action_dim, capacity, task_set.reward_function, device)
     else:
@@ -163,7 +159,7 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
     def own() -> OwnPolicyBehaviour:
         return OwnPolicyBehaviour(sac.policy)
 
-    if recipe.qmp:
+    if config.is_qmp:
         options = QSwitchOptions(
             sampling_freq=config.policy_sampling_freq, score_critic=config.qmp_score_critic,
             action_samples=config.qmp_action_samples, entropy_term=config.qmp_entropy_term,

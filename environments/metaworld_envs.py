@@ -104,25 +104,25 @@ class _DoorDrawerScene:
         return self._get_obs(), {}
 
 
-def _door_in_first_object_slot(observation: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """The observation with the door block copied into the first object slot, where the stock door rewards read it."""
-    reordered = observation.copy()
-    reordered[4:11] = observation[11:18]
-    return reordered
+class _DoorRewardsFromDoorSlot:
+    """The stock door rewards read the first object slot; on the CDS table the door is the second
+    object, so its block is copied there before the reward is computed."""
+
+    def evaluate_state(self, obs: npt.NDArray[np.float64], action: npt.NDArray[np.float32]) -> tuple[float, dict]:
+        reordered = obs.copy()
+        reordered[4:11] = obs[11:18]
+        return super().evaluate_state(reordered, action)
 
 
-class CDSDoorOpenEnv(_DoorDrawerScene, SawyerDoorEnvV3):
+class CDSDoorOpenEnv(_DoorRewardsFromDoorSlot, _DoorDrawerScene, SawyerDoorEnvV3):
     """door-open on the CDS table: door x in [-0.1, 0], target = door + (-0.3, -0.45, 0), door starts closed."""
 
     def __init__(self, reward_function_version: str = REWARD_FUNCTION_VERSION) -> None:
         super().__init__(reward_function_version=reward_function_version)
         self._random_reset_space = Box(*map(np.array, CDS_DOOR_RANGE), dtype=np.float64)
 
-    def evaluate_state(self, obs: npt.NDArray[np.float64], action: npt.NDArray[np.float32]) -> tuple[float, dict]:
-        return super().evaluate_state(_door_in_first_object_slot(obs), action)
 
-
-class CDSDoorCloseEnv(_DoorDrawerScene, SawyerDoorCloseEnvV3):
+class CDSDoorCloseEnv(_DoorRewardsFromDoorSlot, _DoorDrawerScene, SawyerDoorCloseEnvV3):
     """door-close on the CDS table: hand at (-0.6, 0.6, 0.2), door opened to -pi/2, target = door + (0.2, -0.2, 0)."""
 
     def __init__(self, reward_function_version: str = REWARD_FUNCTION_VERSION) -> None:
@@ -130,9 +130,6 @@ class CDSDoorCloseEnv(_DoorDrawerScene, SawyerDoorCloseEnvV3):
         self._random_reset_space = Box(*map(np.array, CDS_DOOR_RANGE), dtype=np.float64)
         self.hand_init_pos = np.array(CDS_DOOR_CLOSE_HAND_START)
         self.init_config["hand_init_pos"] = self.hand_init_pos
-
-    def evaluate_state(self, obs: npt.NDArray[np.float64], action: npt.NDArray[np.float32]) -> tuple[float, dict]:
-        return super().evaluate_state(_door_in_first_object_slot(obs), action)
 
 
 class CDSDrawerOpenEnv(_DoorDrawerScene, SawyerDrawerOpenEnvV3):

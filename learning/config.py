@@ -71,6 +71,13 @@ class Flag:
         return self.experiments is None or self.experiments(experiment)
 
 
+def _envs_taking(key: str) -> tuple[str, ...]:
+    """The environment ids whose builder takes the configuration key ``key`` (environments.ENV_KWARGS)."""
+    from environments import ENV_KWARGS
+
+    return tuple(env_id for env_id, keys in ENV_KWARGS.items() if key in keys)
+
+
 def _is_qmp(experiment: str) -> bool:
     return "qmp" in experiment
 
@@ -125,15 +132,15 @@ FLAGS: tuple[Flag, ...] = (
     # Environment.
     Flag("n_policies", int, None, "number of tasks/policies; must equal the environment's task count"),
     Flag("task_name", str, None, "comma list of task indices to keep (Maze, Meta-World, Kitchen)",
-         envs=("MazeLarge-10-v0", "MetaWorldCDS-v1", "MetaWorldMT10-v2", "MetaWorldMT50-v2", "KitchenMTEasy-v0")),
+         envs=_envs_taking("task_name")),
     Flag("sparse_tasks", int, (), "task indices with sparse rewards (Maze, Meta-World, Kitchen)", nargs="*",
-         envs=("MazeLarge-10-v0", "MetaWorldCDS-v1", "MetaWorldMT10-v2", "MetaWorldMT50-v2", "KitchenMTEasy-v0")),
+         envs=_envs_taking("sparse_tasks")),
     Flag("external_forces", parse_bool, False, "Walker: the paper's random external forces (the original never applies them)",
-         envs=("Walker2dMT4-v0",)),
+         envs=_envs_taking("external_forces")),
     Flag("corrected_kitchen_goal", parse_bool, False, "Kitchen: observe the true goal of the 'off' tasks (original: inverted)",
-         envs=("KitchenMTEasy-v0",)),
+         envs=_envs_taking("corrected_kitchen_goal")),
     Flag("guide_policies", str, "up,right,up_right", "PointReach: fixed candidate policies QMP may pick, comma list of "
-         "up, down, left, right, up_right, up_left, down_right, down_left; 'none' for no candidates", envs=("PointReach-v0",)),
+         "up, down, left, right, up_right, up_left, down_right, down_left; 'none' for no candidates", envs=_envs_taking("guide_policies")),
     # Evaluation, logging, checkpoints.
     Flag("num_evaluation_episodes", int, 10, "evaluation episodes per evaluation, total over tasks"),
     Flag("evaluation_frequency", int, 1, "evaluate every k epochs"),

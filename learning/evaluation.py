@@ -89,10 +89,11 @@ class Evaluator:
                 action_tensor, acting = behaviour.act(obs, deterministic=True)
                 actions = np.clip(action_tensor.cpu().numpy(), -1.0, 1.0)
                 acting_np = acting.cpu().numpy()
-                for index in np.flatnonzero(active):
-                    next_raw, reward, terminated, truncated, info = self.envs[index].step(actions[index])
-                    acting_counts[index, acting_np[index]] += 1
-                    tracker.record_step(index, float(reward), info)
+                stepping = np.flatnonzero(active)
+                results = [self.envs[index].step(actions[index]) for index in stepping]
+                acting_counts[stepping, acting_np[stepping]] += 1
+                tracker.record_infos(stepping, [result[1] for result in results], [result[4] for result in results])
+                for index, (next_raw, _, terminated, truncated, _) in zip(stepping, results):
                     raw[index] = next_raw
                     if terminated or truncated:
                         episodes.append(tracker.finish(index, bool(terminated)))

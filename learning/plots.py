@@ -239,6 +239,18 @@ def plot_curves(env: str, methods: dict[str, list[RunData]], metric: str, mode: 
     return save(figure, out / f"{file_slug(env)}_curves.png")
 
 
+def task_grid(count: int):
+    """A figure with one panel per task (at most 5 per row, shared y axis); returns the figure and
+    ``(task, axis)`` pairs. Unused panels are hidden."""
+    columns = min(count, 5)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(max(3.4 * columns, 6.0), max(2.8 * rows, 3.6)),
+                                squeeze=False, sharey=True, layout="constrained")
+    for axis in axes.flat[count:]:
+        axis.set_visible(False)
+    return figure, list(enumerate(axes.flat[:count]))
+
+
 def plot_task_curves(env: str, methods: dict[str, list[RunData]], metric: str, mode: str, spread: str, window: int,
                      out: Path) -> Path | None:
     """One panel per task (Fig. 13)."""
@@ -248,14 +260,8 @@ def plot_task_curves(env: str, methods: dict[str, list[RunData]], metric: str, m
         return None
     names = task_names(first, count)
     colours = method_colours(list(methods))
-    columns = min(count, 5)
-    rows = -(-count // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(max(3.4 * columns, 6.0), max(2.8 * rows, 3.6)),
-                                squeeze=False, sharey=True, layout="constrained")
-    for task, axis in enumerate(axes.flat):
-        if task >= count:
-            axis.set_visible(False)
-            continue
+    figure, task_axes = task_grid(count)
+    for task, axis in task_axes:
         for label, runs in methods.items():
             steps, values = aligned(runs, lambda run: f"{run.evaluation_prefix(mode)}Task{task}/{metric}")
             if values.shape[1]:
@@ -263,7 +269,7 @@ def plot_task_curves(env: str, methods: dict[str, list[RunData]], metric: str, m
         axis.set_title(f"{task}: {names[task]}", fontsize=8)
         axis.grid(alpha=0.3)
         axis.tick_params(labelsize=7)
-    axes.flat[0].legend(fontsize=6)
+    task_axes[0][1].legend(fontsize=6)
     figure.supxlabel("environment steps (all tasks)")
     figure.supylabel(metric_label(metric, mode))
     figure.suptitle(env)
@@ -345,14 +351,8 @@ def plot_policy_shares(env: str, label: str, runs: Sequence[RunData], window: in
     names = task_names(runs[0], num_tasks)
     labels = candidate_labels(num_tasks, num_candidates, runs[0])
     colours = [tuple(c / 255 for c in colour) for colour in candidate_colours(num_candidates)]
-    columns = min(num_tasks, 5)
-    rows = -(-num_tasks // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(max(3.4 * columns, 6.0), max(2.8 * rows, 3.6)),
-                                squeeze=False, sharey=True, layout="constrained")
-    for task, axis in enumerate(axes.flat):
-        if task >= num_tasks:
-            axis.set_visible(False)
-            continue
+    figure, task_axes = task_grid(num_tasks)
+    for task, axis in task_axes:
         for candidate in range(num_candidates):
             own = candidate == task
             axis.plot(steps, smooth(shares[:, task, candidate], window), color="black" if own else colours[candidate],

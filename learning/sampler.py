@@ -60,12 +60,13 @@ class EpisodeTracker:
         self.success = np.zeros(t, dtype=bool)
         self.metric_values = {key: np.zeros(t) for key in self.aggregations}
 
-    def record_step(self, task: int, reward: float, info: dict) -> None:
-        """Add one step of one task (``info`` is that env's step info)."""
-        values = {key: np.array([float(info[key])]) for key in self.aggregations if key in info}
-        present = {key: np.array([True]) for key in values}
-        self.record_steps(np.array([task]), np.array([reward]), np.array([bool(info.get("success", False))]),
-                          values, present)
+    def record_infos(self, tasks: np.ndarray, rewards: np.ndarray, infos: list[dict]) -> None:
+        """Add one step of each listed task from separately stepped envs (``infos[k]`` is task
+        ``tasks[k]``'s step info)."""
+        success = np.array([bool(info.get("success", False)) for info in infos])
+        present = {key: np.array([key in info for info in infos]) for key in self.aggregations}
+        values = {key: np.array([float(info.get(key, 0.0)) for info in infos]) for key in self.aggregations}
+        self.record_steps(np.asarray(tasks), np.asarray(rewards, dtype=np.float64), success, values, present)
 
     def record_steps(self, tasks: np.ndarray, rewards: np.ndarray, success: np.ndarray,
                      metric_values: dict[str, np.ndarray], metric_present: dict[str, np.ndarray]) -> None:

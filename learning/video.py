@@ -399,7 +399,7 @@ def run_task_episodes(parts: "RunParts", behaviour, env: gym.Env, task: int, num
             action, acting = behaviour.act(torch.as_tensor(batch, device=parts.device), deterministic=deterministic)
             candidate = int(acting[task])
             raw, reward, terminated, truncated, info = env.step(np.clip(action[task].cpu().numpy(), -1.0, 1.0))
-            tracker.record_step(task, float(reward), info)
+            tracker.record_infos(np.array([task]), [float(reward)], [info])
             observations.append(raw)
             acting_steps.append(candidate)
             rewards.append(float(reward))
