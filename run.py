@@ -29,13 +29,13 @@ def print_final_table(task_names: tuple[str, ...], training: dict[str, float], e
 
 
 def main(argv: list[str]) -> int:
-    from learning.config import ConfigError, main_error, parse_command_line
+    from learning.training.config import ConfigError, main_error, parse_command_line
 
     try:
         config = parse_command_line(argv)
     except ConfigError as error:
         main_error(str(error))
-    from learning.video import configure_headless_rendering
+    from learning.training.video import configure_headless_rendering
 
     configure_headless_rendering()  # MUJOCO_GL=egl on machines without a display, before mujoco loads
     import garage_experiments

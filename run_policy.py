@@ -6,121 +6,28 @@ Q-switch mixture (``--mode mixture``, QMP runs only) or each task's own policy (
 prints a per-task table and, with ``--save_video True``, writes one video per task to
 ``VIDEO_ROOT/<run directory name>/``. Bad input gets one line on stderr and exit code 2.
 
-:func:`load_run` is also used by ``python -m learning.plots trajectories``; the episode loop and the
-videos live in learning/video.py.
+Loading a run lives in learning/analysis/runs.py (shared with ``python -m learning.analysis trajectories``); the
+episode loop and the videos in learning/training/video.py (shared with training-time videos).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from learning.video import (EpisodeTrace, VideoError, VideoSettings, configure_headless_rendering, replay_tasks,
-                            resolve_format)
-
-if TYPE_CHECKING:
-    from learning.config import Config
-    from learning.trainer import RunParts
-
-MODES = ("mixture", "own")
-
-
-class RunLoadError(RuntimeError):
-    """The run directory cannot be replayed; one-line message."""
-
-
-@dataclass
-class LoadedRun:
-    """A run's configuration and components, with the checkpoint's networks loaded."""
-
-    run_dir: Path
-    config: "Config"
-    parts: "RunParts"
-    epochs_trained: int
-    iteration: int
-
-    @property
-    def task_names(self) -> tuple[str, ...]:
-        return self.parts.task_set.task_names
-
-    def default_mode(self) -> str:
-        """The original's default: the Q-switch mixture for QMP runs, the own policy otherwise."""
-        return "mixture" if self.config.is_qmp else "own"
-
-    def behaviour(self, mode: str):
-        """The behaviour policy of ``mode``; raises RunLoadError for a mixture of a non-QMP run."""
-        if mode not in MODES:
-            raise RunLoadError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        if mode == "mixture" and not self.config.is_qmp:
-            raise RunLoadError(f"--mode mixture needs a QMP run; {self.config.experiment} has no Q-switch "
-                               f"(use --mode own)")
-        own_key = "Evaluation/p/" if self.config.is_qmp else "Evaluation/"
-        behaviour = self.parts.evaluation_behaviours["Evaluation/" if mode == "mixture" else own_key]
-        behaviour.begin_iteration(self.iteration)
-        return behaviour
-
-    def close(self) -> None:
-        self.parts.sampler.close()
-        self.parts.evaluator.close()
-
-
-def load_run(run_dir: Path | str, checkpoint_name: str = "checkpoint.pt", gpu: int | None = None) -> LoadedRun:
-    """Build a run's components from ``config.json`` and load the networks of its checkpoint.
-
-    Raises RunLoadError when the directory, the configuration or the checkpoint is missing or
-    does not fit. ``gpu`` None loads on the CPU whatever device the run trained on.
-    """
-    import garage_experiments
-    from learning.checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint
-    from learning.config import Config, ConfigError
-    from learning.trainer import CHECKPOINT_FORMAT
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunLoadError(f"--snapshot_dir {str(run_dir)!r} is not a directory")
-    config_path = run_dir / CONFIG_FILE
-    if not config_path.is_file():
-        raise RunLoadError(f"{run_dir} holds no {CONFIG_FILE}; is it a run directory?")
-    try:
-        config = Config.load(config_path)
-        checkpoint = load_checkpoint(run_dir / checkpoint_name)
-    except (CheckpointError, ValueError) as error:  # ConfigError and JSON errors are ValueErrors
-        raise RunLoadError(str(error)) from None
-    if checkpoint.get("format") != CHECKPOINT_FORMAT or "networks" not in checkpoint or "config" not in checkpoint:
-        raise RunLoadError(f"{run_dir / checkpoint_name} is not a checkpoint of this codebase's format "
-                           f"{CHECKPOINT_FORMAT}")
-    try:
-        stored = Config.from_dict(checkpoint["config"])
-    except (ConfigError, TypeError) as error:
-        raise RunLoadError(f"{run_dir / checkpoint_name}: {error}") from None
-    if dataclasses.replace(stored, n_epochs=0) != dataclasses.replace(config, n_epochs=0):
-        raise RunLoadError(f"{run_dir / checkpoint_name} does not belong to {config_path} (configurations differ)")
-    config = dataclasses.replace(config, gpu=gpu)
-    try:
-        task_set = garage_experiments.build_task_set(config)
-        parts = garage_experiments.build_parts(config, task_set)
-    except ConfigError as error:
-        raise RunLoadError(str(error)) from None
-    try:
-        parts.sac.load_state_dict(checkpoint["networks"])
-    except (KeyError, RuntimeError) as error:
-        parts.sampler.close()
-        parts.evaluator.close()
-        raise RunLoadError(f"checkpoint networks do not match {config_path}: {str(error).splitlines()[0]}") from None
-    parts.sac.eval()
-    return LoadedRun(run_dir, config, parts, int(checkpoint.get("next_epoch", 0)), int(checkpoint.get("iteration", 0)))
+from learning.analysis.runs import MODES, LoadedRun, RunLoadError, load_run, parse_tasks
+from learning.training.video import (EpisodeTrace, VideoError, VideoSettings, configure_headless_rendering,
+                                     replay_tasks, resolve_format)
 
 
 def results_table(task_names: Sequence[str], traces_by_task: dict[int, list[EpisodeTrace]],
                   metric_keys: Sequence[str], show_own_share: bool) -> str:
     """Per-task mean return, success rate, completion (termination) rate, length and env metrics."""
-    from learning.evaluation import metric_name, summarize_episodes
+    from learning.training.evaluation import metric_name, summarize_episodes
 
     num_tasks = len(task_names)
     records = [trace.record for traces in traces_by_task.values() for trace in traces]
@@ -148,27 +55,13 @@ def results_table(task_names: Sequence[str], traces_by_task: dict[int, list[Epis
     return "\n".join(lines)
 
 
-def parse_tasks(text: str | None, num_tasks: int) -> list[int]:
-    """``"0,3"`` -> [0, 3]; None -> every task. Raises RunLoadError."""
-    if text is None:
-        return list(range(num_tasks))
-    try:
-        tasks = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise RunLoadError(f"--tasks must be a comma list of task indices, got {text!r}") from None
-    bad = [task for task in tasks if not 0 <= task < num_tasks]
-    if not tasks or bad:
-        raise RunLoadError(f"--tasks must list indices in 0..{num_tasks - 1}, got {text!r}")
-    return tasks
-
-
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise RunLoadError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from learning.config import parse_bool
+    from learning.training.config import parse_bool
 
     parser = _OneLineParser(prog="run_policy.py", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--snapshot_dir", required=True, help="run directory (holds config.json and checkpoint.pt)")
@@ -238,7 +131,7 @@ def replay(run: LoadedRun, behaviour, tasks: Sequence[int], args: argparse.Names
     video = None
     if video_format is not None:
         video = VideoSettings(args.video_width, args.video_height, args.video_fps, video_format)
-    traces, writers = replay_tasks(run.parts, behaviour, run.parts.evaluator.envs, tasks, args.num_episodes_per_task,
+    traces, writers = replay_tasks(run.parts.replay_context, behaviour, run.parts.evaluator.envs, tasks, args.num_episodes_per_task,
                                    not args.stochastic, args.seed, video, Path(args.video_root) / run.run_dir.name)
     for writer in writers.values():
         print(f"video: {writer.path} ({writer.frames_written} frames)")

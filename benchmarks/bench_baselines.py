@@ -18,14 +18,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from learning.data_sharing import DataSharingSAC
-from learning.decaf import DecafTwinQFunction
-from learning.dnc import DnCSAC
-from learning.mcal import MultiCriticActorSAC
-from learning.networks import TanhGaussianPolicy, TwinQFunction
-from learning.pcgrad import PCGradSAC
-from learning.replay_buffer import TaskReplayBuffer, Transitions
-from learning.sac import MultiTaskSAC, SACSettings
+from learning.baselines.data_sharing import DataSharingSAC
+from learning.baselines.decaf import DecafTwinQFunction
+from learning.baselines.dnc import DnCSAC
+from learning.baselines.mcal import MultiCriticActorSAC
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
+from learning.baselines.pcgrad import PCGradSAC
+from learning.core.replay_buffer import TaskReplayBuffer, Transitions
+from learning.core.sac import MultiTaskSAC, SACSettings
 
 OBS, ACT, HIDDEN, BATCH = 4, 2, (256, 256), 256
 

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from environments import make_task_set
-from learning.behaviour import OwnPolicyBehaviour, QSwitchBehaviour, QSwitchOptions
-from learning.networks import TanhGaussianPolicy, TwinQFunction
-from learning.sac import MultiTaskSAC, SACSettings
-from learning.sampler import LockstepSampler
+from learning.behaviour.own_policy import OwnPolicyBehaviour
+from learning.behaviour.qswitch import QSwitchBehaviour, QSwitchOptions
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
+from learning.core.sac import MultiTaskSAC, SACSettings
+from learning.training.sampler import LockstepSampler
 
 HIDDEN = (256, 256)
 

@@ -14,7 +14,7 @@ The paper leaves these parts open; our choices (README, "2-D point reaching"):
 * success: the point came within 1 of the goal at some step of the episode;
 * guide policies: Gaussians with std 0.5 around a direction whose components are -1, 0 or 1,
   actions clipped to [-1, 1]; the default set is (up, right, up-right), the paper's Fig. 4c;
-* SAC (preset in learning/config.py): target entropy +1.0, a high-entropy SAC whose stochastic
+* SAC (preset in learning/training/config.py): target entropy +1.0, a high-entropy SAC whose stochastic
   policy cannot follow its critic quickly: the policy-improvement gap QMP bridges (paper §5).
 """
 

@@ -8,9 +8,10 @@ import dataclasses
 import pytest
 
 import garage_experiments
-from learning.config import ConfigError, parse_command_line
-from learning.logger import read_metrics
-from learning.trainer import Trainer
+from learning import experiments
+from learning.training.config import ConfigError, parse_command_line
+from learning.training.logger import read_metrics
+from learning.training.trainer import Trainer
 
 TINY = ["--wandb", "False", "--n_epochs", "2", "--min_buffer_size", "20", "--gradient_steps_per_itr", "20",
         "--buffer_batch_size", "16", "--hidden_sizes", "16", "16", "--num_evaluation_episodes", "2"]
@@ -123,7 +124,7 @@ def test_learning_check_on_the_point_task(tmp_path, name, argv):
     config = parse_command_line([*argv, *FAST, "--env=PointReach-v0", "--wandb", "False",
                                  "--num_evaluation_episodes", "1", "--log_dir", str(tmp_path)])
     config = dataclasses.replace(config, n_epochs=LEARNING_EPOCHS)
-    parts = garage_experiments.build_parts(config, garage_experiments.build_task_set(config))
+    parts = experiments.build_parts(config, experiments.build_task_set(config))
     trainer = Trainer(parts, tmp_path, logger=None)
     returns, success_epoch = [], None
     for epoch in range(LEARNING_EPOCHS):  # the trainer's epoch without logging and checkpoints

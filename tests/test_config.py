@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from learning.config import ENV_PRESETS, Config, ConfigError, parse_command_line
+from learning.training.config import ENV_PRESETS, Config, ConfigError, parse_command_line
 
 REPO = Path(__file__).resolve().parents[1]
 

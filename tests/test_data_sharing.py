@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from environments import make_task_set
-from learning.behaviour import OwnPolicyBehaviour
-from learning.data_sharing import DataSharingSAC, RewardTableReplayBuffer, sharing_threshold
-from learning.networks import TanhGaussianPolicy, TwinQFunction
-from learning.replay_buffer import TaskReplayBuffer, Transitions
-from learning.sac import SACSettings
-from learning.sampler import LockstepSampler
+from learning.behaviour.own_policy import OwnPolicyBehaviour
+from learning.baselines.data_sharing import DataSharingSAC, RewardTableReplayBuffer, sharing_threshold
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
+from learning.core.replay_buffer import TaskReplayBuffer, Transitions
+from learning.core.sac import SACSettings
+from learning.training.sampler import LockstepSampler
 
 T, OBS, ACT, HIDDEN = 3, 2, 1, 4
 MIN_REWARD = -5.0

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from learning.decaf import DecafTwinQFunction
-from learning.networks import TanhGaussianPolicy
-from learning.sac import MultiTaskSAC, SACSettings
+from learning.baselines.decaf import DecafTwinQFunction
+from learning.core.networks import TanhGaussianPolicy
+from learning.core.sac import MultiTaskSAC, SACSettings
 
 T, OBS, ACT = 3, 2, 1
 LOGITS = np.array([[[0.0, 1.0, 2.0], [3.0, 0.0, 0.0], [-1.0, 0.5, 0.0]],

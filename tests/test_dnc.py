@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from learning.dnc import DnCSAC, coefficient_matrix, gaussian_kl
-from learning.networks import TanhGaussianPolicy, TwinQFunction
-from learning.replay_buffer import TaskReplayBuffer, Transitions
-from learning.sac import SACSettings
+from learning.baselines.dnc import DnCSAC, coefficient_matrix, gaussian_kl
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
+from learning.core.replay_buffer import TaskReplayBuffer, Transitions
+from learning.core.sac import SACSettings
 
 T, OBS, ACT = 3, 2, 2
 STATES = np.array([[0.5, -1.0], [1.5, 0.3], [-0.7, 2.0]], dtype=np.float32)  # the one stored state of each task

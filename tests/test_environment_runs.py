@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import garage_experiments
-from learning.config import parse_command_line
-from learning.logger import read_metrics
+from learning.training.config import parse_command_line
+from learning.training.logger import read_metrics
 
 TINY = ["--wandb", "False", "--n_epochs", "1", "--min_buffer_size", "4", "--gradient_steps_per_itr", "4",
         "--buffer_batch_size", "4", "--hidden_sizes", "8", "--steps_per_epoch", "1"]

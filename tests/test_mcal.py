@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from learning.mcal import MultiCriticActorSAC
-from learning.networks import TanhGaussianPolicy, TwinQFunction
-from learning.sac import SACSettings
+from learning.baselines.mcal import MultiCriticActorSAC
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
+from learning.core.sac import SACSettings
 
 T, OBS, ACT, B = 3, 2, 2, 6
 CRITIC_VALUES = [1.0, -2.0, 5.0]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from garage_experiments import domain_mixture_table
-from learning.behaviour import QSwitchBehaviour, QSwitchOptions
-from learning.config import ConfigError, parse_command_line
+from learning.experiments import domain_mixture_table
+from learning.behaviour.qswitch import QSwitchBehaviour, QSwitchOptions
+from learning.training.config import ConfigError, parse_command_line
 from tests.test_qswitch import TargetCritic, fixed_policy
 
 DRAWS = 3000

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from learning.networks import TanhGaussianPolicy, TwinQFunction
-from learning.pcgrad import PCGradSAC, merge_projected, project_conflicting, twin_halves
-from learning.sac import SACSettings
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
+from learning.baselines.pcgrad import PCGradSAC, merge_projected, project_conflicting, twin_halves
+from learning.core.sac import SACSettings
 
 CONFLICTING = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])  # dot product -1
 

@@ -1,4 +1,4 @@
-"""learning/plots.py on synthetic run directories, and learning/statistics.py against hand computations."""
+"""learning/analysis/plots.py on synthetic run directories, and learning/analysis/statistics.py against hand computations."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from rliable import metrics
 
 import garage_experiments
-from learning import plots, statistics
-from learning.config import Config, parse_command_line
+from learning.analysis import plots, statistics
+from learning.training.config import Config, parse_command_line
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -114,7 +114,7 @@ def test_metrics_command_writes_every_figure(run_root, tmp_path, capsys):
 def test_metrics_command_without_runs_fails_in_one_line(tmp_path, capsys):
     assert plots.main(["metrics", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("learning.plots: error: no run directory") and len(error.splitlines()) == 1
+    assert error.startswith("learning.analysis: error: no run directory") and len(error.splitlines()) == 1
 
 
 def test_trajectories_of_point_reaching(tmp_path):

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from environments.base import GuidePolicy
-from learning.behaviour import OwnPolicyBehaviour, QSwitchBehaviour, QSwitchOptions
-from learning.networks import TanhGaussianPolicy
+from learning.behaviour.own_policy import OwnPolicyBehaviour
+from learning.behaviour.qswitch import QSwitchBehaviour, QSwitchOptions
+from learning.core.networks import TanhGaussianPolicy
 
 T, OBS, ACT = 3, 2, 2
 

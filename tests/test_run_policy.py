@@ -12,9 +12,11 @@ import torch
 
 import garage_experiments
 import run_policy
-from learning.config import parse_command_line
-from learning.logger import read_metrics
-from learning.video import EpisodeTrace, run_task_episodes
+from learning.analysis.runs import RunLoadError, load_run, parse_tasks
+from learning.experiments import EVALUATION_SEED_OFFSET
+from learning.training.config import parse_command_line
+from learning.training.logger import read_metrics
+from learning.training.video import EpisodeTrace, run_task_episodes
 
 TINY_MAZE = ["--env=MazeLarge-10-v0", "--task_name", "0,1", "--n_policies", "2", "--n_epochs", "1",
              "--batch_size", "20", "--min_buffer_size", "10", "--gradient_steps_per_itr", "4",
@@ -35,10 +37,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def replay_returns(run_dir: Path, mode: str, seed: int, deterministic: bool = True) -> list[list[float]]:
-    run = run_policy.load_run(run_dir)
+    run = load_run(run_dir)
     try:
         behaviour = run.behaviour(mode)
-        traces = [run_task_episodes(run.parts, behaviour, run.parts.evaluator.envs[task], task, 1, deterministic, seed)
+        traces = [run_task_episodes(run.parts.replay_context, behaviour, run.parts.evaluator.envs[task], task, 1, deterministic, seed)
                   for task in range(run.parts.task_set.num_tasks)]
     finally:
         run.close()
@@ -49,7 +51,7 @@ def replay_returns(run_dir: Path, mode: str, seed: int, deterministic: bool = Tr
 def test_deterministic_replay_reproduces_the_logged_evaluation_of_every_task(runs, experiment, mode):
     """The trainer evaluated the checkpointed networks after epoch 0 under "Evaluation/" with env
     resets seeded seed + 10000 + task; replaying with that seed must give the same per-task returns."""
-    seed = 0 + garage_experiments.EVALUATION_SEED_OFFSET
+    seed = 0 + EVALUATION_SEED_OFFSET
     logged = read_metrics(runs[experiment])[-1]
     returns = replay_returns(runs[experiment], mode, seed)
     assert len(returns) == 2
@@ -66,9 +68,9 @@ def test_stochastic_replay_is_reproducible_and_is_not_the_mean_policy(runs):
 
 
 def test_traces_record_observations_and_the_acting_policy(runs):
-    run = run_policy.load_run(runs["qmp_dnc"])
+    run = load_run(runs["qmp_dnc"])
     try:
-        trace = run_task_episodes(run.parts, run.behaviour("own"), run.parts.evaluator.envs[1], 1, 1, True, 0)[0]
+        trace = run_task_episodes(run.parts.replay_context, run.behaviour("own"), run.parts.evaluator.envs[1], 1, 1, True, 0)[0]
     finally:
         run.close()
     assert trace.record.length == 600  # Maze time limit (SPEC §11.2)
@@ -122,16 +124,16 @@ def test_networks_that_do_not_fit_the_configuration(runs, tmp_path, capsys):
 
 
 def test_task_selection():
-    assert run_policy.parse_tasks(None, 3) == [0, 1, 2]
-    assert run_policy.parse_tasks("2,0", 3) == [2, 0]
+    assert parse_tasks(None, 3) == [0, 1, 2]
+    assert parse_tasks("2,0", 3) == [2, 0]
     for bad in ("3", "x", ""):
-        with pytest.raises(run_policy.RunLoadError):
-            run_policy.parse_tasks(bad, 3)
+        with pytest.raises(RunLoadError):
+            parse_tasks(bad, 3)
 
 
 def test_results_table_means(runs):
     """Table cells are the episode means: two episodes of returns -1 and -3 show -2.00."""
-    from learning.sampler import EpisodeRecord
+    from learning.training.sampler import EpisodeRecord
 
     def trace(task: int, total: float, terminated: bool) -> EpisodeTrace:
         record = EpisodeRecord(task, total, total, 5, terminated, terminated, {})

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from learning.networks import TanhGaussianPolicy, TwinQFunction
-from learning.sac import MultiTaskSAC, SACSettings
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
+from learning.core.sac import MultiTaskSAC, SACSettings
 
 T, B, OBS, ACT, HIDDEN = 2, 5, 3, 2, 4
 

@@ -9,9 +9,9 @@ from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
 
 from environments.base import ObservationLayout, TaskSet
-from learning.behaviour import OwnPolicyBehaviour
-from learning.networks import TanhGaussianPolicy
-from learning.sampler import LockstepSampler
+from learning.behaviour.own_policy import OwnPolicyBehaviour
+from learning.core.networks import TanhGaussianPolicy
+from learning.training.sampler import LockstepSampler
 
 TIME_LIMIT = 5
 
@@ -102,8 +102,8 @@ def test_state_round_trip_continues_identically():
 
 
 def test_checkpointed_buffer_holds_only_the_filled_part(tmp_path):
-    from learning.checkpoint import load_checkpoint, save_checkpoint
-    from learning.replay_buffer import TaskReplayBuffer, Transitions
+    from learning.training.checkpoint import load_checkpoint, save_checkpoint
+    from learning.core.replay_buffer import TaskReplayBuffer, Transitions
 
     buffer = TaskReplayBuffer(num_tasks=2, obs_dim=1000, action_dim=1, capacity_per_task=100_000, initial_capacity=4096)
     buffer.add(Transitions(

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import garage_experiments
-from learning.config import parse_command_line
-from learning.logger import read_metrics
+from learning.training.config import parse_command_line
+from learning.training.logger import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def test_resume_rejects_a_checkpoint_of_another_run(tmp_path):
     first, _, _ = run(["dnc_sac", "--env=PointReach-v0", *TINY, "--name", "a"], tmp_path)
     second, _, _ = run(["dnc_sac", "--env=PointReach-v0", *TINY, "--name", "b", "--hidden_sizes", "8"], tmp_path)
     (first.run_dir / "checkpoint.pt").replace(second.run_dir / "checkpoint.pt")
-    from learning.config import ConfigError
+    from learning.training.config import ConfigError
 
     with pytest.raises(ConfigError, match="does not belong"):
         garage_experiments.launch(parse_command_line(["resume", "--snapshot_dir", str(second.run_dir)]))
@@ -88,7 +88,7 @@ def test_resume_rejects_a_checkpoint_of_another_run(tmp_path):
 
 def test_existing_run_directory_is_not_overwritten(tmp_path):
     run(["dnc_sac", "--env=PointReach-v0", *TINY], tmp_path)
-    from learning.config import ConfigError
+    from learning.training.config import ConfigError
 
     with pytest.raises(ConfigError, match="already holds a run"):
         run(["dnc_sac", "--env=PointReach-v0", *TINY], tmp_path)

@@ -1,8 +1,8 @@
-"""learning/video.py: overlay, video files, offscreen MuJoCo frames, and run_policy's videos."""
+"""learning/training/video.py: overlay, video files, offscreen MuJoCo frames, and run_policy's videos."""
 
 from __future__ import annotations
 
-from learning.video import configure_headless_rendering
+from learning.training.video import configure_headless_rendering
 
 configure_headless_rendering()  # before anything imports mujoco
 
@@ -15,8 +15,8 @@ import garage_experiments  # noqa: E402
 import run_policy  # noqa: E402
 from environments import make_task_set  # noqa: E402
 from environments.point_reach import EPISODE_STEPS  # noqa: E402
-from learning import video  # noqa: E402
-from learning.config import parse_command_line  # noqa: E402
+from learning.training import video  # noqa: E402
+from learning.training.config import parse_command_line  # noqa: E402
 
 needs_gl = pytest.mark.skipif(video.rendering_problem() is not None,
                               reason=f"no OpenGL backend for MuJoCo: {video.rendering_problem()}")
@@ -162,7 +162,7 @@ def test_training_time_videos_leave_random_and_behaviour_state_alone(point_reach
     behaviour = parts.evaluation_behaviours["Evaluation/"]  # the Q-switch, which holds its choices
     behaviour.steps_since_selection[:] = 7
     rng_before, held_before = torch.get_rng_state(), behaviour.held_choice.clone()
-    paths = video.record_videos(parts, behaviour, tmp_path / "epoch0", video.VideoSettings(48, 48, 10, "gif"),
+    paths = video.record_videos(parts.replay_context, behaviour, tmp_path / "epoch0", video.VideoSettings(48, 48, 10, "gif"),
                                 episodes_per_task=1, seed=5)
     assert torch.equal(torch.get_rng_state(), rng_before)
     assert behaviour.steps_since_selection.tolist() == [7] and torch.equal(behaviour.held_choice, held_before)

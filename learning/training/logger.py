@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from learning.config import Config
+from learning.training.config import Config
 
 METRICS_FILE = "metrics.jsonl"
 WANDB_ID_FILE = "wandb_run_id.txt"

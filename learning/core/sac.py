@@ -14,10 +14,10 @@ Per gradient step: critics (twin, clipped double-Q target through time limits, n
 terminals), then the actor on the just-updated critics, then the temperature, then Polyak targets.
 
 The baselines extend this class instead of copying the update (docs/baselines.md): DnC adds a term to
-the actor loss and a distillation at the end of epochs (learning/dnc.py), data sharing augments the
-batch with weighted samples of other tasks (learning/data_sharing.py), PCGrad replaces the gradient
-step (learning/pcgrad.py), MCAL the actor step (learning/mcal.py), DECAF the critic module
-(learning/decaf.py).
+the actor loss and a distillation at the end of epochs (learning/baselines/dnc.py), data sharing augments the
+batch with weighted samples of other tasks (learning/baselines/data_sharing.py), PCGrad replaces the gradient
+step (learning/baselines/pcgrad.py), MCAL the actor step (learning/baselines/mcal.py), DECAF the critic module
+(learning/baselines/decaf.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from learning.networks import TanhGaussianPolicy, TwinQFunction
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 
 
 @dataclass(frozen=True)

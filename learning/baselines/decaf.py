@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from learning.networks import TaskMLP, TwinQFunction
+from learning.core.networks import TaskMLP, TwinQFunction
 
 
 class DecafTwinQFunction(nn.Module):

@@ -11,26 +11,30 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from environments.base import TaskSet
-from learning.checkpoint import CHECKPOINT_FILE, save_checkpoint
-from learning.config import Config
-from learning.evaluation import Evaluator, summarize_episodes
-from learning.logger import RunLogger, is_terminal
-from learning.replay_buffer import TaskReplayBuffer
-from learning.sac import MultiTaskSAC
-from learning.sampler import EpisodeRecord, LockstepSampler
+from learning.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from learning.training.config import Config
+from learning.training.evaluation import Evaluator, summarize_episodes
+from learning.training.logger import RunLogger, is_terminal
+from learning.core.replay_buffer import TaskReplayBuffer
+from learning.core.sac import MultiTaskSAC
+from learning.training.sampler import EpisodeRecord, LockstepSampler
+
+if TYPE_CHECKING:
+    from learning.training.video import ReplayContext
 
 CHECKPOINT_FORMAT = 1
 
 
 @dataclass
 class RunParts:
-    """Everything a run is made of, built by a launcher in garage_experiments.py."""
+    """Everything a run is made of, built by :func:`learning.experiments.build_parts`."""
 
     config: Config
     task_set: TaskSet
@@ -41,6 +45,13 @@ class RunParts:
     buffer: TaskReplayBuffer
     evaluation_behaviours: dict
     """Prefix -> behaviour policy evaluated under it: "Evaluation/" always; QMP adds "Evaluation/p/"."""
+
+    @property
+    def replay_context(self) -> "ReplayContext":
+        """What the episode replays of training-time videos and run_policy.py need of this run."""
+        from learning.training.video import ReplayContext
+
+        return ReplayContext(self.task_set, self.evaluator.network_input, self.device, self.config.discount)
 
 
 def training_metrics(episodes: list[EpisodeRecord], acting_counts: np.ndarray, update_stats: dict[str, torch.Tensor],
@@ -176,11 +187,11 @@ class Trainer:
     def record_videos(self, epoch: int) -> dict[str, Path]:
         """Evaluation videos of every task (SPEC §10.3) with the "Evaluation/" behaviour (the
         Q-switch for QMP runs). Random state and behaviour state are left untouched."""
-        from learning.video import VideoSettings, record_videos
+        from learning.training.video import VideoSettings, record_videos
 
         config, parts = self.config, self.parts
         settings = VideoSettings(config.vis_width, config.vis_height, config.vis_fps, config.vis_format)
-        paths = record_videos(parts, parts.evaluation_behaviours["Evaluation/"],
+        paths = record_videos(parts.replay_context, parts.evaluation_behaviours["Evaluation/"],
                               self.run_dir / "videos" / f"epoch{epoch:05d}", settings,
                               max(config.vis_num // self.num_tasks, 1), parts.evaluator.seed)
         return {f"Evaluation/Task{task}/Video": path for task, path in paths.items()}

@@ -1,4 +1,4 @@
-"""Figures from local run directories: ``python -m learning.plots metrics|trajectories ...``.
+"""Figures from local run directories: ``python -m learning.analysis metrics|trajectories ...``.
 
 ``metrics PATH...`` reads every run directory under the paths (a folder holding ``config.json`` and
 ``metrics.jsonl``), groups runs by environment and method (experiment, or experiment:name, renamed
@@ -13,7 +13,7 @@ with ``--label``), treats the runs of a group as seeds, and writes PNGs to ``--o
   the own policy dashed (Figs. 9a, 19; QMP runs);
 * ``{env}_aggregates.png`` / ``{env}_improvement.png`` / ``{env}_aggregates.json``: IQM, mean,
   median, optimality gap of the final scores with 95 % stratified-bootstrap intervals, and the
-  probability of improvement between methods (rliable's protocol, see learning/statistics.py).
+  probability of improvement between methods (rliable's protocol, see learning/analysis/statistics.py).
 
 ``trajectories --snapshot_dir DIR`` replays a run (point reaching or maze) and draws the 2-D paths
 coloured by the policy that acted at each step (Fig. 4), to ``{run}_trajectories.png``.
@@ -39,10 +39,10 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from learning.checkpoint import CONFIG_FILE  # noqa: E402
-from learning.logger import METRICS_FILE, is_terminal, read_metrics  # noqa: E402
-from learning.statistics import Estimate, aggregate_estimates, improvement_probability  # noqa: E402
-from learning.video import candidate_colours, file_slug  # noqa: E402
+from learning.training.checkpoint import CONFIG_FILE  # noqa: E402
+from learning.training.logger import METRICS_FILE, is_terminal, read_metrics  # noqa: E402
+from learning.analysis.statistics import Estimate, aggregate_estimates, improvement_probability  # noqa: E402
+from learning.training.video import candidate_colours, file_slug  # noqa: E402
 
 STEPS_KEY = "Train/TotalEnvSteps"
 ACTING_KEY = "Train/ActingPolicyCounts"
@@ -173,7 +173,7 @@ def task_names(run: RunData, count: int) -> list[str]:
     """The env's task names (built from the saved configuration), else "task k"."""
     try:
         from environments import make_task_set
-        from learning.config import Config
+        from learning.training.config import Config
 
         names = list(make_task_set(run.env, **Config.from_dict(run.config).env_kwargs()).task_names)
     except Exception:  # a config from another version, or an env that cannot be built here
@@ -469,7 +469,7 @@ def plot_trajectories(run, traces_by_task: dict[int, list], mode: str, determini
     """2-D positions of every replayed episode, each step coloured by its acting policy (Fig. 4)."""
     from matplotlib.collections import LineCollection
 
-    from learning.video import candidate_names
+    from learning.training.video import candidate_names
 
     names = candidate_names(run.parts.task_set)
     colours = [tuple(c / 255 for c in colour) for colour in candidate_colours(len(names))]
@@ -558,8 +558,8 @@ def print_aggregates(env: str, estimates: dict[str, dict[str, Estimate]], improv
 def trajectories_command(args: argparse.Namespace) -> list[Path]:
     import torch
 
-    from learning.video import replay_tasks
-    from run_policy import RunLoadError, load_run, parse_tasks
+    from learning.training.video import replay_tasks
+    from learning.analysis.runs import RunLoadError, load_run, parse_tasks
 
     try:
         run = load_run(args.snapshot_dir)
@@ -573,7 +573,7 @@ def trajectories_command(args: argparse.Namespace) -> list[Path]:
         behaviour = run.behaviour(mode)
         tasks = parse_tasks(args.tasks, run.parts.task_set.num_tasks)
         torch.manual_seed(args.seed)
-        traces, _ = replay_tasks(run.parts, behaviour, run.parts.evaluator.envs, tasks, args.episodes,
+        traces, _ = replay_tasks(run.parts.replay_context, behaviour, run.parts.evaluator.envs, tasks, args.episodes,
                                  args.deterministic, args.seed)
         return [plot_trajectories(run, traces, mode, args.deterministic, Path(args.out))]
     except RunLoadError as error:
@@ -588,7 +588,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m learning.plots", description="figures from local run directories")
+    parser = _OneLineParser(prog="python -m learning.analysis", description="figures from local run directories")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     metrics = commands.add_parser("metrics", help="curves, behaviour sharing, rliable aggregates")
     metrics.add_argument("paths", nargs="+", help="run directories or folders holding them")
@@ -625,12 +625,9 @@ def main(argv: Sequence[str]) -> int:
                 raise PlotError(f"--{name} must be positive")
         written = metrics_command(args) if args.command == "metrics" else trajectories_command(args)
     except PlotError as error:
-        print(f"learning.plots: error: {error}", file=sys.stderr)
+        print(f"learning.analysis: error: {error}", file=sys.stderr)
         return 2
     for path in written:
         print(path)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -21,9 +21,9 @@ from typing import Sequence
 
 import torch
 
-from learning.networks import TanhGaussianPolicy, TwinQFunction, tanh_gaussian_log_prob
-from learning.replay_buffer import TaskReplayBuffer
-from learning.sac import MultiTaskSAC, SACSettings, make_adam
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction, tanh_gaussian_log_prob
+from learning.core.replay_buffer import TaskReplayBuffer
+from learning.core.sac import MultiTaskSAC, SACSettings, make_adam
 
 SAMPLING_TYPES = ("all", "i", "j", "i+j")
 ACTION_EPS = 1e-6

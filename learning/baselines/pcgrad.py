@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from learning.networks import TanhGaussianPolicy, TwinQFunction
-from learning.sac import MultiTaskSAC, SACSettings
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
+from learning.core.sac import MultiTaskSAC, SACSettings
 
 
 def project_conflicting(grads: torch.Tensor, order: list[int]) -> torch.Tensor:

@@ -27,9 +27,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from learning.networks import TanhGaussianPolicy, TwinQFunction
-from learning.replay_buffer import FIELDS, TaskReplayBuffer, Transitions
-from learning.sac import MultiTaskSAC, SACSettings
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
+from learning.core.replay_buffer import FIELDS, TaskReplayBuffer, Transitions
+from learning.core.sac import MultiTaskSAC, SACSettings
 
 RewardFunction = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 

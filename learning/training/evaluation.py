@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from environments.base import TaskSet, get_env_state, set_env_state
-from learning.sampler import EpisodeRecord, EpisodeTracker
+from learning.training.sampler import EpisodeRecord, EpisodeTracker
 
 # Env-info keys whose metric name is not their CamelCase (SPEC §10.2).
 METRIC_NAMES = {"x_velocity": "Velocity"}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from learning.sac import MultiTaskSAC
+from learning.core.sac import MultiTaskSAC
 
 
 class MultiCriticActorSAC(MultiTaskSAC):

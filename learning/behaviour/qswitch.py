@@ -1,14 +1,14 @@
-"""Behaviour policies: who acts in task i at state s. QMP changes only this (SPEC §7).
+"""**The Q-switch**: QMP's behaviour policy, who acts in task i at state s (SPEC §7).
 
-* :class:`OwnPolicyBehaviour`: task i acts with policy i (the original's MultiPolicyWrapper).
-* :class:`QSwitchBehaviour`: **the Q-switch**. In task i at state s every candidate policy j proposes
+In task i at state s every candidate policy j proposes
   an action; task i's critic scores each proposal; the best candidate acts (paper Eq. 3). All
   tasks are handled in two batched calls per environment step: all policies on all tasks'
   observations (``[P, T, A]``), then each task's critic on its candidates (``[T, P]`` scores).
   The paper's mixture ablations (§7.4, appendix H.1) replace the arg-max: a uniform choice over
   all candidates, a fixed domain-knowledge table (SPEC §8), or a softmax over the scores.
 
-Both return the actions ``[T, A]`` and the index of the policy that acted in each task ``[T]``.
+Like every behaviour policy (learning/behaviour/own_policy.py), it returns the actions ``[T, A]`` and
+the index of the policy that acted in each task ``[T]``.
 """
 
 from __future__ import annotations
@@ -20,36 +20,7 @@ import numpy as np
 import torch
 
 from environments.base import GuidePolicy
-from learning.networks import TanhGaussianPolicy, TwinQFunction, tanh_gaussian_log_prob
-
-
-class OwnPolicyBehaviour:
-    """Each task acts with its own policy: a sample, or ``tanh(mean)`` when deterministic."""
-
-    def __init__(self, policy: TanhGaussianPolicy) -> None:
-        self.policy = policy
-        self.num_candidates = policy.num_tasks
-
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.policy(obs.unsqueeze(1))
-        if deterministic:
-            action = torch.tanh(mean)
-        else:
-            action = torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
-        return action[:, 0], torch.arange(obs.shape[0], device=obs.device)
-
-    def episode_start(self, started: np.ndarray) -> None:
-        """Nothing is held across steps."""
-
-    def begin_iteration(self, iteration: int) -> None:
-        """Nothing depends on the iteration."""
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Stateless."""
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction, tanh_gaussian_log_prob
 
 
 @dataclass(frozen=True)

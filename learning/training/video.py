@@ -22,7 +22,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -31,8 +31,9 @@ from PIL import Image, ImageDraw, ImageFont
 from environments.base import TaskSet
 
 if TYPE_CHECKING:
-    from learning.sampler import EpisodeRecord
-    from learning.trainer import RunParts
+    import torch
+
+    from learning.training.sampler import EpisodeRecord
 
 VIDEO_FORMATS = ("auto", "mp4", "gif")
 OVERLAY_BACKGROUND = (0, 0, 0, 150)
@@ -359,6 +360,17 @@ class VideoSettings:
     video_format: str = "auto"
 
 
+@dataclass(frozen=True)
+class ReplayContext:
+    """What replaying episodes needs of a run (a trainer's or a loaded run's parts provide it)."""
+
+    task_set: TaskSet
+    network_input: Callable[[np.ndarray], np.ndarray]
+    """Raw env observation -> the networks' input (the task identity hidden or one-hot)."""
+    device: "torch.device"
+    discount: float
+
+
 @dataclass
 class VideoRecorder:
     """Where one task's frames go: a frame source for the env and an open video file."""
@@ -368,7 +380,7 @@ class VideoRecorder:
     candidate_names: Sequence[str]
 
 
-def run_task_episodes(parts: "RunParts", behaviour, env: gym.Env, task: int, num_episodes: int, deterministic: bool,
+def run_task_episodes(context: ReplayContext, behaviour, env: gym.Env, task: int, num_episodes: int, deterministic: bool,
                       seed: int, recorder: VideoRecorder | None = None) -> list[EpisodeTrace]:
     """Run ``num_episodes`` episodes of one task on ``env`` (an env of that task).
 
@@ -378,12 +390,12 @@ def run_task_episodes(parts: "RunParts", behaviour, env: gym.Env, task: int, num
     """
     import torch
 
-    from learning.sampler import EpisodeTracker
+    from learning.training.sampler import EpisodeTracker
 
-    task_set = parts.task_set
+    task_set = context.task_set
     num_tasks = task_set.num_tasks
-    network_input = parts.evaluator.network_input
-    tracker = EpisodeTracker(num_tasks, task_set.episode_metrics, parts.config.discount)
+    network_input = context.network_input
+    tracker = EpisodeTracker(num_tasks, task_set.episode_metrics, context.discount)
     started = np.zeros(num_tasks, dtype=bool)
     started[task] = True
     traces = []
@@ -396,7 +408,7 @@ def run_task_episodes(parts: "RunParts", behaviour, env: gym.Env, task: int, num
         done, terminated = False, False
         while not done:
             batch = np.repeat(network_input(raw)[None], num_tasks, axis=0)
-            action, acting = behaviour.act(torch.as_tensor(batch, device=parts.device), deterministic=deterministic)
+            action, acting = behaviour.act(torch.as_tensor(batch, device=context.device), deterministic=deterministic)
             candidate = int(acting[task])
             raw, reward, terminated, truncated, info = env.step(np.clip(action[task].cpu().numpy(), -1.0, 1.0))
             tracker.record_infos(np.array([task]), [float(reward)], [info])
@@ -415,7 +427,7 @@ def run_task_episodes(parts: "RunParts", behaviour, env: gym.Env, task: int, num
     return traces
 
 
-def replay_tasks(parts: "RunParts", behaviour, envs: Sequence[gym.Env], tasks: Sequence[int], episodes_per_task: int,
+def replay_tasks(context: ReplayContext, behaviour, envs: Sequence[gym.Env], tasks: Sequence[int], episodes_per_task: int,
                  deterministic: bool, seed: int, video: VideoSettings | None = None, video_dir: Path | None = None,
                  ) -> tuple[dict[int, list[EpisodeTrace]], dict[int, VideoWriter]]:
     """Episodes of every task in ``tasks`` (``envs[task]`` is its env); with ``video``, one file per
@@ -423,18 +435,18 @@ def replay_tasks(parts: "RunParts", behaviour, envs: Sequence[gym.Env], tasks: S
 
     Raises VideoError when a video cannot be made (no GL backend, no ffmpeg for mp4...).
     """
-    names = candidate_names(parts.task_set)
+    names = candidate_names(context.task_set)
     traces: dict[int, list[EpisodeTrace]] = {}
     writers: dict[int, VideoWriter] = {}
     for task in tasks:
         recorder = None
         if video is not None:
             source = frame_source_for(envs[task], video.width, video.height, len(names))
-            path = Path(video_dir) / f"task{task:02d}_{file_slug(parts.task_set.task_names[task])}"
+            path = Path(video_dir) / f"task{task:02d}_{file_slug(context.task_set.task_names[task])}"
             recorder = VideoRecorder(source, VideoWriter(path, video.fps, video.video_format), names)
             writers[task] = recorder.writer
         try:
-            traces[task] = run_task_episodes(parts, behaviour, envs[task], task, episodes_per_task, deterministic,
+            traces[task] = run_task_episodes(context, behaviour, envs[task], task, episodes_per_task, deterministic,
                                              seed, recorder)
         finally:
             if recorder is not None:
@@ -443,19 +455,19 @@ def replay_tasks(parts: "RunParts", behaviour, envs: Sequence[gym.Env], tasks: S
     return traces, writers
 
 
-def record_videos(parts: "RunParts", behaviour, video_dir: Path, video: VideoSettings, episodes_per_task: int,
+def record_videos(context: ReplayContext, behaviour, video_dir: Path, video: VideoSettings, episodes_per_task: int,
                   seed: int) -> dict[int, Path]:
     """Training-time videos: deterministic episodes of every task on fresh evaluation envs, one file per
     task. The evaluator's envs, the behaviour's state and torch's random state are left as they were,
     so a run trains and evaluates the same with and without videos. Returns task -> video file."""
     import torch
 
-    envs = [parts.task_set.make_env(task, True) for task in range(parts.task_set.num_tasks)]
+    envs = [context.task_set.make_env(task, True) for task in range(context.task_set.num_tasks)]
     behaviour_state = behaviour.state_dict()
     try:
-        with torch.random.fork_rng(devices=[parts.device] if parts.device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[context.device] if context.device.type == "cuda" else []):
             torch.manual_seed(seed)
-            _, writers = replay_tasks(parts, behaviour, envs, range(len(envs)), episodes_per_task, True, seed, video,
+            _, writers = replay_tasks(context, behaviour, envs, range(len(envs)), episodes_per_task, True, seed, video,
                                       video_dir)
     finally:
         behaviour.load_state_dict(behaviour_state)

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from environments.base import TaskSet, get_env_state, set_env_state
-from learning.replay_buffer import Transitions
+from learning.core.replay_buffer import Transitions
 
 
 @dataclass

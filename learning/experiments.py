@@ -1,0 +1,188 @@
+"""What each experiment name builds: environments, networks, behaviour policy, algorithm, sampler.
+
+Every experiment is multi-task SAC; they differ in the network architecture, the loss family
+(per-task buffers vs one shared buffer, SPEC §9.1-9.2), the number of temperatures, the algorithm's
+extension of the SAC update (DnC, data sharing, PCGrad, DECAF, MCAL; docs/baselines.md), and the
+behaviour policy that collects data (own policy vs the Q-switch, SPEC §7). That is QMP's point: it
+changes data collection only, so "X + QMP" is X with another behaviour policy.
+
+This is the composition root of the library: it imports the core, the behaviour policies, the
+baselines and the training loop, and nothing below it imports it. ``garage_experiments.launch`` and
+``learning.analysis.runs.load_run`` both build a run's parts here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import torch
+
+from environments import make_task_set
+from environments.base import TaskSet
+from learning.behaviour.own_policy import OwnPolicyBehaviour
+from learning.behaviour.qswitch import QSwitchBehaviour, QSwitchOptions
+from learning.training.config import DOMAIN_MIXTURES, Config, ConfigError
+from learning.baselines.data_sharing import DataSharingSAC, RewardTableReplayBuffer
+from learning.baselines.decaf import DecafTwinQFunction
+from learning.baselines.dnc import DnCSAC
+from learning.training.evaluation import Evaluator
+from learning.baselines.mcal import MultiCriticActorSAC
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
+from learning.baselines.pcgrad import PCGradSAC
+from learning.core.replay_buffer import TaskReplayBuffer
+from learning.core.sac import MultiTaskSAC, SACSettings
+from learning.training.sampler import LockstepSampler
+from learning.training.trainer import RunParts
+
+EVALUATION_SEED_OFFSET = 10_000
+
+
+@dataclass(frozen=True)
+class ExperimentRecipe:
+    """How an experiment name maps onto the shared machinery, beyond what the Config derives from the
+    name (``Config.is_qmp``: Q-switch collection; ``Config.per_task_buffers``: the loss family)."""
+
+    temperature_per_task: bool
+    algorithm: str = "sac"
+    """The SAC update's extension: "sac" (plain, or PCGrad, or DnC when its flags ask for it),
+    "data_sharing" (UDS/CDS), "decaf" (DECAF critics), "mcal" (one actor on per-task critics)."""
+
+
+RECIPES: dict[str, ExperimentRecipe] = {
+    "sac": ExperimentRecipe(temperature_per_task=False),
+    "mtsac": ExperimentRecipe(temperature_per_task=True),
+    "qmp_sac": ExperimentRecipe(temperature_per_task=True),
+    "dnc_sac": ExperimentRecipe(temperature_per_task=True),
+    "qmp_dnc": ExperimentRecipe(temperature_per_task=True),
+    "uds_dnc": ExperimentRecipe(temperature_per_task=True, algorithm="data_sharing"),
+    "qmp_uds_dnc": ExperimentRecipe(temperature_per_task=True, algorithm="data_sharing"),
+    "decaf": ExperimentRecipe(temperature_per_task=True, algorithm="decaf"),
+    "mcal": ExperimentRecipe(temperature_per_task=False, algorithm="mcal"),
+    "qmp_mcal": ExperimentRecipe(temperature_per_task=False, algorithm="mcal"),
+}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (the environments are seeded at their first reset)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(gpu: int | None) -> torch.device:
+    """``--gpu ID`` -> that CUDA device; absent -> CPU (as in the original)."""
+    if gpu is None:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--gpu {gpu} was given but no CUDA device is available")
+    if not 0 <= gpu < torch.cuda.device_count():
+        raise ConfigError(f"--gpu {gpu} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device(f"cuda:{gpu}")
+
+
+def build_task_set(config: Config) -> TaskSet:
+    """The environment's TaskSet, checked against ``--n_policies``. Raises ConfigError."""
+    try:
+        task_set = make_task_set(config.env, **config.env_kwargs())
+    except (KeyError, ValueError) as error:
+        raise ConfigError(str(error).strip("'\"")) from None
+    if config.n_policies is not None and config.n_policies != task_set.num_tasks:
+        raise ConfigError(f"--n_policies {config.n_policies} does not match {config.env}, which has "
+                          f"{task_set.num_tasks} tasks with these settings")
+    tasks = task_set.num_tasks
+    if config.experiment in ("dnc_sac", "qmp_dnc") and len(config.kl_coeff) not in (1, tasks * tasks):
+        raise ConfigError(f"--kl_coeff takes 1 or {tasks * tasks} values for the {tasks} tasks of {config.env}, "
+                          f"got {len(config.kl_coeff)}")
+    if "uds" in config.experiment and not config.unsupervised and task_set.reward_function is None:
+        raise ConfigError(f"--unsupervised False (CDS) relabels with the tasks' reward functions, which "
+                          f"{config.env} does not provide")
+    return task_set
+
+
+def domain_mixture_table(env_id: str) -> np.ndarray:
+    """QMP-Domain's fixed mixture ``[T, T]`` of an environment listed in DOMAIN_MIXTURES (SPEC §8)."""
+    module_name, function_name = DOMAIN_MIXTURES[env_id].split(":")
+    return np.asarray(getattr(importlib.import_module(module_name), function_name)())
+
+
+def build_algorithm(config: Config, recipe: ExperimentRecipe, task_set: TaskSet, policy: TanhGaussianPolicy,
+                    critic: torch.nn.Module, settings: SACSettings, buffer: TaskReplayBuffer) -> MultiTaskSAC:
+    """The experiment's update: MultiTaskSAC or the subclass extending it."""
+    if recipe.algorithm == "data_sharing":
+        min_reward = task_set.min_reward if config.unsupervised else None
+        return DataSharingSAC(policy, critic, settings, buffer, config.sharing_quantile, min_reward)
+    if recipe.algorithm == "mcal":
+        return MultiCriticActorSAC(policy, critic, settings)
+    if config.per_task_buffers and (config.dnc_penalty or config.distillation_period is not None):
+        return DnCSAC(policy, critic, settings, buffer, config.buffer_batch_size, config.kl_coeff,
+                      config.sampling_type, config.regularize_representation, config.distillation_period,
+                      config.distillation_n_epochs)
+    if not config.per_task_buffers and config.use_pc_grad:
+        return PCGradSAC(policy, critic, settings, config.skip_alpha_pc_grad)
+    return MultiTaskSAC(policy, critic, settings)
+
+
+def build_parts(config: Config, task_set: TaskSet) -> RunParts:
+    """Construct every component of a run from its configuration."""
+    recipe = RECIPES[config.experiment]
+    device = resolve_device(config.gpu)
+    torch.set_num_threads(config.num_threads)
+    seed_everything(config.seed)
+    num_tasks = task_set.num_tasks
+    layout = task_set.observation_layout
+    network_input = partial(layout.network_input, include_task_id=config.include_task_id)
+    obs_dim = layout.network_dim(config.include_task_id)
+
+    relabel_rewards = recipe.algorithm == "data_sharing" and not config.unsupervised
+    sampler = LockstepSampler(task_set, None, network_input, device, config.seed, config.discount,
+                              keep_raw_observations=relabel_rewards)
+    action_dim = int(sampler.envs.single_action_space.shape[0])
+    policy = TanhGaussianPolicy(config.policy_architecture, num_tasks, obs_dim, action_dim, config.hidden_sizes)
+    if recipe.algorithm == "decaf":
+        critic = DecafTwinQFunction(num_tasks, obs_dim, action_dim, config.hidden_sizes, config.layer_norm)
+    else:
+        critic = TwinQFunction(config.Q_architecture, num_tasks, obs_dim, action_dim, config.hidden_sizes,
+                               config.layer_norm)
+    settings = SACSettings(discount=config.discount, tau=config.target_update_tau, reward_scale=config.reward_scale,
+                           lr=config.lr, target_entropy=config.target_entropy,
+                           per_task_losses=config.per_task_buffers, temperature_per_task=recipe.temperature_per_task)
+    capacity = config.replay_buffer_size if config.per_task_buffers else max(config.replay_buffer_size // num_tasks, 1)
+    if relabel_rewards:
+        buffer = RewardTableReplayBuffer(num_tasks, obs_dim, action_dim, capacity, task_set.reward_function, device)
+    else:
+        buffer = TaskReplayBuffer(num_tasks, obs_dim, action_dim, capacity, device)
+    sac = build_algorithm(config, recipe, task_set, policy.to(device), critic.to(device), settings, buffer).to(device)
+
+    def own() -> OwnPolicyBehaviour:
+        return OwnPolicyBehaviour(sac.policy)
+
+    if config.is_qmp:
+        options = QSwitchOptions(
+            sampling_freq=config.policy_sampling_freq, score_critic=config.qmp_score_critic,
+            action_samples=config.qmp_action_samples, entropy_term=config.qmp_entropy_term,
+            warmup_iterations=config.qmp_warmup_iterations, own_policy_prob=config.qmp_own_policy_prob,
+            mixture=config.qmp_mixture, softmax_temperature=config.qmp_softmax_temperature,
+        )
+        table = domain_mixture_table(config.env) if config.qmp_mixture == "domain" else None
+
+        def qswitch() -> QSwitchBehaviour:
+            return QSwitchBehaviour(sac.policy, sac.critic, sac.alpha, options, task_set.guide_policies, table)
+
+        sampler.behaviour = qswitch()
+        evaluation_behaviours = {"Evaluation/": qswitch(), "Evaluation/p/": own()}
+    else:
+        sampler.behaviour = own()
+        evaluation_behaviours = {"Evaluation/": own()}
+
+    evaluator = Evaluator(task_set, network_input, device, config.seed + EVALUATION_SEED_OFFSET, config.discount)
+    return RunParts(config, task_set, device, sac, sampler, evaluator, buffer, evaluation_behaviours)
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
