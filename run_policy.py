@@ -20,6 +20,9 @@ from typing import Sequence
 import numpy as np
 
 from learning.analysis.runs import MODES, LoadedRun, RunLoadError, load_run, parse_tasks
+from learning.training.config import MAX_SEED
+from learning.training.run_guard import (Terminated, check_writable_directory, install_termination_handler,
+                                         interruption_exit_code, interruption_name, route_mujoco_warnings)
 from learning.training.video import (EpisodeTrace, VideoError, VideoSettings, configure_headless_rendering,
                                      replay_tasks, resolve_format)
 
@@ -84,13 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def reject_repeated_options(argv: Sequence[str]) -> None:
+    """An option typed twice is an error (argparse would silently keep the last value)."""
+    names = [token[2:].split("=", 1)[0] for token in argv if token.startswith("--")]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise RunLoadError(f"--{repeated[0]} is given more than once")
+
+
 def video_format_of(args: argparse.Namespace) -> str | None:
     """The file format of the requested videos (None without --save_video). Raises RunLoadError."""
     for name in ("num_episodes_per_task", "video_fps", "video_width", "video_height"):
         if getattr(args, name) <= 0:
             raise RunLoadError(f"--{name} must be positive, got {getattr(args, name)}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise RunLoadError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
     if not args.save_video:
         return None
+    problem = check_writable_directory(Path(args.video_root) / Path(args.snapshot_dir).name, "--video_root")
+    if problem:
+        raise RunLoadError(problem)
     configure_headless_rendering()
     try:
         return resolve_format(args.video_format)
@@ -99,10 +115,21 @@ def video_format_of(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: Sequence[str]) -> int:
+    install_termination_handler()
     try:
+        return _main(argv)
+    except (KeyboardInterrupt, Terminated) as error:
+        print(f"\nrun_policy.py: {interruption_name(error)}", file=sys.stderr)
+        return interruption_exit_code(error)
+
+
+def _main(argv: Sequence[str]) -> int:
+    try:
+        reject_repeated_options(argv)
         args = build_parser().parse_args(argv)
         video_format = video_format_of(args)
         run = load_run(args.snapshot_dir, args.checkpoint, args.gpu)
+        route_mujoco_warnings(None)
     except RunLoadError as error:
         print(f"run_policy.py: error: {error}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from learning.baselines.data_sharing import DataSharingSAC, RewardTableReplayBuf
 from learning.baselines.decaf import DecafTwinQFunction
 from learning.baselines.dnc import DnCSAC
 from learning.training.evaluation import Evaluator
+from learning.training.memory import check_memory
 from learning.baselines.mcal import MultiCriticActorSAC
 from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 from learning.baselines.pcgrad import PCGradSAC
@@ -141,6 +142,11 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
     sampler = LockstepSampler(task_set, None, network_input, device, config.seed, config.discount,
                               keep_raw_observations=relabel_rewards)
     action_dim = int(sampler.envs.single_action_space.shape[0])
+    try:
+        check_memory(config, num_tasks, obs_dim, action_dim, device.type, device.index)
+    except ConfigError:
+        sampler.close()
+        raise
     policy = TanhGaussianPolicy(config.policy_architecture, num_tasks, obs_dim, action_dim, config.hidden_sizes)
     if recipe.algorithm == "decaf":
         critic = DecafTwinQFunction(num_tasks, obs_dim, action_dim, config.hidden_sizes, config.layer_norm)

@@ -1,7 +1,7 @@
 """Atomic checkpoints: written to a temporary file in the run directory, then renamed (SPEC §10.4).
 
 A crash or a kill while writing leaves the previous checkpoint intact, so a run loses at most the
-epoch in progress.
+epoch in progress; a failed write (a full disk) removes its temporary file and raises WriteFailure.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from learning.training.run_guard import payload_bytes, write_failure
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
@@ -24,11 +26,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """``torch.save`` to ``path.tmp``, flush to disk, then rename over ``path``."""
     path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with temporary.open("wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:  # a full disk, a signal: the previous checkpoint stays as it was
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, (OSError, RuntimeError)):
+            raise write_failure("the checkpoint", path, payload_bytes(state), error) from None
+        raise
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -379,7 +379,8 @@ class Config:
 
     @classmethod
     def load(cls, path: Path) -> "Config":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a saved configuration; anything unreadable, incomplete or mistyped is a ConfigError."""
+        return load_saved_config(Path(path))
 
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -432,6 +433,7 @@ def parse_command_line(argv: Sequence[str]) -> Config:
         raise ConfigError(f"unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
 
     typed = _typed_flag_names(rest)
+    _reject_repeated_flags(typed)
     for name in typed:
         if name in REMOVED_FLAGS:
             raise ConfigError(f"--{name} is not supported: {REMOVED_FLAGS[name]}")
@@ -489,6 +491,7 @@ def validate(config: Config) -> None:
     for key in ("min_buffer_size", "qmp_action_samples", "qmp_warmup_iterations"):
         if getattr(config, key) < 0:
             raise ConfigError(f"--{key} must not be negative, got {getattr(config, key)}")
+    _validate_run_identity(config)
     if not (config.vis_freq == -1 or (config.vis_freq > 0 and config.vis_freq % config.evaluation_frequency == 0)):
         raise ConfigError(f"--vis_freq must be -1 or a positive multiple of --evaluation_frequency "
                           f"({config.evaluation_frequency}), got {config.vis_freq}")
@@ -524,6 +527,79 @@ def validate(config: Config) -> None:
     _validate_method_flags(config)
     if experiment == "mtsac" and "shared" in (policy, q) and not config.include_task_id:
         raise ConfigError("mtsac with shared networks needs --include_task_id True (or use multihead networks)")
+
+
+def _reject_repeated_flags(typed: Sequence[str]) -> None:
+    """A flag typed twice is an error (argparse would silently keep the last value)."""
+    seen: set[str] = set()
+    for name in typed:
+        if name in seen:
+            raise ConfigError(f"--{name} is given more than once")
+        seen.add(name)
+
+
+MAX_SEED = 2 ** 31 - 1
+MAX_INTEGER = 2 ** 53
+"""Integer flags stay within what numpy's int64 index arithmetic and float64 counters hold exactly."""
+"""Seeds reach numpy (which takes < 2^32) with offsets added for tasks and evaluation."""
+
+
+def _validate_run_identity(config: Config) -> None:
+    """Finite floats, seed range, run name and log directory, buffer sizes (what a run needs to exist)."""
+    for flag in FLAGS:
+        value = getattr(config, flag.name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(item, float) and not math.isfinite(item) for item in values):
+            raise ConfigError(f"--{flag.name} must be a finite number, got {value if flag.nargs is None else list(value)}")
+        if any(isinstance(item, int) and abs(item) > MAX_INTEGER for item in values):
+            raise ConfigError(f"--{flag.name} is too large (at most {MAX_INTEGER}), got {value if flag.nargs is None else list(value)}")
+    if not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be in [0, {MAX_SEED}], got {config.seed}")
+    if not config.log_dir.strip():
+        raise ConfigError("--log_dir must not be empty")
+    if "/" in config.name or "\\" in config.name or ".." in config.name or "\0" in config.name:
+        raise ConfigError(f"--name must not contain '/', '\\' or '..' (it names a folder inside --log_dir), "
+                          f"got {config.name!r}")
+    if config.replay_buffer_size < config.min_buffer_size:
+        raise ConfigError(f"--replay_buffer_size ({config.replay_buffer_size}) is smaller than --min_buffer_size "
+                          f"({config.min_buffer_size}): training would never start")
+
+
+def _has_flag_type(value: Any, flag: Flag) -> bool:
+    """Is a JSON value one the flag could have parsed to (None only where the default is None)?"""
+    if value is None:
+        return flag.default is None
+    if flag.type is parse_bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    expected = {int: (int,), float: (int, float), str: (str,)}.get(flag.type, (object,))
+    return isinstance(value, expected)
+
+
+def load_saved_config(path: Path) -> Config:
+    """A run's ``config.json``: valid JSON, every key present, every value of its flag's type, valid."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else str(error).splitlines()[0]
+        raise ConfigError(f"{path} is not a readable JSON configuration: {reason}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a configuration (a JSON object)")
+    required = {f.name for f in dataclasses.fields(Config)} - {"explicit_flags"}
+    missing = sorted(required - set(data))
+    if missing:
+        raise ConfigError(f"{path} lacks the keys {missing}")
+    for flag in FLAGS:
+        value = data[flag.name]
+        items = value if isinstance(value, list) else [value]
+        if (flag.nargs is not None) != isinstance(value, list) or not all(_has_flag_type(item, flag) for item in items):
+            raise ConfigError(f"{path}: {flag.name} has a value of the wrong type: {value!r}")
+    config = Config.from_dict(data)
+    if config.experiment not in EXPERIMENTS or config.experiment == "resume":
+        raise ConfigError(f"{path}: unknown experiment {config.experiment!r}")
+    validate(config)
+    return config
 
 
 def _validate_method_flags(config: Config) -> None:

@@ -72,8 +72,8 @@ class RunLogger:
         """Drop rows of epochs after ``epoch`` (written by a run that died before its checkpoint)."""
         if not self.metrics_path.exists():
             return
-        kept = [line for line in self.metrics_path.read_text().splitlines()
-                if line.strip() and json.loads(line)["epoch"] <= epoch]
+        rows = parse_metrics_lines(self.metrics_path.read_text(errors="replace"))
+        kept = [json.dumps(row) for row in rows if row["epoch"] <= epoch]
         temporary = self.metrics_path.with_suffix(".jsonl.tmp")
         temporary.write_text("".join(line + "\n" for line in kept))
         temporary.replace(self.metrics_path)
@@ -86,8 +86,7 @@ class RunLogger:
         row = {"epoch": epoch, **{key: _jsonable(value) for key, value in metrics.items()},
                **{key: _jsonable(value) for key, value in matrices.items()},
                **{key: str(Path(path).relative_to(self.run_dir)) for key, path in videos.items()}}
-        with self.metrics_path.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        append_row(self.metrics_path, json.dumps(row) + "\n")
         if self.wandb_run is not None:
             import wandb
 
@@ -100,10 +99,44 @@ class RunLogger:
             self.wandb_run = None
 
 
+def append_row(path: Path, line: str) -> None:
+    """Append one row with one ``write`` on an O_APPEND descriptor (rows of one process never
+    interleave); a failed write (a full disk) raises WriteFailure and leaves at most a torn last
+    row, which :func:`parse_metrics_lines` drops."""
+    from learning.training.run_guard import write_failure
+
+    data = line.encode()
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(descriptor, data[written:])
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        raise write_failure("a metrics row to", path, len(data), error) from None
+
+
+def parse_metrics_lines(text: str) -> list[dict[str, Any]]:
+    """Rows of a metrics file, without a torn row (a kill or a full disk mid-write) and keeping the
+    first row of an epoch if one appears twice."""
+    rows, epochs = [], set()
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and row["epoch"] not in epochs:
+            epochs.add(row["epoch"])
+            rows.append(row)
+    return rows
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """All rows of a run's ``metrics.jsonl``."""
+    """All rows of a run's ``metrics.jsonl`` (a torn last row of a killed run is left out)."""
     path = Path(run_dir) / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return parse_metrics_lines(path.read_text(errors="replace"))
 
 
 def is_terminal() -> bool:

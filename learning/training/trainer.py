@@ -22,6 +22,7 @@ from learning.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from learning.training.config import Config
 from learning.training.evaluation import Evaluator, summarize_episodes
 from learning.training.logger import RunLogger, is_terminal
+from learning.training.run_guard import TrainingDiverged, first_non_finite
 from learning.core.replay_buffer import TaskReplayBuffer
 from learning.core.sac import MultiTaskSAC
 from learning.training.sampler import EpisodeRecord, LockstepSampler
@@ -163,6 +164,7 @@ class Trainer:
             stats: dict[str, torch.Tensor] = {}
             for _ in range(config.steps_per_epoch):
                 new_episodes, counts, new_stats = self.run_iteration()
+                self.check_finite(epoch, new_stats)
                 episodes.extend(new_episodes)
                 acting_counts += counts
                 stats = new_stats or stats
@@ -173,6 +175,7 @@ class Trainer:
                 self.last_evaluation = self.evaluate(epoch)
                 metrics.update(self.last_evaluation)
             metrics.update(parts.sac.end_of_epoch(epoch))  # e.g. DnC's periodic distillation
+            self.check_finite(epoch, {key: value for key, value in metrics.items() if key.endswith("Loss")})
             videos = self.record_videos(epoch) if config.vis_freq > 0 and epoch % config.vis_freq == 0 else {}
             metrics["Time/EpochSeconds"] = time.perf_counter() - started
             matrices = {"Train/ActingPolicyCounts": acting_counts} if config.is_qmp else {}
@@ -183,6 +186,15 @@ class Trainer:
             self._report(progress, epoch, metrics)
         progress.close()
         return self.last_evaluation
+
+    def check_finite(self, epoch: int, stats: dict) -> None:
+        """Stop with TrainingDiverged when a loss or a parameter is NaN or infinite (once per
+        iteration; the checkpoint of the last finished epoch stays as it is)."""
+        problem = first_non_finite(stats, self.parts.sac.named_parameters())
+        if problem is not None:
+            kept = f"the checkpoint of epoch {epoch - 1} is kept" if epoch > 0 else "no checkpoint was written"
+            raise TrainingDiverged(f"training diverged in epoch {epoch}: {problem}; stopped, {kept} "
+                                   f"(a smaller --lr or --reward_scale may help)")
 
     def record_videos(self, epoch: int) -> dict[str, Path]:
         """Evaluation videos of every task (SPEC §10.3) with the "Evaluation/" behaviour (the

@@ -1,0 +1,84 @@
+"""Does a run fit in memory? Checked before networks and replay buffers are allocated.
+
+The estimate is deliberately simple (float32 everywhere, every task with its own copy of every
+network): its job is to turn "allocate 73 TiB" into one line before anything is allocated, not to
+predict memory use to the megabyte. Replay buffers grow as they fill, so they are counted at the
+size they can reach within ``--n_epochs``; the limit is the machine's memory (or the cgroup's limit,
+or the GPU's), not what happens to be free now.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from learning.training.config import Config, ConfigError
+
+FLOAT_BYTES = 4
+GIB = 2 ** 30
+
+
+def memory_limit_bytes(device_type: str = "cpu", device_index: int | None = None) -> int:
+    """Physical memory (or the cgroup v2 limit, when lower); a CUDA device's total memory for GPU runs."""
+    if device_type == "cuda":
+        import torch
+
+        return int(torch.cuda.get_device_properties(device_index or 0).total_memory)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    cgroup = Path("/sys/fs/cgroup/memory.max")
+    try:
+        text = cgroup.read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(text)) if text.isdigit() else total
+
+
+def reachable_transitions_per_task(config: Config, num_tasks: int) -> int:
+    """Transitions per task a buffer can hold by the end of the run: min(capacity, steps collected)."""
+    capacity = config.replay_buffer_size if config.per_task_buffers else max(config.replay_buffer_size // num_tasks, 1)
+    warm_up = config.min_buffer_size if config.per_task_buffers else math.ceil(config.min_buffer_size / num_tasks)
+    per_iteration = math.ceil(config.batch_size / num_tasks)
+    collected = warm_up + config.n_epochs * config.steps_per_epoch * per_iteration
+    return min(capacity, collected)
+
+
+def network_floats(config: Config, num_tasks: int, obs_dim: int, action_dim: int) -> int:
+    """Floats of policy, twin critics, target critics, gradients and Adam moments (upper bound)."""
+
+    def mlp(inputs: int, outputs: int) -> int:
+        sizes = [inputs, *config.hidden_sizes, outputs]
+        return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+    policy = mlp(obs_dim, 2 * action_dim)
+    critic = 2 * mlp(obs_dim + action_dim, 1)
+    return num_tasks * (4 * policy + 5 * critic)  # weights, gradients, two Adam moments; critics also a target
+
+
+def check_memory(config: Config, num_tasks: int, obs_dim: int, action_dim: int, device_type: str = "cpu",
+                 device_index: int | None = None) -> None:
+    """Raise ConfigError when the run cannot fit in this machine's memory."""
+    transition = (2 * obs_dim + action_dim + 2 + (num_tasks if _relabels(config) else 0)) * FLOAT_BYTES
+    held = reachable_transitions_per_task(config, num_tasks)
+    buffers = num_tasks * held * transition
+    warm_up = config.min_buffer_size if config.per_task_buffers else math.ceil(config.min_buffer_size / num_tasks)
+    collected_per_task = max(warm_up, math.ceil(config.batch_size / num_tasks))
+    collection = num_tasks * collected_per_task * transition * 2  # the sampler's arrays and their copy in
+    minibatch = config.buffer_batch_size * (1 if not config.per_task_buffers else num_tasks)
+    training = minibatch * (transition + FLOAT_BYTES * 4 * sum(config.hidden_sizes))
+    networks = network_floats(config, num_tasks, obs_dim, action_dim) * FLOAT_BYTES
+    needed = buffers + collection + training + networks
+    limit = memory_limit_bytes(device_type, device_index)
+    if needed <= limit:
+        return
+    parts = {"replay buffers": (buffers, "--replay_buffer_size"), "collected data": (collection, "--batch_size/--min_buffer_size"),
+             "minibatches": (training, "--buffer_batch_size"), "networks": (networks, "--hidden_sizes")}
+    largest, (size, flags) = max(parts.items(), key=lambda item: item[1][0])
+    where = "GPU" if device_type == "cuda" else "machine"
+    raise ConfigError(f"this run needs about {needed / GIB:.3g} GiB ({largest}: {size / GIB:.3g} GiB), more than "
+                      f"the {limit / GIB:.3g} GiB of memory of this {where}; lower {flags}")
+
+
+def _relabels(config: Config) -> bool:
+    """CDS buffers keep every task's reward of each transition."""
+    return "uds" in config.experiment and not config.unsupervised

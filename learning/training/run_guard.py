@@ -1,0 +1,234 @@
+"""What keeps a run from losing data or failing silently (docs/robustness.md).
+
+- :class:`RunLock`: one process per run directory (an ``flock`` on ``RUN_DIR/run.lock``; the kernel
+  releases it when the holder dies, so a lock left by a killed process is never in the way).
+- :func:`install_termination_handler`: SIGTERM raises :class:`Terminated`, so it unwinds like Ctrl-C.
+- :class:`TrainingDiverged` and :func:`first_non_finite`: non-finite losses or parameters stop a run.
+- :class:`WriteFailure` and :func:`write_failure`: a full disk said in one line (what, where, how much).
+- :func:`check_writable_directory`: a directory we are about to create can be created.
+- :func:`route_mujoco_warnings`: MuJoCo's warnings go to a log file of ours, not ``./MUJOCO_LOG.TXT``.
+
+This module imports only the standard library at import time, so that run.py can install its
+handlers before torch and MuJoCo load.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import signal
+import socket
+from pathlib import Path
+from typing import Any, Iterable
+
+LOCK_FILE = "run.lock"
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+EXIT_WRITE_FAILED = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+# --------------------------------------------------------------------------------------------- signals
+class Terminated(BaseException):
+    """SIGTERM (schedulers, Ray, ``kill``) as an exception, so it unwinds like KeyboardInterrupt."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def install_termination_handler() -> None:
+    """Make SIGTERM raise :class:`Terminated` in the main thread (Ctrl-C already raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def interruption_exit_code(error: BaseException) -> int:
+    """130 for Ctrl-C (SIGINT), 143 for SIGTERM: the shell's 128 + signal number."""
+    return EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
+
+
+def interruption_name(error: BaseException) -> str:
+    return "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted (Ctrl-C)"
+
+
+# --------------------------------------------------------------------------------------------- lock
+class RunLockError(RuntimeError):
+    """Another live process holds the run directory; one-line message naming it."""
+
+
+def _holder(handle) -> str:
+    handle.seek(0)
+    text = handle.read().strip()
+    return text or "an unknown process"
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """Who holds ``run_dir``'s lock ("pid 123 on host h"), or None when nobody alive does."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        handle = path.open("r")
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(handle)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return None
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of this process (or until :meth:`release`).
+
+    The lock is an ``flock`` on ``RUN_DIR/run.lock``, whose text names the holder. A lock file left
+    by a dead process is not locked (the kernel drops ``flock`` locks with the process), so it is
+    taken over without asking. The file itself stays: deleting it would let two processes lock two
+    different files.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._handle = None
+
+    def acquire(self) -> "RunLock":
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(handle)
+            handle.close()
+            raise RunLockError(f"{self.path.parent} is in use by {holder}; wait for it to finish "
+                               f"or stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the descriptor drops the flock
+            self._handle = None
+
+
+# --------------------------------------------------------------------------------------------- non-finite values
+class TrainingDiverged(RuntimeError):
+    """A loss or a parameter became NaN or infinite; one-line message."""
+
+
+def first_non_finite(stats: dict[str, Any], named_parameters: Iterable[tuple[str, Any]]) -> str | None:
+    """The first non-finite value among the per-task statistics (losses first) and the parameters,
+    described in words ("Qf1Loss is nan (task 2)"); None when everything is finite."""
+    import torch
+
+    ordered = sorted(stats, key=lambda key: (not key.endswith("Loss"), key))
+    for key in ordered:
+        value = torch.as_tensor(stats[key]).detach()
+        finite = torch.isfinite(value)
+        if not bool(finite.all()):
+            bad = (~finite).reshape(-1).nonzero()[0].item()
+            task = f" (task {bad})" if value.dim() > 0 else ""
+            return f"{key} is {value.reshape(-1)[bad].item()}{task}"
+    parameters = list(named_parameters)
+    if not parameters:
+        return None
+    if bool(torch.stack([torch.isfinite(p.detach()).all() for _, p in parameters]).all()):
+        return None
+    for name, parameter in parameters:
+        if not bool(torch.isfinite(parameter.detach()).all()):
+            return f"parameter {name} is not finite"
+    return None
+
+
+# --------------------------------------------------------------------------------------------- writes
+class WriteFailure(RuntimeError):
+    """A file of the run could not be written (usually: disk full); one-line message."""
+
+
+def is_out_of_space(error: BaseException) -> bool:
+    """ENOSPC/EDQUOT anywhere in the chain, or torch's wording for a failed write."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left" in str(seen) or "file write failed" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def megabytes(size: float) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def write_failure(what: str, path: Path, needed_bytes: int, error: BaseException) -> WriteFailure:
+    """One line: what could not be written, where, how much it needs and how much is free."""
+    path = Path(path)
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    free_text = "" if free is None else f", {megabytes(free)} free"
+    if is_out_of_space(error):
+        return WriteFailure(f"no space left on device writing {what} {path} (needs about "
+                            f"{megabytes(needed_bytes)}{free_text})")
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
+    return WriteFailure(f"cannot write {what} {path}: {reason}")
+
+
+def payload_bytes(value: Any) -> int:
+    """Bytes of the tensors and arrays in a nested state (what a checkpoint of it needs, roughly)."""
+    import numpy as np
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(payload_bytes(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(payload_bytes(item) for item in value)
+    return 64
+
+
+def check_writable_directory(path: str | Path, flag: str) -> str | None:
+    """Why ``path`` (a directory we will create or write into) cannot be used, or None when it can."""
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return f"{flag} {str(path)!r}: {probe} is a file, not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{flag} {str(path)!r}: {probe} is not writable"
+    return None
+
+
+# --------------------------------------------------------------------------------------------- MuJoCo warnings
+def route_mujoco_warnings(log_path: Path | None) -> None:
+    """Send MuJoCo's warnings to ``log_path`` (appended, one line each) or, with None, to stderr,
+    instead of MuJoCo's default ``MUJOCO_LOG.TXT`` in the current directory."""
+    import sys
+
+    import mujoco
+
+    def warn(message: str) -> None:
+        line = f"MuJoCo warning: {message.strip()}\n"
+        if log_path is None:
+            sys.stderr.write(line)
+            return
+        try:
+            with open(log_path, "a") as handle:
+                handle.write(line)
+        except OSError:
+            sys.stderr.write(line)
+
+    mujoco.set_mju_user_warning(warn)
