@@ -54,7 +54,8 @@ def main(argv: list[str]) -> int:
         except ConfigError as error:
             main_error(str(error))
     except (KeyboardInterrupt, Terminated) as error:
-        print(f"\nrun.py: {interruption_name(error)}; {_how_to_continue(config)}", file=sys.stderr)
+        end_progress_line = "\n" if sys.stderr.isatty() else ""
+        print(f"{end_progress_line}run.py: {interruption_name(error)}; {_how_to_continue(config)}", file=sys.stderr)
         return interruption_exit_code(error)
     except TrainingDiverged as error:
         print(f"run.py: error: {error}", file=sys.stderr)

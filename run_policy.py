@@ -119,7 +119,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         return _main(argv)
     except (KeyboardInterrupt, Terminated) as error:
-        print(f"\nrun_policy.py: {interruption_name(error)}", file=sys.stderr)
+        print(f"run_policy.py: {interruption_name(error)}", file=sys.stderr)
         return interruption_exit_code(error)
 
 
