@@ -38,8 +38,8 @@ RUN_LINES: list[list[str]] = [
     ["dnc_sac", "--env=PointReach-v0", "--wandb", "False", "--hidden_sizes", "1000000", "1000000"],
     ["dnc_sac", *BASE, "--lr", "inf"], ["dnc_sac", *BASE, "--lr", "nan"], ["dnc_sac", *BASE, "--lr", "-1"],
     ["dnc_sac", *BASE, "--lr", "0"], ["dnc_sac", *BASE, "--reward_scale", "inf"],
-    ["dnc_sac", *BASE, "--reward_scale", "nan"], ["dnc_sac", *BASE, "--reward_scale", "-inf"],
-    ["dnc_sac", *BASE, "--target_entropy", "nan"], ["dnc_sac", *BASE, "--target_entropy", "-inf"],
+    ["dnc_sac", *BASE, "--reward_scale", "nan"], ["dnc_sac", *BASE, "--reward_scale=-inf"],
+    ["dnc_sac", *BASE, "--target_entropy", "nan"], ["dnc_sac", *BASE, "--target_entropy=-inf"],
     ["dnc_sac", *BASE, "--kl_coeff", "nan"], ["dnc_sac", *BASE, "--kl_coeff", "0.1", "inf"],
     ["dnc_sac", *BASE, "--kl_coeff", "-1"], ["dnc_sac", *BASE, "--discount", "2"],
     ["dnc_sac", *BASE, "--discount", "nan"], ["dnc_sac", *BASE, "--target_update_tau", "0"],
@@ -47,7 +47,7 @@ RUN_LINES: list[list[str]] = [
     ["dnc_sac", "--env=PointReach-v0", "--batch_size", "0"], ["dnc_sac", *BASE, "--num_threads", "0"],
     ["dnc_sac", "--env=PointReach-v0", "--hidden_sizes", "0"], ["dnc_sac", "--env=PointReach-v0", "--hidden_sizes"],
     ["dnc_sac", "--env=PointReach-v0", "--hidden_sizes", "-4", "8"],
-    ["dnc_sac", *BASE, "--policy_architecture", "bogus"], ["dnc_sac", *BASE, "--wandb", "maybe"],
+    ["dnc_sac", *BASE, "--policy_architecture", "bogus"], ["dnc_sac", "--env=PointReach-v0", "--wandb", "maybe"],
     ["dnc_sac", *BASE, "--replay_buffer_size", "10"], ["dnc_sac", *BASE, "--name", "../../x"],
     ["dnc_sac", *BASE, "--name", "a/b"], ["dnc_sac", *BASE, "--name", ".."], ["dnc_sac", *BASE, "--name", "a\\b"],
     ["dnc_sac", *BASE, "--log_dir", ""], ["dnc_sac", *BASE, "--log_dir", " "], ["dnc_sac", *BASE, "--log_dir", "{file}"],
@@ -59,7 +59,7 @@ RUN_LINES: list[list[str]] = [
     ["qmp_dnc", *BASE, "--qmp_own_policy_prob", "1.5"],
     ["qmp_dnc", *BASE, "--qmp_mixture", "softmax", "--qmp_softmax_temperature", "inf"],
     ["uds_dnc", *BASE, "--sharing_quantile", "nan"], ["dnc_sac", *BASE, "--n_policies", "3"],
-    ["dnc_sac", *BASE, "--num_evaluation_episodes", "-1"], ["dnc_sac", *BASE, "--evaluation_frequency", "0"],
+    ["dnc_sac", *BASE[:-2], "--num_evaluation_episodes", "-1"], ["dnc_sac", *BASE, "--evaluation_frequency", "0"],
     ["dnc_sac", *BASE, "--snapshot_gap", "0"], ["dnc_sac", *BASE, "--vis_format", "webm"],
     ["qmp_sac", *BASE], ["dnc_sac", *BASE, "--seed"],
     ["resume"], ["resume", "--snapshot_dir", "{runs}/missing"], ["resume", "--snapshot_dir", "{no_config}"],
@@ -78,7 +78,7 @@ POLICY_LINES: list[list[str]] = [
     ["--snapshot_dir", "{bad_checkpoint}"],
 ]
 SUBPROCESS_LINES = [["run.py"], ["run.py", "dnc_sac", *BASE, "--lr", "nan"], ["run.py", "dnc_sac", *BASE, "--log_dir", "{file}"],
-                    ["run_policy.py", "--snapshot_dir", "{broken_json}"]]
+]
 
 
 @pytest.fixture(scope="module")

@@ -589,7 +589,8 @@ def load_saved_config(path: Path) -> Config:
     required = {f.name for f in dataclasses.fields(Config)} - {"explicit_flags"}
     missing = sorted(required - set(data))
     if missing:
-        raise ConfigError(f"{path} lacks the keys {missing}")
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ConfigError(f"{path} lacks the keys {shown}; it is not a complete run configuration")
     for flag in FLAGS:
         value = data[flag.name]
         items = value if isinstance(value, list) else [value]
