@@ -55,6 +55,8 @@ def prepare_run(config: Config) -> tuple[Config, TaskSet, Path, dict | None]:
             checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
         except CheckpointError as error:
             raise ConfigError(str(error)) from None
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("config"), dict):
+            raise ConfigError(f"{run_dir / CHECKPOINT_FILE} is not a checkpoint of this codebase")
         trained = int(checkpoint.get("next_epoch", 0))
         if 0 < config.n_epochs < trained:
             raise ConfigError(f"{run_dir} has trained {trained} epochs; --n_epochs must be at least {trained}, "
@@ -106,6 +108,7 @@ def claim_run_directory(run_dir: Path, fresh: bool) -> RunLock:
 
 def launch(config: Config, announce: Callable[[str], None] = print) -> tuple[Trainer, dict[str, float]]:
     """Run (or resume) an experiment end to end; returns the trainer and its last evaluation."""
+    route_mujoco_warnings(None)  # stderr until the run directory is ours, then RUN_DIR/mujoco_warnings.log
     config, task_set, run_dir, checkpoint = prepare_run(config)
     parts = build_parts(config, task_set)
     try:

@@ -38,9 +38,10 @@ def main(argv: list[str]) -> int:
     install_termination_handler()
     config = None
     try:
-        from learning.training.config import ConfigError, main_error, parse_command_line
+        from learning.training.config import ConfigError, main_error, parse_command_line, reject_repeated_flags
 
         try:
+            reject_repeated_flags(argv)
             config = parse_command_line(argv)
         except ConfigError as error:
             main_error(str(error))

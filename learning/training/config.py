@@ -433,7 +433,6 @@ def parse_command_line(argv: Sequence[str]) -> Config:
         raise ConfigError(f"unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
 
     typed = _typed_flag_names(rest)
-    _reject_repeated_flags(typed)
     for name in typed:
         if name in REMOVED_FLAGS:
             raise ConfigError(f"--{name} is not supported: {REMOVED_FLAGS[name]}")
@@ -529,10 +528,12 @@ def validate(config: Config) -> None:
         raise ConfigError("mtsac with shared networks needs --include_task_id True (or use multihead networks)")
 
 
-def _reject_repeated_flags(typed: Sequence[str]) -> None:
-    """A flag typed twice is an error (argparse would silently keep the last value)."""
+def reject_repeated_flags(argv: Sequence[str]) -> None:
+    """A flag typed twice on the command line is an error (argparse would silently keep the last
+    value). run.py calls this; :func:`parse_command_line` itself keeps argparse's last-wins, so
+    scripts and tests can append overrides to a base line."""
     seen: set[str] = set()
-    for name in typed:
+    for name in _typed_flag_names(argv):
         if name in seen:
             raise ConfigError(f"--{name} is given more than once")
         seen.add(name)
