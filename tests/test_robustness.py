@@ -99,6 +99,7 @@ def test_kill_9_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_p
     resume_in_process(run_dir)
     rows = read_metrics(run_dir)
     clean_resumes += 1
+    print(f"kill -9: {kills} kills, {clean_resumes} clean resumes")
     assert [row["epoch"] for row in rows] == list(range(EPOCHS))
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == EPOCHS
     assert comparable(rows) == straight
