@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 LOCK_FILE = "run.lock"
-EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_WRITE_FAILED = 4
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
