@@ -125,7 +125,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("lr", float, 3e-4, "Adam learning rate for policy, critics and temperature"),
     # Networks.
     Flag("hidden_sizes", int, (256, 256), "hidden layer sizes of every MLP", nargs="+"),
-    Flag("layer_norm", parse_bool, False, "layer normalisation in the Q networks"),
+    Flag("layer_norm", parse_bool, False, "layer normalisation in the Q networks, before each hidden Linear (garage's)"),
     Flag("policy_architecture", str, "separate", "policy networks", choices=ARCHITECTURES),
     Flag("Q_architecture", str, "separate", "Q networks", choices=ARCHITECTURES),
     Flag("include_task_id", parse_bool, False, "let networks see the task one-hot"),
