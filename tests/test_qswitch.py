@@ -192,3 +192,22 @@ def test_own_policy_behaviour_acts_with_each_task_policy():
     actions, acting = OwnPolicyBehaviour(policy).act(torch.zeros(T, OBS), deterministic=True)
     assert acting.tolist() == [0, 1, 2]
     assert torch.equal(actions, torch.tanh(torch.tensor(MEANS)))
+
+
+@pytest.mark.parametrize("options", [QSwitchOptions(action_samples=1), QSwitchOptions(entropy_term=True),
+                                     QSwitchOptions(action_samples=4, entropy_term=True, sampling_freq=2)],
+                         ids=["samples", "entropy", "both"])
+def test_evaluation_of_sampled_scores_is_deterministic(options):
+    """Three equally good, wide candidates: sampled scores differ from call to call in training, but the
+    evaluated choice (and action) must be the same at every call."""
+    behaviour = switch([[0.0, 0.0]] * T, options, means=[[0.5, 0.0], [-0.5, 0.0], [0.0, 0.5]], log_std=0.0)
+    torch.manual_seed(0)
+    evaluated, trained = set(), set()
+    for _ in range(20):
+        behaviour.episode_start(np.ones(T, bool))
+        actions, acting = act(behaviour, deterministic=True)
+        evaluated.add((tuple(acting), tuple(actions.flatten().tolist())))
+        behaviour.episode_start(np.ones(T, bool))
+        trained.add(tuple(act(behaviour)[1]))
+    assert len(evaluated) == 1
+    assert len(trained) > 1  # the scores are noisy: without fixed evaluation noise the choice would vary
