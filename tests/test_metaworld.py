@@ -7,6 +7,7 @@ import pickle
 import mujoco
 import numpy as np
 import pytest
+from metaworld.env_dict import MT50_V3
 
 from environments import make_task_set
 from environments.base import get_env_state, set_env_state
@@ -64,6 +65,25 @@ def test_task_sets_layouts_and_orders():
         assert task_set.max_episode_steps == 500 and task_set.min_reward == 0.0
     raw_dims = [task_set.observation_layout.raw_dim for task_set in (cds, mt10, mt50)]
     assert raw_dims == [25, 49, 89]
+
+
+def test_mt50_follows_the_original_v2_order():
+    """The original's V2 OrderedDict lists peg-insert-side, push and reach twice; a repeated key keeps its
+    first position, so indices 28-43 differ from V3's list (which dropped the repeats elsewhere)."""
+    mt50 = make_mt50_task_set()
+    names = [name.rsplit("-", 1)[0] for name in mt50.task_names]
+    assert names[:28] == [name.rsplit("-", 1)[0] for name in list(MT50_V3)[:28]]
+    assert names[27:46] == [
+        "lever-pull", "peg-insert-side", "pick-place-wall", "pick-out-of-hole", "reach", "push-back", "push",
+        "pick-place", "plate-slide", "plate-slide-side", "plate-slide-back", "plate-slide-back-side",
+        "peg-unplug-side", "soccer", "stick-push", "stick-pull", "push-wall", "reach-wall", "shelf-place",
+    ]
+    assert names[46:] == ["sweep-into", "sweep", "window-open", "window-close"]
+    subset = make_mt50_task_set(task_name="31,28")  # --task_name indices are the original's
+    assert subset.task_names == ("reach-v3", "peg-insert-side-v3")
+    env = subset.make_env(0, False)
+    env.reset(seed=0)
+    assert type(env.unwrapped.simulator).__name__ == "SawyerReachEnvV3"
 
 
 def test_task_name_and_sparse_tasks_arguments():
