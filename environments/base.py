@@ -96,8 +96,9 @@ class TaskSet:
     """Env-info keys turned into per-episode metrics, e.g. ``{"stages_completed": "last"}``."""
     guide_policies: tuple[GuidePolicy, ...] = ()
     """Extra fixed candidates for the Q-switch (empty for every paper benchmark but point reaching)."""
-    reward_function: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None
-    """``reward_function(raw_obs, action, task_index)`` for CDS relabelling, where the env has one."""
+    reward_function: Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray] | None = None
+    """``reward_function(raw_obs, action, raw_next_obs, task_index)`` for CDS relabelling, where the env
+    has one: task ``task_index``'s reward of the transitions (s, a, s')."""
 
     @property
     def num_tasks(self) -> int:

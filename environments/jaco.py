@@ -250,12 +250,14 @@ class JacoReachMultistageEnv(gym.Env):
         self.renderer.close()
 
 
-def compute_rewards(raw_observations: np.ndarray, actions: np.ndarray, task_index: int) -> np.ndarray:
+def compute_rewards(raw_observations: np.ndarray, actions: np.ndarray, raw_next_observations: np.ndarray,
+                    task_index: int) -> np.ndarray:
     """Task ``task_index``'s reward for a batch of stored (observation, action) pairs (CDS, SPEC §9.5).
 
     As the original's relabelling function: the hand position and the stage come from the stored
-    observation (its stage one-hot, no stage update), the control term keeps only the action part
-    −0.01·Σa², and the stay task's stage term is 0.
+    observation s (its stage one-hot, no stage update; ``raw_next_observations`` is not read), the
+    control term keeps only the action part −0.01·Σa², and the stay task's stage term is 0. So it
+    approximates, and does not equal, the reward the env returns (docs/envs/jaco.md).
     """
     task = TASKS[task_index]
     observations = np.asarray(raw_observations, dtype=np.float64).reshape(-1, OBSERVATION_DIM)

@@ -41,9 +41,10 @@ GAUSSIAN_SCALE = math.sqrt(-2.0 * math.log(VALUE_AT_MARGIN))
 FRAME_SKIP = 40
 ACTION_SCALE = 2.0
 """A unit action asks for 2 rad/s (2 m/s for the fingers), as d4rl's act_amp."""
-ROBOT_NOISE_RATIO = 0.01
-OBJECT_NOISE_RATIO = 0.0005
-"""Observation noise ratios (FrankaKitchen-v1's defaults), times the config's per-joint amplitudes."""
+ROBOT_NOISE_RATIO = 0.1
+OBJECT_NOISE_RATIO = ROBOT_NOISE_RATIO
+"""Observation noise ratios, times the config's per-joint amplitudes: d4rl's ``KitchenV0`` sets
+``robot_noise_ratio = 0.1`` and its robot ``get_obs`` applies it to robot and object joints alike."""
 
 NUM_ROBOT_JOINTS = 9
 STATE_DIM = 30

@@ -227,8 +227,10 @@ def make_maze_task_set(task_name: str | None = None, sparse_tasks: Sequence[int]
         )
         return TimeLimit(env, max_episode_steps=MAX_EPISODE_STEPS)
 
-    def reward_function(raw_obs: np.ndarray, action: np.ndarray, task_index: int) -> np.ndarray:
-        distance = np.linalg.norm(np.asarray(raw_obs, dtype=np.float64)[..., :2] - goals[task_index], axis=-1)
+    def reward_function(raw_obs: np.ndarray, action: np.ndarray, raw_next_obs: np.ndarray,
+                        task_index: int) -> np.ndarray:
+        """Task ``task_index``'s reward of (s, a, s'): the env rewards the position after the step, s'."""
+        distance = np.linalg.norm(np.asarray(raw_next_obs, dtype=np.float64)[..., :2] - goals[task_index], axis=-1)
         return np.asarray(reward_from_distance(distance, sparse_by_position[task_index]), dtype=np.float64)
 
     return TaskSet(

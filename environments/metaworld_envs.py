@@ -41,6 +41,21 @@ CDS_TASK_NAMES = ("door-open", "door-close", "drawer-open", "drawer-close")
 CDS_DOOR_RANGE = ((-0.1, 0.85, 0.15), (0.0, 0.95, 0.15))
 CDS_DRAWER_RANGE = ((0.3, 0.9, 0.0), (0.4, 0.9, 0.0))
 CDS_DOOR_CLOSE_HAND_START = (-0.6, 0.6, 0.2)
+ORIGINAL_V2_LIST = (
+    "assembly", "basketball", "bin-picking", "box-close", "button-press-topdown", "button-press-topdown-wall",
+    "button-press", "button-press-wall", "coffee-button", "coffee-pull", "coffee-push", "dial-turn",
+    "disassemble", "door-close", "door-lock", "door-open", "door-unlock", "hand-insert", "drawer-close",
+    "drawer-open", "faucet-open", "faucet-close", "hammer", "handle-press-side", "handle-press",
+    "handle-pull-side", "handle-pull", "lever-pull", "peg-insert-side", "pick-place-wall", "pick-out-of-hole",
+    "reach", "push-back", "push", "pick-place", "plate-slide", "plate-slide-side", "plate-slide-back",
+    "plate-slide-back-side", "peg-insert-side", "peg-unplug-side", "soccer", "stick-push", "stick-pull",
+    "push-wall", "push", "reach-wall", "reach", "shelf-place", "sweep-into", "sweep", "window-open",
+    "window-close",
+)
+"""The original's V2 ``OrderedDict`` entries in order (53: peg-insert-side, push and reach appear twice).
+A repeated key keeps its first position, so the effective MT50 task order is the first occurrences."""
+MT50_ORDER = tuple(f"{name}-v3" for name in dict.fromkeys(ORIGINAL_V2_LIST))
+"""MetaWorldMT50-v2's task index order: the original's (V2 list, first occurrences), with V3 names."""
 
 # MuJoCo arrays that hold the state of a running Meta-World env besides the integration state:
 # model fields the tasks move at reset, and data fields whose rows tasks keep references to.
@@ -144,11 +159,9 @@ class CDSDrawerCloseEnv(_DoorDrawerScene, SawyerDrawerCloseEnvV3):
     """drawer-close on the CDS table: drawer pulled out by 0.15, target = drawer + (0, -0.16, 0.09).
 
     The handle is the drawer-open one (no +0.05 z offset of stock drawer-close), as in the original.
-    Target radius 0.04 as in V2 (success within 0.055): metaworld 3.1.1's class declares 0.04 but
-    reads the base class's 0.05.
+    Success within 0.065, as stock V2 and V3: the class declares ``_TARGET_RADIUS = 0.04`` but reads
+    the base class's ``TARGET_RADIUS = 0.05`` (+ 0.015), and the original's CDS subclass kept it.
     """
-
-    TARGET_RADIUS = 0.04
 
     def __init__(self, reward_function_version: str = REWARD_FUNCTION_VERSION) -> None:
         super().__init__(reward_function_version=reward_function_version)
@@ -430,7 +443,9 @@ def make_mt10_task_set(task_name: str | None = None, sparse_tasks: Sequence[int]
 
 
 def make_mt50_task_set(task_name: str | None = None, sparse_tasks: Sequence[int] | None = ()) -> TaskSet:
-    """MetaWorldMT50-v2: metaworld 3.1.1's 50 tasks in Meta-World's order (SPEC §11.5); envs build lazily."""
+    """MetaWorldMT50-v2: metaworld 3.1.1's 50 tasks in the original's V2 order (:data:`MT50_ORDER`, SPEC
+    §11.5); envs build lazily."""
     return _task_set(
-        "MetaWorldMT50-v2", tuple(MT50_V3), tuple(MT50_V3.values()), MT_OBSERVATION_DIM, task_name, sparse_tasks
+        "MetaWorldMT50-v2", MT50_ORDER, tuple(MT50_V3[name] for name in MT50_ORDER), MT_OBSERVATION_DIM,
+        task_name, sparse_tasks,
     )

@@ -124,6 +124,7 @@ def test_method_flags_have_the_original_names_and_defaults():
     dnc = parse_command_line(["dnc_sac"])  # SPEC §1.2-1.3
     assert (dnc.kl_coeff, dnc.sampling_type, dnc.regularize_representation) == ((0.0,), "all", False)
     assert (dnc.distillation_period, dnc.distillation_n_epochs) == (None, 100)
+    assert parse_command_line(["dnc_sac", "--sampling_type", "j", "--distillation_period", "4"]).sampling_type == "j"
     uds = parse_command_line(["uds_dnc"])
     assert (uds.sharing_quantile, uds.unsupervised) == (0.0, True)
     mtsac = parse_command_line(["mtsac", *MULTIHEAD])

@@ -117,7 +117,7 @@ def test_update_logs_the_shared_fraction_of_each_task():
     assert stats["Qf1Loss"].shape == (T,)
 
 
-def reward_of_hidden_slot(raw_obs: np.ndarray, action: np.ndarray, task: int) -> np.ndarray:
+def reward_of_hidden_slot(raw_obs: np.ndarray, action: np.ndarray, raw_next_obs: np.ndarray, task: int) -> np.ndarray:
     """A CDS reward that reads slot 2 of the raw observation, which the networks never see."""
     return 100.0 * raw_obs[..., 2] + 10.0 * task + action[..., 0]
 
@@ -126,6 +126,7 @@ def test_cds_relabels_with_the_receiving_task_reward_function_of_the_raw_observa
     buffer = RewardTableReplayBuffer(T, OBS, ACT, 100, reward_of_hidden_slot)
     block = transitions(SOURCE_Q, [0.0, 0.0, 0.0])
     block.raw_observation = np.array([[[SOURCE_Q[t], t, 0.5 * t]] for t in range(T)], dtype=np.float32)
+    block.raw_next_observation = block.raw_observation + 1.0
     buffer.add(block)
     sac = sharing_sac(0.0, buffer, min_reward=None)
     batch, _ = sac.shared_batch(own_batch())
@@ -142,6 +143,7 @@ def test_reward_table_survives_a_checkpoint():
     buffer = RewardTableReplayBuffer(T, OBS, ACT, 100, reward_of_hidden_slot)
     block = transitions(SOURCE_Q, [0.0, 0.0, 0.0])
     block.raw_observation = np.ones((T, 1, 3), dtype=np.float32)
+    block.raw_next_observation = np.ones((T, 1, 3), dtype=np.float32)
     buffer.add(block)
     restored = RewardTableReplayBuffer(T, OBS, ACT, 100, reward_of_hidden_slot)
     restored.load_state_dict(buffer.state_dict())
@@ -161,3 +163,28 @@ def test_sampler_keeps_the_raw_observations_it_masks():
     assert np.array_equal(layout.network_input(block.raw_observation), block.observation)
     assert np.all(block.raw_observation[..., 2] == 1.0)  # the task one-hot the networks do not see
     assert np.array_equal(block.raw_observation[0, 20, :2], [0.0, 0.0])  # the reset observation
+
+
+def test_cds_rewards_on_the_maze_are_what_each_task_env_returns():
+    """Random transitions (s, a, s') collected by the real sampler in task j: task i's relabelled reward
+    equals the reward task i's env returns for action a from state s (the maze rewards s')."""
+    task_set = make_task_set("MazeLarge-10-v0", task_name="0,3,7")
+    layout = task_set.observation_layout
+    policy = TanhGaussianPolicy("separate", 3, layout.network_dim(), 2, (4,))
+    sampler = LockstepSampler(task_set, OwnPolicyBehaviour(policy), layout.network_input, torch.device("cpu"),
+                              seed=0, discount=0.99, keep_raw_observations=True)
+    block = sampler.collect(30).transitions
+    sampler.close()
+    np.testing.assert_array_equal(layout.network_input(block.raw_next_observation), block.next_observation)
+    buffer = RewardTableReplayBuffer(3, layout.network_dim(), 2, 100, task_set.reward_function)
+    table = buffer._field_values(block)["task_rewards"]  # [collected in j, n, rewarded task i]
+    np.testing.assert_allclose(table.diagonal(axis1=0, axis2=2).T, block.reward, rtol=0, atol=1e-6)
+    for receiver in range(3):
+        env = task_set.make_env(receiver).unwrapped
+        env.reset(seed=0)
+        for source in range(3):
+            for step in range(30):
+                state = block.raw_observation[source, step].astype(np.float64)
+                env.set_state(state[:2], state[2:4])
+                _, reward, *_ = env.step(block.action[source, step])
+                assert table[source, step, receiver] == pytest.approx(reward, abs=1e-5)

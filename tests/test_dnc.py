@@ -168,3 +168,26 @@ def test_centroid_and_its_optimiser_are_checkpointed():
     restored.distil()
     for a, b in zip(dnc.centroid.parameters(), restored.centroid.parameters()):
         assert torch.equal(a, b)
+
+
+class RecordingBuffer(TaskReplayBuffer):
+    """A real buffer that records how many transitions per task each ``sample`` call asked for."""
+
+    requested: list[int]
+
+    def sample(self, batch_per_task: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        self.requested.append(batch_per_task)
+        return super().sample(batch_per_task, generator)
+
+
+@pytest.mark.parametrize("sampling_type, per_task", [("all", 4), ("i", 4), ("j", 12), ("i+j", 6)])
+def test_distillation_samples_per_task_as_the_original_for_the_sampling_type(sampling_type, per_task):
+    """The original's sample_all_transitions: B // T rows of every task for all (and i), B for j, B // 2 for i+j."""
+    buffer = RecordingBuffer(T, OBS, ACT, 100)
+    buffer.add(Transitions(STATES[:, None, :], np.zeros((T, 1, ACT), np.float32), np.zeros((T, 1), np.float32),
+                           STATES[:, None, :], np.zeros((T, 1), np.float32)))
+    buffer.requested = []
+    dnc = make_dnc(kl_coeff=(0.0,), sampling_type=sampling_type, distillation_period=1, buffer=buffer,
+                   batch_size=12, distillation_steps=2)
+    dnc.end_of_epoch(1)
+    assert buffer.requested == [per_task, per_task]

@@ -344,7 +344,7 @@ def test_cds_reward_function_is_vectorised_and_follows_the_formulas():
         hands = goals[stages] + rng.uniform(-0.2, 0.2, size=(batch, 3))
         hands[:16] = goals[stages[:16]] + rng.uniform(-0.02, 0.02, size=(16, 3))
         observations[:, HAND_SLICE] = hands
-        rewards = task_set.reward_function(observations, actions, task_index)
+        rewards = task_set.reward_function(observations, actions, -observations, task_index)  # s' unread
         assert rewards.shape == (batch,)
         for row in range(batch):
             distance = np.linalg.norm(observations[row, HAND_SLICE] - goals[stages[row]])

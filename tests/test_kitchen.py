@@ -12,7 +12,7 @@ import pytest
 
 from environments import make_task_set
 from environments.base import get_env_state, set_env_state
-from environments.kitchen import TASKS, KitchenTaskEnv, make_kitchen_task_set
+from environments.kitchen import TASKS, KitchenTaskEnv, make_kitchen_task_set, robot_config
 
 # SPEC §11.6 task table: name, element qpos indices, site, threshold, initial value, goal value.
 SPEC_TASKS = [
@@ -81,8 +81,8 @@ def test_registry_facts_and_observation_layout(task_set, envs):
         np.testing.assert_array_equal(observation[60:], np.eye(10)[index])
         assert layout.task_id(observation) == index
         np.testing.assert_array_equal(layout.network_input(observation), observation[:60])
-        # Robot joints 9 and object joints 21 are the sim's qpos up to the small observation noise.
-        np.testing.assert_allclose(observation[:30], env.unwrapped.data.qpos[:30], atol=2e-3)
+        # Robot joints 9 and object joints 21 are the sim's qpos up to the observation noise (at most 0.1 x 0.1).
+        np.testing.assert_allclose(observation[:30], env.unwrapped.data.qpos[:30], atol=1.01e-2)
 
 
 def test_task_subset_has_its_own_one_hot():
@@ -120,12 +120,17 @@ def test_reset_is_deterministic_with_each_tasks_initial_state(envs):
         np.testing.assert_array_equal(env.unwrapped.data.qpos, qpos)
 
 
-def test_observation_noise_is_small_and_on_robot_joints(envs):
+def test_observation_noise_is_d4rls_ratio_on_robot_and_object_joints(envs):
+    """d4rl's KitchenV0: noise U(-1, 1) x 0.1 x pos_noise_amp[i] on the 9 robot and the 21 object joints."""
     env = envs[0]
-    observation, _ = env.reset(seed=0)
-    robot_noise = observation[:9] - env.unwrapped.data.qpos[:9]
-    assert np.all(np.abs(robot_noise) <= 0.01 * 0.1 + 1e-6) and np.any(np.abs(robot_noise) > 1e-5)
-    np.testing.assert_allclose(observation[9:30], env.unwrapped.data.qpos[9:30], atol=1e-4)
+    amplitudes = robot_config().noise_amplitudes
+    ratios = []
+    for seed in range(3):
+        observation, _ = env.reset(seed=seed)
+        ratios.append((observation[:30] - env.unwrapped.data.qpos[:30]) / amplitudes)
+    ratios = np.abs(np.array(ratios))
+    assert ratios.max() <= 0.1 + 1e-3
+    assert ratios[:, :9].max() > 0.08 and ratios[:, 9:].max() > 0.08  # 10x / 200x above FrankaKitchen-v1's
 
 
 def expected_goal_vector(task_index: int, corrected: bool) -> np.ndarray:

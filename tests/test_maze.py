@@ -204,11 +204,13 @@ def test_reward_success_and_termination_at_known_positions():
 def test_reward_function_matches_env_reward():
     task_set = make_maze_task_set()
     env = task_set.make_env(5, False)
-    env.reset(seed=1)
+    observation, _ = env.reset(seed=1)
     for _ in range(20):
         action = env.action_space.sample()
-        observation, reward, *_ = env.step(action)
-        assert task_set.reward_function(observation[None], action[None], 5)[0] == pytest.approx(reward, abs=1e-6)
+        next_observation, reward, *_ = env.step(action)
+        relabelled = task_set.reward_function(observation[None], action[None], next_observation[None], 5)[0]
+        assert relabelled == pytest.approx(reward, abs=1e-6)  # the env rewards s', the position after the step
+        observation = next_observation
 
 
 def test_sparse_tasks():

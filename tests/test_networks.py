@@ -111,3 +111,23 @@ def test_all_policies_equals_each_policy_on_every_row(architecture):
     mean, log_std = policy.all_policies(obs)
     expected_mean, expected_log_std = policy(obs.unsqueeze(0).expand(T, 7, OBS))
     assert torch.allclose(mean, expected_mean, atol=1e-6) and torch.allclose(log_std, expected_log_std, atol=1e-6)
+
+
+def test_layer_norm_comes_before_each_hidden_linear_as_in_garage():
+    """garage's MLP with layer_normalization: LayerNorm(in) -> Linear -> ReLU -> LayerNorm(h1) -> Linear -> ReLU
+    -> output Linear, the raw [obs, action] input normalised too, no LayerNorm before the output layer."""
+    torch.manual_seed(0)
+    critic = TwinQFunction("separate", 1, OBS, ACT, (16, 8), layer_norm=True)
+    mlp = critic.mlp
+    with torch.no_grad():
+        for norm in mlp.norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    obs, action = torch.randn(1, B, OBS), torch.randn(1, B, ACT)
+    for member in range(2):
+        x = torch.cat([obs[0], action[0]], dim=-1)
+        for norm, layer in zip(mlp.norms, mlp.hidden):
+            normalised = torch.nn.functional.layer_norm(x, (x.shape[-1],), norm.weight[member, 0], norm.bias[member, 0])
+            x = torch.relu(normalised @ layer.weight[member] + layer.bias[member, 0])
+        expected = (x @ mlp.head.weight[member] + mlp.head.bias[member, 0])[:, 0]
+        torch.testing.assert_close(critic(obs, action)[member, 0], expected)

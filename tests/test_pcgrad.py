@@ -36,26 +36,64 @@ def test_projection_uses_the_original_other_gradients_in_the_given_order():
 
 def test_merge_averages_shared_elements_and_sums_task_specific_ones():
     projected = torch.tensor([[0.5, 0.5], [0.0, 1.0]])
-    # Element 0 is touched by both tasks (mean), element 1 only by task 1's original gradient (sum).
-    assert torch.allclose(merge_projected(projected, CONFLICTING), torch.tensor([0.25, 1.5]))
+    # Element 0 is shared (mean), element 1 belongs to one task (sum).
+    assert torch.allclose(merge_projected(projected, torch.tensor([False, True])), torch.tensor([0.25, 1.5]))
 
 
 class LinearTaskLosses(PCGradSAC):
-    """A PCGradSAC whose 'actor' is one parameter vector w with task losses L1 = w0, L2 = -w0 + w1."""
+    """A PCGradSAC whose 'actor' is a shared scalar u and a task-specific scalar v, with task losses
+    L1 = u, L2 = -u + v."""
 
     def __init__(self) -> None:
         policy = TanhGaussianPolicy("multihead", 2, 1, 1, (2,))
         super().__init__(policy, TwinQFunction("multihead", 2, 1, 1, (2,)), SACSettings())
-        self.w = torch.nn.Parameter(torch.zeros(2))
-        self.policy_optimizer = torch.optim.SGD([self.w], lr=1.0)
+        self.u, self.v = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+        self.task_specific.update({self.u: False, self.v: True})
+        self.policy_optimizer = torch.optim.SGD([self.u, self.v], lr=1.0)
 
 
 def test_surgery_step_applies_the_merged_gradient():
     sac = LinearTaskLosses()
-    losses = torch.stack([sac.w[0], -sac.w[0] + sac.w[1]])
+    losses = torch.stack([sac.u[0], -sac.u[0] + sac.v[0]])
     sac._minimise(sac.policy_optimizer, losses, "actor")
     # Per-task gradients (1, 0) and (-1, 1) conflict; merged (0.25, 1.5) whatever the order; SGD lr 1.
-    assert torch.allclose(sac.w.detach(), torch.tensor([-0.25, -1.5]))
+    assert torch.allclose(torch.cat([sac.u, sac.v]).detach(), torch.tensor([-0.25, -1.5]))
+
+
+@pytest.mark.parametrize("architecture", ["multihead", "shared"])
+def test_agreeing_tasks_get_the_plain_combined_gradient_whatever_is_zero(architecture):
+    """Non-conflicting task gradients: PCGrad changes nothing, so the step is the gradient of the mean
+    task loss on shared parameters and of the sum on task-specific ones (the multihead heads), even
+    where one task's gradient is exactly zero (input slot 3 is 0 for task 2, inactive ReLU units)."""
+    torch.manual_seed(0)
+    tasks, obs_dim = 3, 4
+    policy = TanhGaussianPolicy(architecture, tasks, obs_dim, 1, (16,))
+    sac = PCGradSAC(policy, TwinQFunction(architecture, tasks, obs_dim, 1, (4,)), SACSettings(per_task_losses=False))
+    with torch.no_grad():
+        head = policy.mlp.head
+        head.weight.copy_(head.weight[:1].expand_as(head.weight))
+        head.bias.copy_(head.bias[:1].expand_as(head.bias))
+    rows = torch.rand(8, obs_dim).expand(tasks, 8, obs_dim).clone()
+    rows[2, :, 3] = 0.0
+
+    def task_losses() -> torch.Tensor:
+        return policy(rows)[0][..., 0].mean(dim=-1)
+
+    parameters = list(policy.parameters())
+    grads = torch.autograd.grad(task_losses(), parameters, grad_outputs=torch.eye(tasks), is_grads_batched=True)
+    flat = torch.cat([grad.reshape(tasks, -1) for grad in grads], dim=1)
+    assert (flat @ flat.T).min() > 0  # the tasks agree: no projection
+    assert (grads[0][2, :, 3] == 0).all() and (grads[0][0, :, 3] != 0).any()  # task 2 does not touch slot 3
+    mean_grads = torch.autograd.grad(task_losses().mean(), parameters)
+    sum_grads = torch.autograd.grad(task_losses().sum(), parameters)
+    heads = set(policy.mlp.head.parameters()) if architecture == "multihead" else set()
+    expected = [sum_grad if parameter in heads else mean_grad
+                for parameter, mean_grad, sum_grad in zip(parameters, mean_grads, sum_grads)]
+    before = [parameter.detach().clone() for parameter in parameters]
+    sac.policy_optimizer = torch.optim.SGD(parameters, lr=1.0)
+    sac._minimise(sac.policy_optimizer, task_losses(), "actor")
+    for old, parameter, grad in zip(before, parameters, expected):
+        torch.testing.assert_close(old - parameter.detach(), grad, rtol=1e-5, atol=1e-7)
 
 
 def test_twin_halves_split_q1_from_q2():

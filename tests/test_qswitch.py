@@ -10,7 +10,7 @@ from torch import nn
 from environments.base import GuidePolicy
 from learning.behaviour.own_policy import OwnPolicyBehaviour
 from learning.behaviour.qswitch import QSwitchBehaviour, QSwitchOptions
-from learning.core.networks import TanhGaussianPolicy
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 
 T, OBS, ACT = 3, 2, 2
 
@@ -192,3 +192,51 @@ def test_own_policy_behaviour_acts_with_each_task_policy():
     actions, acting = OwnPolicyBehaviour(policy).act(torch.zeros(T, OBS), deterministic=True)
     assert acting.tolist() == [0, 1, 2]
     assert torch.equal(actions, torch.tanh(torch.tensor(MEANS)))
+
+
+@pytest.mark.parametrize("options", [QSwitchOptions(action_samples=1), QSwitchOptions(entropy_term=True),
+                                     QSwitchOptions(action_samples=4, entropy_term=True, sampling_freq=2)],
+                         ids=["samples", "entropy", "both"])
+def test_evaluation_of_sampled_scores_is_deterministic(options):
+    """Three equally good, wide candidates: sampled scores differ from call to call in training, but the
+    evaluated choice (and action) must be the same at every call."""
+    behaviour = switch([[0.0, 0.0]] * T, options, means=[[0.5, 0.0], [-0.5, 0.0], [0.0, 0.5]], log_std=0.0)
+    torch.manual_seed(0)
+    evaluated, trained = set(), set()
+    for _ in range(20):
+        behaviour.episode_start(np.ones(T, bool))
+        actions, acting = act(behaviour, deterministic=True)
+        evaluated.add((tuple(acting), tuple(actions.flatten().tolist())))
+        behaviour.episode_start(np.ones(T, bool))
+        trained.add(tuple(act(behaviour)[1]))
+    assert len(evaluated) == 1
+    assert len(trained) > 1  # the scores are noisy: without fixed evaluation noise the choice would vary
+
+
+@pytest.mark.parametrize("architecture", ["separate", "multihead"])
+@pytest.mark.parametrize("score_critic", ["q1", "min"])
+def test_batched_switch_equals_a_naive_loop_over_tasks_and_policies(architecture, score_critic):
+    """Real networks, a distinct state per task: in task i every policy j proposes its mean action at task
+    i's state s_i, task i's critic scores it at s_i, the arg-max acts (SPEC §7.1), computed one by one."""
+    tasks, obs_dim, action_dim = 4, 3, 2
+    torch.manual_seed(1)
+    policy = TanhGaussianPolicy(architecture, tasks, obs_dim, action_dim, (16,))
+    critic = TwinQFunction(architecture, tasks, obs_dim, action_dim, (16,))
+    behaviour = QSwitchBehaviour(policy, critic, lambda: torch.ones(tasks), QSwitchOptions(score_critic=score_critic))
+    chosen_others = 0
+    for _ in range(5):
+        obs = torch.randn(tasks, obs_dim) * 2.0
+        behaviour.episode_start(np.ones(tasks, bool))
+        actions, acting = behaviour.act(obs, deterministic=True)
+        for i in range(tasks):
+            at_state_i = obs[i].expand(tasks, 1, obs_dim)  # every network's row sees s_i
+            proposals = torch.tanh(policy(at_state_i)[0][:, 0])  # [policy j, A]: pi_j's mean action at s_i
+            scores = []
+            for j in range(tasks):
+                q = critic(at_state_i, proposals[j].expand(tasks, 1, action_dim))[:, i, 0]  # task i's critics
+                scores.append(q[0] if score_critic == "q1" else q.min())
+            expected = int(torch.stack(scores).argmax())
+            assert acting[i].item() == expected
+            torch.testing.assert_close(actions[i], proposals[expected])
+            chosen_others += expected != i
+    assert chosen_others > 0  # the check covers choices of other tasks' policies

@@ -68,7 +68,8 @@ def test_same_seed_gives_identical_metrics(tmp_path):
 
 def test_resume_continues_exactly(tmp_path):
     argv = ["qmp_dnc", "--env=MazeLarge-10-v0", *TINY, "--task_name", "1,2", "--n_policies", "2",
-            "--batch_size", "700"]  # episodes are cut mid-way by iterations: env state must be restored
+            "--batch_size", "700",  # episodes are cut mid-way by iterations: env state must be restored
+            "--policy_sampling_freq", "3"]  # 350 steps per iteration: a held choice is cut mid-way too
     straight, _, _ = run([*argv, "--n_epochs", "3", "--name", "straight"], tmp_path)
     stopped, _, _ = run([*argv, "--n_epochs", "2", "--name", "stopped"], tmp_path)
     resumed = parse_command_line(["resume", "--snapshot_dir", str(stopped.run_dir), "--n_epochs", "3"])

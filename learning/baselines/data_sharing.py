@@ -4,7 +4,8 @@ At every gradient step every receiving task i is offered ``B // (T - 1)`` transi
 task's buffer (B = its own minibatch size). Their rewards are relabelled for task i:
 
 * UDS (``--unsupervised True``): the environment's minimum reward ``TaskSet.min_reward``;
-* CDS (``--unsupervised False``): task i's reward function on the stored (observation, action).
+* CDS (``--unsupervised False``): task i's reward function on the stored (observation, action, next
+  observation), raw.
 
 An offered transition is shared when task i's first critic rates it above the threshold of task i's
 own batch: ``theta = [-inf, sorted Q1_i(own batch)][floor(B * k)]`` with k = ``--sharing_quantile``
@@ -31,7 +32,8 @@ from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 from learning.core.replay_buffer import FIELDS, TaskReplayBuffer, Transitions
 from learning.core.sac import MultiTaskSAC, SACSettings
 
-RewardFunction = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+RewardFunction = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+"""``reward_function(raw_obs, action, raw_next_obs, task_index)``: task_index's rewards of transitions."""
 
 
 def sharing_threshold(own_q: torch.Tensor, quantile: float) -> torch.Tensor:
@@ -63,13 +65,14 @@ class RewardTableReplayBuffer(TaskReplayBuffer):
 
     def _field_values(self, transitions: Transitions) -> dict[str, np.ndarray]:
         values = super()._field_values(transitions)
-        if transitions.raw_observation is None:
+        if transitions.raw_observation is None or transitions.raw_next_observation is None:
             raise ValueError("CDS relabelling needs the raw observations; build the sampler with "
                              "keep_raw_observations=True")
         tasks, count = transitions.reward.shape
         raw = transitions.raw_observation.reshape(tasks * count, -1)
+        raw_next = transitions.raw_next_observation.reshape(tasks * count, -1)
         actions = transitions.action.reshape(tasks * count, -1)
-        table = [np.asarray(self.reward_function(raw, actions, task), dtype=np.float32).reshape(tasks, count)
+        table = [np.asarray(self.reward_function(raw, actions, raw_next, task), dtype=np.float32).reshape(tasks, count)
                  for task in range(self.num_tasks)]  # once per stored block, not per gradient step
         values["task_rewards"] = np.stack(table, axis=-1)
         return values

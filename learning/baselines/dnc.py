@@ -137,13 +137,22 @@ class DnCSAC(MultiTaskSAC):
         mean, log_std = self.centroid(obs)
         return tanh_gaussian_log_prob(mean, log_std, torch.atanh(action), action)[0]
 
+    def distillation_rows_per_task(self) -> int:
+        """Transitions of every task in one distillation step, as the original's ``sample_all_transitions``
+        for ``--sampling_type``: B // T for ``all`` (and ``i``, which the original sampled as ``all``),
+        B for ``j``, B // 2 for ``i+j``."""
+        per_task = {"all": self.batch_size // self.num_tasks, "i": self.batch_size // self.num_tasks,
+                    "j": self.batch_size, "i+j": self.batch_size // 2}[self.sampling_type]
+        return max(per_task, 1)
+
     def distil(self) -> float:
         """Fit the centroid to every buffer's actions, then copy it into every task policy.
 
-        Each of the ``distillation_steps`` steps uses ``batch_size // T`` transitions of every task.
-        Returns the last step's negative log-likelihood. The task policies' optimiser states are kept.
+        Each of the ``distillation_steps`` steps uses :meth:`distillation_rows_per_task` transitions of
+        every task. Returns the last step's negative log-likelihood. The task policies' optimiser states
+        are kept.
         """
-        per_task = max(self.batch_size // self.num_tasks, 1)
+        per_task = self.distillation_rows_per_task()
         for _ in range(self.distillation_steps):
             data = self.buffer.sample(per_task)
             loss = -self.centroid_log_likelihood(data["observation"], data["action"]).mean()

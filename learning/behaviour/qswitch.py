@@ -47,6 +47,9 @@ class QSwitchOptions:
 
 
 MIXTURES = ("qswitch", "uniform", "domain", "softmax")
+EVALUATION_NOISE_SEED = 0
+"""Seed of the score noise in evaluation (``--qmp_action_samples``, ``--qmp_entropy_term``): the same
+noise at every call makes the evaluated choice a function of the state and the networks only."""
 
 
 class QSwitchBehaviour:
@@ -55,7 +58,9 @@ class QSwitchBehaviour:
     Candidate index j < T is learned policy j; j >= T is guide policy j - T. In training
     (``deterministic=False``) the chosen candidate's *sampled* action is executed; in evaluation
     (``deterministic=True``) its mean action, and warm-up and own-policy probability do not apply.
-    The stochastic mixtures (uniform, domain, softmax) draw the candidate in evaluation too.
+    In evaluation the scores of sampled actions and entropy estimates use the same noise at every call
+    (:data:`EVALUATION_NOISE_SEED`), so the arg-max is deterministic; the stochastic mixtures (uniform,
+    domain, softmax) draw the candidate in evaluation too.
     ``mixture_probabilities [T, T]`` (row i = receiving task, column j = policy j) is the "domain"
     mixture's table.
     """
@@ -93,15 +98,17 @@ class QSwitchBehaviour:
         """Tasks whose episode (re)started re-select at their next step."""
         self.steps_since_selection[np.asarray(started, dtype=bool)] = 0
 
-    def _candidates(self, obs: torch.Tensor, samples: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _candidates(self, obs: torch.Tensor, samples: int, generator: torch.Generator | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Candidate actions of every candidate policy for every task.
 
         Returns sampled actions ``[C, T, samples, A]``, mean actions ``[C, T, A]`` and the entropy
-        estimates ``[C, T]`` (minus the mean log-probability of the samples).
+        estimates ``[C, T]`` (minus the mean log-probability of the samples). The noise comes from
+        ``generator`` when given.
         """
         mean, log_std = self.policy.all_policies(obs)  # [T (policy), T (task), A]
         pre_tanh = mean.unsqueeze(2) + log_std.exp().unsqueeze(2) * torch.randn(
-            *mean.shape[:2], samples, mean.shape[-1], device=obs.device)
+            *mean.shape[:2], samples, mean.shape[-1], device=obs.device, generator=generator)
         sampled = torch.tanh(pre_tanh)
         means = torch.tanh(mean)
         entropy = None
@@ -111,7 +118,7 @@ class QSwitchBehaviour:
         if self.guide_means is not None:
             guides, tasks, actions = self.guide_means.shape[0], self.num_tasks, mean.shape[-1]
             guide_mean = self.guide_means[:, None, :].expand(guides, tasks, actions)
-            noise = torch.randn(guides, tasks, samples, actions, device=obs.device)
+            noise = torch.randn(guides, tasks, samples, actions, device=obs.device, generator=generator)
             guide_sampled = (guide_mean.unsqueeze(2) + self.guide_stds[:, None, None, None] * noise).clamp(-1.0, 1.0)
             sampled = torch.cat([sampled, guide_sampled], dim=0)
             means = torch.cat([means, guide_mean], dim=0)
@@ -160,7 +167,10 @@ class QSwitchBehaviour:
         own = torch.arange(tasks, device=obs.device)
         reselect_np = self.steps_since_selection % self.options.sampling_freq == 0
         samples = max(self.options.action_samples, 1)
-        sampled, means, entropy = self._candidates(obs, samples)
+        generator = None
+        if deterministic and (self.options.action_samples > 0 or self.options.entropy_term):
+            generator = torch.Generator(device=obs.device).manual_seed(EVALUATION_NOISE_SEED)
+        sampled, means, entropy = self._candidates(obs, samples, generator)
         if reselect_np.any():
             reselect = torch.as_tensor(reselect_np, device=obs.device)
             if not deterministic and self.iteration < self.options.warmup_iterations:

@@ -87,15 +87,15 @@ class TaskMLP(nn.Module):
         self.hidden = nn.ModuleList(
             BatchedLinear(trunk_members, a, b, init) for a, b in zip(sizes[:-1], sizes[1:])
         )
-        self.norms = nn.ModuleList(BatchedLayerNorm(trunk_members, b) for b in sizes[1:]) if layer_norm else None
+        # As garage's MLP module: LayerNorm before each hidden Linear, on its input (the raw input first).
+        self.norms = nn.ModuleList(BatchedLayerNorm(trunk_members, a) for a in sizes[:-1]) if layer_norm else None
         self.head = BatchedLinear(head_members, sizes[-1], out_features, init)
 
     def _trunk(self, x: torch.Tensor, members: slice) -> torch.Tensor:
         for index, layer in enumerate(self.hidden):
-            x = layer(x, members)
             if self.norms is not None:
                 x = self.norms[index](x, members)
-            x = torch.relu(x)
+            x = torch.relu(layer(x, members))
         return x
 
     def every_task_on_rows(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,8 @@ class Transitions:
     raw_observation: np.ndarray | None = None
     """The environments' raw observations ``[T, n, raw]`` of ``observation``, when the sampler keeps
     them (CDS relabelling reads slots the networks do not see)."""
+    raw_next_observation: np.ndarray | None = None
+    """The raw observations ``[T, n, raw]`` of ``next_observation``, kept with ``raw_observation``."""
 
     @property
     def steps_per_task(self) -> int:

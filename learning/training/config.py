@@ -125,7 +125,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("lr", float, 3e-4, "Adam learning rate for policy, critics and temperature"),
     # Networks.
     Flag("hidden_sizes", int, (256, 256), "hidden layer sizes of every MLP", nargs="+"),
-    Flag("layer_norm", parse_bool, False, "layer normalisation in the Q networks"),
+    Flag("layer_norm", parse_bool, False, "layer normalisation in the Q networks, before each hidden Linear (garage's)"),
     Flag("policy_architecture", str, "separate", "policy networks", choices=ARCHITECTURES),
     Flag("Q_architecture", str, "separate", "Q networks", choices=ARCHITECTURES),
     Flag("include_task_id", parse_bool, False, "let networks see the task one-hot"),
@@ -175,7 +175,8 @@ FLAGS: tuple[Flag, ...] = (
          "values row-major by receiving policy (1->1 2->1 ... T->1 1->2 ...); the diagonal is ignored; "
          "0 = no penalty", nargs="+", experiments=_is_dnc),
     Flag("sampling_type", str, "all", "DnC: states of the penalty between receiving policy i and source j: all = "
-         "batch/T from every task's buffer, i = task i's, j = task j's, i+j = half of each",
+         "batch/T from every task's buffer, i = task i's, j = task j's, i+j = half of each; also the rows per "
+         "task of a distillation step (batch/T for all and i, batch for j, batch/2 for i+j)",
          choices=("all", "i", "j", "i+j", "ixj"), experiments=_is_dnc),
     Flag("regularize_representation", parse_bool, False, "DnC: penalise the squared distance between the "
          "policies' last hidden layers instead of the KL", experiments=_is_dnc),
@@ -620,7 +621,9 @@ def _validate_method_flags(config: Config) -> None:
             raise ConfigError("--sampling_type ixj is not supported: the original does not document its meaning; "
                               "use all, i, j or i+j")
         if not config.dnc_penalty:
-            typed_without_effect(("sampling_type", "regularize_representation"), "without a non-zero --kl_coeff")
+            typed_without_effect(("regularize_representation",), "without a non-zero --kl_coeff")
+            if config.distillation_period is None:
+                typed_without_effect(("sampling_type",), "without a non-zero --kl_coeff or --distillation_period")
         if config.distillation_period is None:
             typed_without_effect(("distillation_n_epochs",), "without --distillation_period")
         elif config.distillation_period <= 0 or config.distillation_period % config.evaluation_frequency != 0:

@@ -185,6 +185,8 @@ class LockstepSampler:
             terminal=np.zeros((t, steps_per_task), np.float32),
             raw_observation=(np.zeros((t, steps_per_task, self.raw_obs.shape[-1]), np.float32)
                              if self.keep_raw_observations else None),
+            raw_next_observation=(np.zeros((t, steps_per_task, self.raw_obs.shape[-1]), np.float32)
+                                  if self.keep_raw_observations else None),
         )
         acting_counts = np.zeros((t, self.behaviour.num_candidates), dtype=np.int64)
         episodes: list[EpisodeRecord] = []
@@ -204,6 +206,7 @@ class LockstepSampler:
             buffers.observation[:, step] = observations
             if buffers.raw_observation is not None:
                 buffers.raw_observation[:, step] = self.raw_obs
+                buffers.raw_next_observation[:, step] = final_raw
             buffers.action[:, step] = actions
             buffers.reward[:, step] = rewards
             buffers.next_observation[:, step] = next_observations

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from environments.base import TaskSet
 from learning.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from learning.training.config import Config
-from learning.training.evaluation import Evaluator, summarize_episodes
+from learning.training.evaluation import Evaluator, metric_name, summarize_episodes
 from learning.training.logger import RunLogger, is_terminal
 from learning.training.run_guard import TrainingDiverged, first_non_finite
 from learning.core.replay_buffer import TaskReplayBuffer
@@ -58,7 +58,12 @@ class RunParts:
 def training_metrics(episodes: list[EpisodeRecord], acting_counts: np.ndarray, update_stats: dict[str, torch.Tensor],
                      num_tasks: int, metric_keys, buffer_size: int, env_steps_per_task: np.ndarray,
                      is_qmp: bool) -> dict[str, float]:
-    """The epoch's "Train/" metrics: global means and per task under "Train/LocalPolicy{i}/"."""
+    """The epoch's "Train/" metrics: global means and per task under "Train/LocalPolicy{i}/".
+
+    The global AverageReturn, SuccessRate and env-info metrics (StagesCompleted, Velocity) are means over
+    the tasks that finished episodes this epoch (SPEC §10.2), not over episodes: a task whose episodes
+    end early does not count more.
+    """
     out: dict[str, float] = {}
     summary = summarize_episodes(episodes, num_tasks, "Train/", metric_keys)
     for key, value in summary.items():
@@ -67,6 +72,11 @@ def training_metrics(episodes: list[EpisodeRecord], acting_counts: np.ndarray, u
             out[f"Train/LocalPolicy{task}/{name}"] = value
         else:
             out[key] = value
+    for name in ("AverageReturn", "SuccessRate", *(metric_name(key) for key in metric_keys)):
+        per_task = [out[f"Train/LocalPolicy{task}/{name}"] for task in range(num_tasks)
+                    if f"Train/LocalPolicy{task}/{name}" in out]
+        if per_task:
+            out[f"Train/{name}"] = float(np.mean(per_task))
     for name, values in update_stats.items():
         values = values.detach().cpu().numpy()
         out[f"Train/{name}"] = float(values.mean())
