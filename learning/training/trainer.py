@@ -78,10 +78,8 @@ def training_metrics(episodes: list[EpisodeRecord], acting_counts: np.ndarray, u
         out[f"Train/LocalPolicy{task}/EnvSteps"] = float(env_steps_per_task[task])
     if is_qmp:
         shares = acting_counts / np.maximum(acting_counts.sum(axis=1, keepdims=True), 1)
-        for task in range(num_tasks):
+        for task in range(num_tasks):  # the whole matrix is logged as Train/ActingPolicyCounts
             out[f"Train/LocalPolicy{task}/MixtureProbs"] = float(shares[task, task])
-            for candidate in range(shares.shape[1]):
-                out[f"Train/LocalPolicy{task}/Policy{candidate}Prob"] = float(shares[task, candidate])
         out["Train/MixtureProbs"] = float(np.mean([shares[task, task] for task in range(num_tasks)]))
     return out
 
