@@ -65,12 +65,21 @@ def prepare_run(config: Config) -> tuple[Config, TaskSet, Path, dict | None]:
     return config, task_set, run_dir, checkpoint
 
 
-def launch(config: Config, announce: Callable[[str], None] = print) -> tuple[Trainer, dict[str, float]]:
+def say(message: str) -> None:
+    """Print a set-up line at once, also when stdout is a file or a pipe."""
+    print(message, flush=True)
+
+
+def launch(config: Config, announce: Callable[[str], None] = say) -> tuple[Trainer, dict[str, float]]:
     """Run (or resume) an experiment end to end; returns the trainer and its last evaluation."""
+    announce(f"run directory: {config.snapshot_dir if config.experiment == 'resume' else config.run_dir}")
+    announce("building environments" + ("" if config.experiment == "resume" else f" ({config.env})"))
     config, task_set, run_dir, checkpoint = prepare_run(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / CONFIG_FILE)
+    announce(f"building networks, replay buffers and samplers for {task_set.num_tasks} tasks")
     parts = build_parts(config, task_set)
+    announce("starting W&B" if config.wandb else "W&B off (--wandb False)")
     logger = RunLogger(config, run_dir, resume=checkpoint is not None)
     trainer = Trainer(parts, run_dir, logger)
     if checkpoint is not None:

@@ -168,4 +168,11 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def is_terminal() -> bool:
-    return sys.stderr.isatty()
+    """Is stderr a terminal that can show a progress bar? A terminal reporting 0 columns (e.g. under
+    ``script``) gets the line-per-epoch output instead of an invisible bar."""
+    if not sys.stderr.isatty():
+        return False
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns > 0
+    except OSError:
+        return False
