@@ -2,7 +2,7 @@
 
 import sys
 
-from learning.analysis.plots import main
+from learning.analysis.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -39,6 +39,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from learning.analysis.cli import PlotError, build_parser, main  # noqa: E402,F401  (main: python -m learning.analysis)
 from learning.training.checkpoint import CONFIG_FILE  # noqa: E402
 from learning.training.logger import METRICS_FILE, is_terminal, read_metrics  # noqa: E402
 from learning.analysis.statistics import Estimate, aggregate_estimates, improvement_probability  # noqa: E402
@@ -51,10 +52,6 @@ BOOKKEEPING_KEYS = {"seed", "log_dir", "notes", "wandb", "wandb_project", "wandb
                     "num_threads", "snapshot_dir", "name"}
 TRAJECTORY_ENVS = ("PointReach-v0", "MazeLarge-10-v0")
 """Environments whose first two raw observation dimensions are the agent's (x, y) position."""
-
-
-class PlotError(RuntimeError):
-    """Nothing to plot or bad input; one-line message."""
 
 
 # ----------------------------------------------------------------------------------------- run data
@@ -580,54 +577,3 @@ def trajectories_command(args: argparse.Namespace) -> list[Path]:
         raise PlotError(str(error)) from None
     finally:
         run.close()
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise PlotError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m learning.analysis", description="figures from local run directories")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
-    metrics = commands.add_parser("metrics", help="curves, behaviour sharing, rliable aggregates")
-    metrics.add_argument("paths", nargs="+", help="run directories or folders holding them")
-    metrics.add_argument("--out", default="plots", help="folder for the PNG (and JSON) files")
-    metrics.add_argument("--metric", default="SuccessRate",
-                         help="evaluation metric name: SuccessRate, AverageReturn, StagesCompleted, TerminationRate...")
-    metrics.add_argument("--mode", choices=("own", "mixture"), default="own",
-                         help="which evaluation of QMP runs to use: own policies (Evaluation/p/) or the mixture")
-    metrics.add_argument("--label", action="append", default=[],
-                         help="rename a method: EXPERIMENT=TEXT or EXPERIMENT:NAME=TEXT (repeatable)")
-    metrics.add_argument("--smooth", type=int, default=1, help="moving-average window in evaluations")
-    metrics.add_argument("--spread", choices=("std", "sem"), default="std", help="shaded band over seeds")
-    metrics.add_argument("--last", type=int, default=5, help="final score = mean of the last N evaluations")
-    metrics.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
-    metrics.add_argument("--keep_diagonal", action="store_true", help="do not zero the acting matrix diagonal")
-    trajectories = commands.add_parser("trajectories", help="2-D paths coloured by the acting policy (Fig. 4)")
-    trajectories.add_argument("--snapshot_dir", required=True, help="run directory of PointReach or Maze")
-    trajectories.add_argument("--out", default="plots")
-    trajectories.add_argument("--episodes", type=int, default=10, help="episodes per task")
-    trajectories.add_argument("--mode", choices=("mixture", "own"), default=None,
-                              help="default: mixture for QMP runs, own otherwise")
-    trajectories.add_argument("--deterministic", action="store_true", help="mean actions (default: sampled, "
-                              "as in training)")
-    trajectories.add_argument("--tasks", default=None, help="comma list of task indices (default: all)")
-    trajectories.add_argument("--seed", type=int, default=0)
-    return parser
-
-
-def main(argv: Sequence[str]) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        for name in ("smooth", "last", "reps", "episodes"):
-            if getattr(args, name, 1) <= 0:
-                raise PlotError(f"--{name} must be positive")
-        written = metrics_command(args) if args.command == "metrics" else trajectories_command(args)
-    except PlotError as error:
-        print(f"learning.analysis: error: {error}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(path)
-    return 0
-

@@ -67,6 +67,11 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
 
 
+BOOL_FLAG: dict[str, Any] = dict(type=parse_bool, nargs="?", const=True, metavar="{True,False}")
+"""argparse keywords of every boolean flag of the project's commands: ``--flag True``, ``--flag False``,
+or a bare ``--flag`` meaning True."""
+
+
 @dataclass(frozen=True)
 class Flag:
     """One command-line flag: its name (= Config field), type, default and who accepts it."""
@@ -478,6 +483,8 @@ def _build_parser(experiment: str, env_id: str | None) -> _OneLineParser:
         kwargs: dict[str, Any] = dict(type=flag.type, default=default, metavar=_type_name(flag), help=help_text)
         if flag.nargs:
             kwargs["nargs"] = flag.nargs
+        if flag.type is parse_bool:
+            kwargs.update(BOOL_FLAG)
         if flag.choices:
             kwargs["choices"] = flag.choices
             kwargs["metavar"] = "{" + ",".join(map(str, flag.choices)) + "}"
