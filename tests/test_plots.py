@@ -56,7 +56,7 @@ def run_root(tmp_path) -> Path:
 def test_runs_are_grouped_by_method_with_labels(run_root):
     groups = plots.group_runs(plots.read_runs([run_root]), plots.parse_labels(["qmp_dnc=QMP"]))
     methods = groups["MazeLarge-10-v0"]
-    assert list(methods) == ["QMP", "dnc_sac"]  # QMP methods first
+    assert list(methods) == ["QMP", "Separated"]  # QMP methods first; the paper's names by default
     assert sorted(run.config["seed"] for run in methods["QMP"]) == [0, 1]
     with pytest.raises(plots.PlotError):
         plots.parse_labels(["no-equals-sign"])
@@ -64,7 +64,7 @@ def test_runs_are_grouped_by_method_with_labels(run_root):
 
 def test_curves_align_on_the_epochs_every_seed_has(run_root):
     methods = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]
-    steps, values = plots.aligned(methods["dnc_sac"], lambda run: f"{run.evaluation_prefix('own')}Task1/SuccessRate")
+    steps, values = plots.aligned(methods["Separated"], lambda run: f"{run.evaluation_prefix('own')}Task1/SuccessRate")
     assert steps.tolist() == [100.0, 200.0]
     assert sorted(values.tolist()) == [[0.0, 0.1], [0.1, 0.1]]
     notes = plots.group_notes("MazeLarge-10-v0", methods)
@@ -72,7 +72,7 @@ def test_curves_align_on_the_epochs_every_seed_has(run_root):
 
 
 def test_qmp_runs_are_scored_by_their_own_policies_unless_mixture(run_root):
-    runs = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]["qmp_dnc"]
+    runs = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]["Separated + QMP"]
     own = plots.final_scores(runs, "SuccessRate", "own", last=2)
     mixture = plots.final_scores(runs, "SuccessRate", "mixture", last=2)
     # seed 0: task 0 mean(0.4, 0.8), task 1 mean(0.6, 1.0); seed 1 swaps the tasks
@@ -81,7 +81,7 @@ def test_qmp_runs_are_scored_by_their_own_policies_unless_mixture(run_root):
 
 
 def test_acting_shares_sum_the_counts_over_epochs_and_seeds(run_root):
-    runs = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]["qmp_dnc"]
+    runs = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]["Separated + QMP"]
     # task 0 over epochs: policy 0 acted 6 + 10 + 2 = 18 of 30 steps; task 1: 1 + 5 + 0 = 6 of 30
     assert plots.acting_shares(runs) == pytest.approx(np.array([[0.6, 0.4], [0.2, 0.8]]))
     steps, shares = plots.policy_share_curves(runs)
@@ -99,7 +99,7 @@ def test_metrics_command_writes_every_figure(run_root, tmp_path, capsys):
     assert plots.main(["metrics", str(run_root), "--out", str(out), "--label", "qmp_dnc=QMP", "--reps", "200"]) == 0
     names = {"MazeLarge-10-v0_curves.png", "MazeLarge-10-v0_tasks.png", "MazeLarge-10-v0_QMP_acting_matrix.png",
              "MazeLarge-10-v0_QMP_policy_shares.png", "MazeLarge-10-v0_aggregates.png",
-             "MazeLarge-10-v0_improvement.png", "MazeLarge-10-v0_aggregates.json"}
+             "MazeLarge-10-v0_improvement.png", "MazeLarge-10-v0_profiles.png", "MazeLarge-10-v0_aggregates.json"}
     assert {path.name for path in out.iterdir()} == names
     for name in names - {"MazeLarge-10-v0_aggregates.json"}:
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
@@ -107,8 +107,8 @@ def test_metrics_command_writes_every_figure(run_root, tmp_path, capsys):
     # QMP's last-5 means: seed 0 (0.4, 0.6), seed 1 (0.6, 0.4): IQM over four scores = mean of the middle two
     assert summary["methods"]["QMP"]["IQM"][0] == pytest.approx(0.5)
     assert summary["methods"]["QMP"]["runs"] == 2
-    assert summary["probability_of_improvement"]["QMP > dnc_sac"][0] == 1.0  # every QMP score beats every DnC one
-    assert "P(QMP > dnc_sac)" in capsys.readouterr().out
+    assert summary["probability_of_improvement"]["QMP > Separated"][0] == 1.0  # every QMP score beats every other
+    assert "P(QMP > Separated)" in capsys.readouterr().out
 
 
 def test_metrics_command_without_runs_fails_in_one_line(tmp_path, capsys):
@@ -153,25 +153,36 @@ def test_bootstrap_interval_brackets_the_point_and_is_reproducible():
     assert statistics.bootstrap_estimate(scores, metrics.aggregate_iqm, reps=300, seed=4) == first
 
 
-def test_stratified_resampling_keeps_each_task_column_within_its_own_runs():
-    scores = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])
-    sample = statistics.stratified_resample(scores, np.random.default_rng(0))
-    assert sample.shape == (3, 2)
-    assert set(sample[:, 0]) <= {1.0, 2.0, 3.0} and set(sample[:, 1]) <= {10.0, 20.0, 30.0}
-
-
 def test_probability_of_improvement_by_hand():
     # one task; X runs {1, 3}, Y runs {2, 0}: X wins 3 of the 4 pairs
     x, y = np.array([[1.0], [3.0]]), np.array([[2.0], [0.0]])
     assert statistics.improvement_probability(x, y, reps=50).point == pytest.approx(0.75)
     # ties count half: X {1, 1} vs Y {1, 0}: pairs 0.5, 1, 0.5, 1
-    assert statistics.pairwise_improvement(np.array([[1.0], [1.0]]), np.array([[1.0], [0.0]])) == pytest.approx(0.75)
+    assert statistics.probability_of_improvement(np.array([[1.0], [1.0]]), np.array([[1.0], [0.0]])) == 0.75
 
 
 def test_vectorised_improvement_matches_rliable():
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 4, size=(5, 6)).astype(float), rng.integers(0, 4, size=(3, 6)).astype(float)
-    assert statistics.pairwise_improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y))
+    assert statistics.probability_of_improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y))
+
+
+def test_intervals_are_rliable_library_ones_with_a_fixed_seed():
+    from rliable import library
+
+    scores = np.random.default_rng(2).uniform(size=(4, 3))
+    estimate = statistics.aggregate_estimates({"m": scores}, reps=200, seed=7)["m"]["Mean"]
+    np.random.seed(7)
+    _, intervals = library.get_interval_estimates({"m": scores}, lambda s: np.array([metrics.aggregate_mean(s)]),
+                                                  reps=200)
+    assert (estimate.low, estimate.high) == pytest.approx(tuple(intervals["m"][:, 0]))
+    assert statistics.aggregate_estimates({"m": scores}, reps=200, seed=7)["m"]["Mean"] == estimate
+
+
+def test_performance_profile_counts_scores_above_each_threshold():
+    scores = np.array([[0.1, 0.5], [0.9, 0.3]])  # above 0.0: 4/4, above 0.4: 2/4, above 0.95: 0
+    profiles, intervals = statistics.performance_profiles({"m": scores}, np.array([0.0, 0.4, 0.95]), reps=50)
+    assert profiles["m"].tolist() == [1.0, 0.5, 0.0] and intervals["m"].shape == (2, 3)
 
 
 def test_bad_score_matrices_are_rejected():
