@@ -14,6 +14,7 @@ from learning.analysis import plots, statistics
 from learning.training.config import Config, parse_command_line
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RETURN_SCALES = (600.0, 20.0)
 
 
 def write_run(root: Path, experiment: str, seed: int, success: list[list[float]],
@@ -33,6 +34,11 @@ def write_run(root: Path, experiment: str, seed: int, success: list[list[float]]
         own = "Evaluation/p/" if "qmp" in experiment else "Evaluation/"
         row = {"epoch": epoch, "Train/TotalEnvSteps": 100.0 * (epoch + 1), f"{own}SuccessRate": float(np.mean(rates))}
         row.update({f"{own}Task{task}/SuccessRate": rate for task, rate in enumerate(rates)})
+        # returns on two scales (task 0 around -600, task 1 around -20) and the collection's success (half)
+        row.update({f"{own}Task{task}/AverageReturn": scale * (rate - 1) for task, (rate, scale)
+                    in enumerate(zip(rates, RETURN_SCALES))})
+        row["Train/SuccessRate"] = float(np.mean(rates)) / 2
+        row.update({f"Train/LocalPolicy{task}/SuccessRate": rate / 2 for task, rate in enumerate(rates)})
         if "qmp" in experiment:
             row["Evaluation/SuccessRate"] = 1.0 - float(np.mean(rates))
             row.update({f"Evaluation/Task{task}/SuccessRate": 1.0 - rate for task, rate in enumerate(rates)})
@@ -190,3 +196,78 @@ def test_bad_score_matrices_are_rejected():
         statistics.bootstrap_estimate(np.array([1.0, 2.0]), metrics.aggregate_mean)
     with pytest.raises(ValueError):
         statistics.improvement_probability(np.ones((2, 2)), np.ones((2, 3)))
+
+
+# ------------------------------------------------------------------------------------ bad input, notes, tables
+def test_unknown_metric_exits_2_listing_the_runs_metrics_closest_first(run_root, tmp_path, capsys):
+    assert plots.main(["metrics", str(run_root), "--out", str(tmp_path / "out"), "--metric", "SucessRate"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "'SucessRate'" in error
+    listed = error.split("closest first): ")[1].split(", ")
+    assert listed[0] == "SuccessRate" and {"AverageReturn", "Train/SuccessRate"} <= set(listed)
+    assert not (tmp_path / "out").exists()
+
+
+def test_collection_metrics_under_train_are_scored_per_task(run_root):
+    runs = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]["Separated + QMP"]
+    # Train/LocalPolicy{k}/SuccessRate is half the own-policy rate: last epoch (0.8, 1.0) and (1.0, 0.8)
+    np.testing.assert_allclose(plots.final_scores(runs, "Train/SuccessRate", "own", last=1), [[0.4, 0.5], [0.5, 0.4]])
+
+
+def capture_figures(monkeypatch) -> list:
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda figure, path, tight=False: figures.append(figure) or path)
+    return figures
+
+
+def test_rates_on_0_1_and_task_panels_with_their_own_y_axes(run_root, monkeypatch):
+    figures = capture_figures(monkeypatch)
+    methods = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]
+    plots.plot_task_curves("MazeLarge-10-v0", methods, "SuccessRate", "own", "std", 1, Path("unused"))
+    plots.plot_task_curves("MazeLarge-10-v0", methods, "AverageReturn", "own", "std", 1, Path("unused"))
+    rate_axes, return_axes = ([axis for axis in figure.axes if axis.get_visible()] for figure in figures)
+    assert all(axis.get_ylim() == pytest.approx((-0.03, 1.03)) for axis in rate_axes)
+    low0, high0 = return_axes[0].get_ylim()
+    low1, high1 = return_axes[1].get_ylim()
+    assert low0 < -200 and low1 > -25 and high1 - low1 < 25  # task 1 (scale 20) is not squashed by task 0 (600)
+
+
+def test_aggregate_table_aligns_negative_numbers():
+    estimates = {"A": {"Mean": statistics.Estimate(-512.25, -600.5, -3.0)},
+                 "Longer name": {"Mean": statistics.Estimate(7.0, -1.0, 12.5)}}
+    lines = plots.aggregate_table("env", estimates, {}, {"A": 2, "Longer name": 3}).splitlines()[2:]
+    assert [line.index("[") for line in lines][0] == [line.index("[") for line in lines][1]
+    assert [line.index("]") for line in lines][0] == [line.index("]") for line in lines][1]
+    assert "-512.250 [-600.500,   -3.000]" in lines[0]
+
+
+def test_notes_for_a_short_history_and_for_pooling_return_scales(run_root):
+    methods = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]
+    notes = plots.score_notes("Maze", methods, "AverageReturn", "own", 5, normalize=False)
+    assert any("--last 5 is more than the 2 to 3 evaluations" in note for note in notes)
+    assert any("different scales" in note and "--normalize" in note for note in notes)
+    assert not any("different scales" in note for note in plots.score_notes("Maze", methods, "SuccessRate", "own", 2,
+                                                                              normalize=False))
+    normalised = plots.method_scores(methods, "AverageReturn", "own", 2, normalize=True)
+    stacked = np.concatenate(list(normalised.values()))
+    assert stacked.min(axis=0).tolist() == [0.0, 0.0] and stacked.max(axis=0).tolist() == [1.0, 1.0]
+
+
+def test_method_labels_are_the_papers_names():
+    def label(experiment: str, **config) -> str:
+        return plots.RunData(Path("."), {"experiment": experiment, "name": "None", **config}, []).method_name()
+
+    assert label("qmp_dnc") == "Separated + QMP" and label("dnc_sac", kl_coeff=[0.001]) == "DnC"
+    assert label("uds_dnc", unsupervised=False) == "CDS" and label("mtsac", name="long") == "Parameters (long)"
+    assert label("qmp_dnc", qmp_mixture="uniform") == "Separated + uniform mixture"
+
+
+def test_analysis_help_parses_before_importing_the_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = ("import sys; from learning.analysis import cli; cli.build_parser().parse_args(['metrics', 'x']); "
+            "print(sorted(m for m in ('torch', 'matplotlib', 'scipy', 'rliable') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
+                            check=True)
+    assert result.stdout.strip() == "[]"

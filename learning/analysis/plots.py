@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import re
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -139,11 +140,12 @@ class RunData:
         names = set()
         for row in self.rows:
             for key in row:
-                if key.startswith(prefix) and "/" not in key[len(prefix):]:
-                    names.add(key[len(prefix):])
-                elif key.startswith("Train/") and key.count("/") == 1 and key != ACTING_KEY:
-                    names.add(key)
-        return names
+                rest = key[len(prefix):] if key.startswith(prefix) else None
+                if rest is not None and (match := re.fullmatch(r"(?:Task\d+/)?([^/]+)", rest)):
+                    names.add(match.group(1))
+                elif match := re.fullmatch(r"Train/(?:LocalPolicy\d+/)?([^/]+)", key):
+                    names.add(f"Train/{match.group(1)}")
+        return names - {ACTING_KEY}
 
 
 def find_run_dirs(paths: Sequence[Path | str]) -> list[Path]:
