@@ -82,8 +82,9 @@ def print_final_table(task_names: tuple[str, ...], training: dict[str, float], e
             if source.get(prefix + "AverageReturn") is None:  # no episode of this task ended in that epoch
                 line += f"{NO_EPISODE:>22}{'-':>22}"
                 continue
-            line += f"{source[prefix + 'AverageReturn']:>22.2f}"
-            line += f"{source.get(prefix + 'SuccessRate', float('nan')):>22.2f}"
+            success = source.get(prefix + "SuccessRate")
+            line += f"{source[prefix + 'AverageReturn']:>22.2f}" + (f"{success:>22.2f}" if success is not None
+                                                                     else f"{'-':>22}")
         print(line)
 
 
