@@ -1,6 +1,6 @@
-"""``python -m learning.analysis``: the argument parser and entry point, with no heavy import at
-module level (matplotlib, torch, scipy and rliable load only after the arguments are parsed, so
-``--help`` and bad input answer at once)."""
+"""The argument parser of ``python -m learning.analysis``, with no heavy import: ``__main__`` parses
+with it before matplotlib, torch, scipy and rliable load (learning/analysis/plots.py), so ``--help``
+and bad arguments answer at once."""
 
 from __future__ import annotations
 
@@ -69,22 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str]) -> int:
-    """Parse, then import what the command needs and run it; bad input: one line on stderr, exit 2."""
-    try:
-        args = build_parser().parse_args(argv)
-        for name in ("smooth", "last", "reps", "episodes"):
-            if getattr(args, name, 1) <= 0:
-                raise PlotError(f"--{name} must be positive")
-        for path in getattr(args, "paths", []):
-            if not Path(path).exists():
-                raise PlotError(f"{path} does not exist")
-        from learning.analysis import plots
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse and check the arguments; raises PlotError (``--help`` prints and exits 0)."""
+    args = build_parser().parse_args(argv)
+    for name in ("smooth", "last", "reps", "episodes"):
+        if getattr(args, name, 1) <= 0:
+            raise PlotError(f"--{name} must be positive")
+    for path in getattr(args, "paths", []):
+        if not Path(path).exists():
+            raise PlotError(f"{path} does not exist")
+    return args
 
-        written = plots.metrics_command(args) if args.command == "metrics" else plots.trajectories_command(args)
-    except PlotError as error:
-        print(f"learning.analysis: error: {error}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(path)
-    return 0
+
+def report(error: PlotError) -> int:
+    """One line on stderr; the exit code of bad input."""
+    print(f"learning.analysis: error: {error}", file=sys.stderr)
+    return 2

@@ -11,9 +11,13 @@ with ``--label``), treats the runs of a group as seeds, and writes PNGs to ``--o
   over training and seeds, diagonal zeroed for contrast (Fig. 18; QMP runs);
 * ``{env}_{method}_policy_shares.png``: per task, each policy's share of the steps over training,
   the own policy dashed (Figs. 9a, 19; QMP runs);
-* ``{env}_aggregates.png`` / ``{env}_improvement.png`` / ``{env}_aggregates.json``: IQM, mean,
-  median, optimality gap of the final scores with 95 % stratified-bootstrap intervals, and the
-  probability of improvement between methods (rliable's protocol, see learning/analysis/statistics.py).
+* ``{env}_aggregates.png`` / ``{env}_profiles.png`` / ``{env}_improvement.png`` /
+  ``{env}_aggregates.json``: IQM, mean, median, optimality gap of the final scores with 95 %
+  stratified-bootstrap intervals, performance profiles, and the probability of improvement between
+  methods (rliable.library and rliable.plot_utils, see learning/analysis/statistics.py).
+
+``--metric`` is an evaluation metric or a data-collection metric under ``Train/``; one that no run has
+is an error listing the ones they have. Methods are labelled with the paper's names.
 
 ``trajectories --snapshot_dir DIR`` replays a run (point reaching or maze) and draws the 2-D paths
 coloured by the policy that acted at each step (Fig. 4), to ``{run}_trajectories.png``.
@@ -42,7 +46,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from learning.analysis.cli import PlotError, build_parser, main  # noqa: E402,F401  (main: python -m learning.analysis)
+from learning.analysis.cli import PlotError, parse_arguments, report  # noqa: E402
 from learning.training.checkpoint import CONFIG_FILE  # noqa: E402
 from learning.training.logger import METRICS_FILE, is_terminal, read_metrics  # noqa: E402
 from learning.analysis.statistics import (Estimate, aggregate_estimates, improvement_probability,  # noqa: E402
@@ -776,3 +780,15 @@ def trajectories_command(args: argparse.Namespace) -> list[Path]:
         raise PlotError(str(error)) from None
     finally:
         run.close()
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m learning.analysis``: bad input gives one line on stderr and exit code 2."""
+    try:
+        args = parse_arguments(argv)
+        written = metrics_command(args) if args.command == "metrics" else trajectories_command(args)
+    except PlotError as error:
+        return report(error)
+    for path in written:
+        print(path)
+    return 0
