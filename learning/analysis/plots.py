@@ -586,6 +586,8 @@ def plot_improvement(env: str, improvements: dict[str, Estimate], out: Path) -> 
         {pair: np.array([improvements[pair].low, improvements[pair].high]) for pair in pairs},
         pair_separator=" > ", ax=axis, colors=["tab:blue"] * len(pairs), xlabel="P(X > Y), 95 % CI",
         ticklabelsize=9, labelsize=10, left_ylabel="method X", right_ylabel="method Y")
+    axis.set_xlim(0, 1)
+    axis.axvline(0.5, color="grey", linestyle=":")
     axis.set_title(env, fontsize=10)
     return save(figure, out / f"{file_slug(env)}_improvement.png", tight=True)
 
