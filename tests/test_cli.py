@@ -133,8 +133,9 @@ def test_zero_column_terminal_gets_line_output(monkeypatch):
     from learning.training import logger
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    monkeypatch.setattr(logger.os, "get_terminal_size", lambda fd: os.terminal_size((0, 0)))
-    assert logger.is_terminal() is False
+    for columns, lines in ((0, 0), (120, 0)):  # under `script`; tqdm draws nothing with 0 lines either
+        monkeypatch.setattr(logger.os, "get_terminal_size", lambda fd: os.terminal_size((columns, lines)))
+        assert logger.is_terminal() is False
     monkeypatch.setattr(logger.os, "get_terminal_size", lambda fd: os.terminal_size((80, 24)))
     assert logger.is_terminal() is True
 

@@ -168,11 +168,12 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def is_terminal() -> bool:
-    """Is stderr a terminal that can show a progress bar? A terminal reporting 0 columns (e.g. under
-    ``script``) gets the line-per-epoch output instead of an invisible bar."""
+    """Is stderr a terminal that can show a progress bar? A terminal reporting 0 columns or 0 lines
+    (e.g. under ``script``; tqdm then draws nothing) gets the line-per-epoch output instead."""
     if not sys.stderr.isatty():
         return False
     try:
-        return os.get_terminal_size(sys.stderr.fileno()).columns > 0
+        size = os.get_terminal_size(sys.stderr.fileno())
     except OSError:
         return False
+    return size.columns > 0 and size.lines > 0
