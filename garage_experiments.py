@@ -106,10 +106,18 @@ def claim_run_directory(run_dir: Path, fresh: bool) -> RunLock:
     return lock
 
 
-def launch(config: Config, announce: Callable[[str], None] = print) -> tuple[Trainer, dict[str, float]]:
+def say(message: str) -> None:
+    """Print a set-up line at once, also when stdout is a file or a pipe."""
+    print(message, flush=True)
+
+
+def launch(config: Config, announce: Callable[[str], None] = say) -> tuple[Trainer, dict[str, float]]:
     """Run (or resume) an experiment end to end; returns the trainer and its last evaluation."""
     route_mujoco_warnings(None)  # stderr until the run directory is ours, then RUN_DIR/mujoco_warnings.log
+    announce(f"run directory: {config.snapshot_dir if config.experiment == 'resume' else config.run_dir}")
+    announce("building environments" + ("" if config.experiment == "resume" else f" ({config.env})"))
     config, task_set, run_dir, checkpoint = prepare_run(config)
+    announce(f"building networks, replay buffers and samplers for {task_set.num_tasks} tasks")
     parts = build_parts(config, task_set)
     try:
         lock = claim_run_directory(run_dir, fresh=checkpoint is None)
@@ -129,6 +137,7 @@ def _train(config: Config, parts, run_dir: Path, checkpoint: dict | None,
     try:
         if checkpoint is None or Config.load(run_dir / CONFIG_FILE).n_epochs != config.n_epochs:
             config.save(run_dir / CONFIG_FILE)
+        announce("starting W&B" if config.wandb else "W&B off (--wandb False)")
         logger = RunLogger(config, run_dir, resume=checkpoint is not None)
     except BaseException as error:
         parts.sampler.close()

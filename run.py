@@ -12,6 +12,61 @@ import sys
 from pathlib import Path
 
 
+NO_EPISODE = "no finished episode"
+
+
+def overview() -> str:
+    """``python run.py --help``: the experiments with the paper's names, the environments, what next."""
+    from environments import ENV_SUMMARIES
+    from learning.training.config import EXPERIMENT_SUMMARIES
+
+    lines = ["usage: python run.py EXPERIMENT --env ID [flags]", "       python run.py resume --snapshot_dir DIR "
+             "[--n_epochs N]", "", "experiments:"]
+    for name, (paper_name, summary) in EXPERIMENT_SUMMARIES.items():
+        lines.append(f"  {name:<13}{paper_name:<30}{summary}")
+    lines += ["", "environments (--env):", f"  {'id':<19}{'tasks':>6}{'episode':>9}  what"]
+    for env_id, (tasks, episode_steps, summary) in ENV_SUMMARIES.items():
+        lines.append(f"  {env_id:<19}{tasks:>6}{episode_steps:>9}  {summary}")
+    lines += ["", "python run.py EXPERIMENT --env ID --help    that experiment's flags, grouped, with their types "
+              "and the environment's defaults",
+              "python run.py EXPERIMENT --env ID --print_config    the resolved configuration and run directory; "
+              "creates nothing"]
+    return "\n".join(lines)
+
+
+def print_config(config) -> None:
+    """The resolved configuration (each value's origin: typed flag, environment preset or default) and
+    the run directory. Reads and writes nothing but stdout (a resume reads the run's config.json)."""
+    from learning.training.checkpoint import CHECKPOINT_FILE, CONFIG_FILE
+    from learning.training.config import ENV_PRESETS, Config, main_error
+
+    if config.experiment == "resume":
+        run_dir = Path(config.snapshot_dir)
+        try:
+            saved = Config.load(run_dir / CONFIG_FILE)
+        except (OSError, ValueError) as error:
+            main_error(f"cannot read {run_dir / CONFIG_FILE}: {str(error).splitlines()[0]}")
+        typed = set(config.explicit_flags)
+        config = Config.from_dict({**saved.to_dict(), "n_epochs": config.n_epochs or saved.n_epochs})
+        origin = {name: "saved run" for name in config.to_dict()}
+        if "n_epochs" in typed:
+            origin["n_epochs"] = "flag"
+    else:
+        run_dir = config.run_dir
+        preset = ENV_PRESETS.get(config.env, {})
+        origin = {name: "flag" if name in config.explicit_flags else f"{config.env} preset" if name in preset
+                  else "default" for name in config.to_dict()}
+        origin["experiment"] = "argument"
+    values = {key: value for key, value in config.to_dict().items() if key != "explicit_flags"}
+    width = max(map(len, values))
+    for key, value in values.items():
+        shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+        print(f"{key:<{width}}  {shown:<24}  ({origin[key]})")
+    state = "holds a run" if (run_dir / CHECKPOINT_FILE).exists() else "does not exist yet" \
+        if not run_dir.exists() else "exists, no checkpoint"
+    print(f"run directory: {run_dir} ({state})")
+
+
 def print_final_table(task_names: tuple[str, ...], training: dict[str, float], evaluation: dict[str, float]) -> None:
     """Per-task returns and success rates: the last epoch's data collection and the last evaluation
     (for QMP both the Q-switch mixture and each task's own policy)."""
@@ -25,8 +80,12 @@ def print_final_table(task_names: tuple[str, ...], training: dict[str, float], e
         line = f"{name[:27]:<28}"
         for _, per_task, overall, source in columns:
             prefix = overall if task is None else per_task.format(task=task)
-            line += f"{source.get(prefix + 'AverageReturn', float('nan')):>22.2f}"
-            line += f"{source.get(prefix + 'SuccessRate', float('nan')):>22.2f}"
+            if source.get(prefix + "AverageReturn") is None:  # no episode of this task ended in that epoch
+                line += f"{NO_EPISODE:>22}{'-':>22}"
+                continue
+            success = source.get(prefix + "SuccessRate")
+            line += f"{source[prefix + 'AverageReturn']:>22.2f}" + (f"{success:>22.2f}" if success is not None
+                                                                     else f"{'-':>22}")
         print(line)
 
 
@@ -38,13 +97,22 @@ def main(argv: list[str]) -> int:
     install_termination_handler()
     config = None
     try:
-        from learning.training.config import ConfigError, main_error, parse_command_line, reject_repeated_flags
+        from learning.training.config import (PRINT_CONFIG_FLAGS, ConfigError, main_error, parse_command_line,
+                                              reject_repeated_flags)
 
+        if argv[:1] in (["-h"], ["--help"]):
+            print(overview())
+            return 0
+        if not argv:
+            main_error("the first argument must be an experiment; 'python run.py --help' lists them")
         try:
             reject_repeated_flags(argv)
-            config = parse_command_line(argv)
+            config = parse_command_line(argv, require_env=True)
         except ConfigError as error:
             main_error(str(error))
+        if any(token in (f"--{name}" for name in PRINT_CONFIG_FLAGS) for token in argv):
+            print_config(config)
+            return 0
         from learning.training.video import configure_headless_rendering
 
         configure_headless_rendering()  # MUJOCO_GL=egl on machines without a display, before mujoco loads

@@ -15,21 +15,28 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
-
-from learning.analysis.runs import MODES, LoadedRun, RunLoadError, load_run, parse_tasks
 from learning.training.config import MAX_SEED
 from learning.training.run_guard import (Terminated, check_writable_directory, install_termination_handler,
                                          interruption_exit_code, interruption_name, route_mujoco_warnings)
-from learning.training.video import (EpisodeTrace, VideoError, VideoSettings, configure_headless_rendering,
-                                     replay_tasks, resolve_format)
+
+if TYPE_CHECKING:  # the library (torch, MuJoCo) loads after the arguments are parsed
+    from learning.analysis.runs import LoadedRun
+    from learning.training.video import EpisodeTrace
+
+MODES = ("mixture", "own")  # learning.analysis.runs.MODES
 
 
-def results_table(task_names: Sequence[str], traces_by_task: dict[int, list[EpisodeTrace]],
+class UsageError(ValueError):
+    """A bad command line; one-line message."""
+
+
+def results_table(task_names: Sequence[str], traces_by_task: dict[int, list["EpisodeTrace"]],
                   metric_keys: Sequence[str], show_own_share: bool) -> str:
     """Per-task mean return, success rate, completion (termination) rate, length and env metrics."""
+    import numpy as np
+
     from learning.training.evaluation import metric_name, summarize_episodes
 
     num_tasks = len(task_names)
@@ -60,30 +67,39 @@ def results_table(task_names: Sequence[str], traces_by_task: dict[int, list[Epis
 
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise RunLoadError(message)
+        raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from learning.training.config import parse_bool
+    from learning.training.config import BOOL_FLAG
 
-    parser = _OneLineParser(prog="run_policy.py", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser = _OneLineParser(prog="run_policy.py", description="Replay a trained run's checkpoint on every "
+                            "task: a per-task table, optionally videos. Boolean flags take True or False; a bare "
+                            "flag means True.", allow_abbrev=False)
     parser.add_argument("--snapshot_dir", required=True, help="run directory (holds config.json and checkpoint.pt)")
     parser.add_argument("--checkpoint", default="checkpoint.pt",
-                        help="checkpoint file in the run directory (e.g. checkpoint_epoch50.pt with --snapshot_gap)")
-    parser.add_argument("--num_episodes_per_task", type=int, default=1, help="episodes per task")
-    parser.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mean")
+                        help="checkpoint file in the run directory, e.g. checkpoint_epoch50.pt written with "
+                             "--snapshot_gap [default: checkpoint.pt]")
+    parser.add_argument("--num_episodes_per_task", type=int, default=1, help="episodes per task [default: 1]")
+    parser.add_argument("--stochastic", **BOOL_FLAG, default=False,
+                        help="sample actions (the training behaviour) instead of taking the mean [default: False]")
     parser.add_argument("--mode", choices=MODES, default=None,
-                        help="mixture: the Q-switch (QMP runs; the default there); own: each task's own policy")
-    parser.add_argument("--tasks", default=None, help="comma list of task indices (default: all tasks)")
-    parser.add_argument("--save_video", type=parse_bool, default=False, help="write one video per task")
-    parser.add_argument("--video_root", default="videos", help="videos go to VIDEO_ROOT/<run directory name>/")
-    parser.add_argument("--video_fps", type=int, default=40)
-    parser.add_argument("--video_width", type=int, default=500)
-    parser.add_argument("--video_height", type=int, default=500)
+                        help="mixture: the Q-switch over all policies (QMP runs only); own: each task's own policy "
+                             "[default: mixture for QMP runs, own otherwise]")
+    parser.add_argument("--tasks", default=None, help="comma list of task indices [default: all tasks]")
+    parser.add_argument("--save_video", **BOOL_FLAG, default=False, help="write one video per task [default: False]")
+    parser.add_argument("--video_root", default="videos",
+                        help="videos go to VIDEO_ROOT/<run directory name>/ [default: videos]")
+    parser.add_argument("--video_fps", type=int, default=40, help="video frames per second [default: 40]")
+    parser.add_argument("--video_width", type=int, default=500, help="video width in pixels [default: 500]")
+    parser.add_argument("--video_height", type=int, default=500, help="video height in pixels [default: 500]")
     parser.add_argument("--video_format", choices=("auto", "mp4", "gif"), default="auto",
-                        help="auto: mp4 when imageio-ffmpeg is installed, else gif")
-    parser.add_argument("--seed", type=int, default=0, help="seeds torch (stochastic actions) and the env resets")
-    parser.add_argument("--gpu", type=int, default=None, help="CUDA device for the networks; CPU when absent")
+                        help="auto: mp4 when imageio-ffmpeg is installed, else gif [default: auto]")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds torch (stochastic actions) and the first reset of task k's env (seed + k) "
+                             "[default: 0]")
+    parser.add_argument("--gpu", type=int, default=None,
+                        help="CUDA device for the networks [default: CPU, also for runs trained on a GPU]")
     return parser
 
 
@@ -92,26 +108,28 @@ def reject_repeated_options(argv: Sequence[str]) -> None:
     names = [token[2:].split("=", 1)[0] for token in argv if token.startswith("--")]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise RunLoadError(f"--{repeated[0]} is given more than once")
+        raise UsageError(f"--{repeated[0]} is given more than once")
 
 
 def video_format_of(args: argparse.Namespace) -> str | None:
-    """The file format of the requested videos (None without --save_video). Raises RunLoadError."""
+    """The file format of the requested videos (None without --save_video). Raises UsageError."""
+    from learning.training.video import VideoError, configure_headless_rendering, resolve_format
+
     for name in ("num_episodes_per_task", "video_fps", "video_width", "video_height"):
         if getattr(args, name) <= 0:
-            raise RunLoadError(f"--{name} must be positive, got {getattr(args, name)}")
+            raise UsageError(f"--{name} must be positive, got {getattr(args, name)}")
     if not 0 <= args.seed <= MAX_SEED:
-        raise RunLoadError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
+        raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
     if not args.save_video:
         return None
     problem = check_writable_directory(Path(args.video_root) / Path(args.snapshot_dir).name, "--video_root")
     if problem:
-        raise RunLoadError(problem)
+        raise UsageError(problem)
     configure_headless_rendering()
     try:
         return resolve_format(args.video_format)
     except VideoError as error:
-        raise RunLoadError(str(error)) from None
+        raise UsageError(str(error)) from None
 
 
 def main(argv: Sequence[str]) -> int:
@@ -128,6 +146,13 @@ def _main(argv: Sequence[str]) -> int:
         reject_repeated_options(argv)
         args = build_parser().parse_args(argv)
         video_format = video_format_of(args)
+    except UsageError as error:
+        print(f"run_policy.py: error: {error}", file=sys.stderr)
+        return 2
+    from learning.analysis.runs import RunLoadError, load_run, parse_tasks
+    from learning.training.video import VideoError
+
+    try:
         run = load_run(args.snapshot_dir, args.checkpoint, args.gpu)
         route_mujoco_warnings(None)
     except RunLoadError as error:
@@ -149,17 +174,19 @@ def _main(argv: Sequence[str]) -> int:
     return 0
 
 
-def replay(run: LoadedRun, behaviour, tasks: Sequence[int], args: argparse.Namespace,
-           video_format: str | None) -> dict[int, list[EpisodeTrace]]:
+def replay(run: "LoadedRun", behaviour, tasks: Sequence[int], args: argparse.Namespace,
+           video_format: str | None) -> dict[int, list["EpisodeTrace"]]:
     """Every requested task's episodes on the evaluation envs; a video per task when ``video_format``."""
     import torch
+
+    from learning.training.video import VideoSettings, replay_tasks
 
     torch.manual_seed(args.seed)
     video = None
     if video_format is not None:
         video = VideoSettings(args.video_width, args.video_height, args.video_fps, video_format)
-    traces, writers = replay_tasks(run.parts.replay_context, behaviour, run.parts.evaluator.envs, tasks, args.num_episodes_per_task,
-                                   not args.stochastic, args.seed, video, Path(args.video_root) / run.run_dir.name)
+    traces, writers = replay_tasks(run.parts.replay_context, behaviour, run.parts.evaluator.envs, tasks,
+                                   args.num_episodes_per_task, not args.stochastic, args.seed, video, Path(args.video_root) / run.run_dir.name)
     for writer in writers.values():
         print(f"video: {writer.path} ({writer.frames_written} frames)")
     return traces

@@ -35,6 +35,19 @@ ENV_KWARGS: dict[str, tuple[str, ...]] = {
     "KitchenMTEasy-v0": ("task_name", "sparse_tasks", "corrected_kitchen_goal"),
 }
 
+# env id -> (tasks, steps per episode, what it is): the lines of ``python run.py --help``, written out
+# so the help needs no environment built (tests check them against the modules).
+ENV_SUMMARIES: dict[str, tuple[int, int, str]] = {
+    "PointReach-v0": (1, 20, "the paper's 2-D point-reaching example (plus fixed guide policies)"),
+    "MazeLarge-10-v0": (10, 600, "point mass in the large maze, 10 goals"),
+    "JacoReachMT5-v1": (5, 200, "Kinova Jaco multistage reacher"),
+    "Walker2dMT4-v0": (4, 1000, "Walker2d: forward, backward, balance, crawl"),
+    "MetaWorldCDS-v1": (4, 500, "Meta-World door and drawer, open and close"),
+    "MetaWorldMT10-v2": (10, 500, "Meta-World MT10"),
+    "MetaWorldMT50-v2": (50, 500, "Meta-World MT50"),
+    "KitchenMTEasy-v0": (10, 140, "Franka Kitchen: open/close or on/off of 5 elements"),
+}
+
 
 def available_env_ids() -> list[str]:
     """The environment ids this codebase knows, in the paper's order."""
@@ -53,4 +66,4 @@ def make_task_set(env_id: str, **env_kwargs) -> TaskSet:
     return builder(**env_kwargs)
 
 
-__all__ = ["ENV_BUILDERS", "ENV_KWARGS", "GuidePolicy", "ObservationLayout", "TaskSet", "available_env_ids", "make_task_set"]
+__all__ = ["ENV_BUILDERS", "ENV_KWARGS", "ENV_SUMMARIES", "GuidePolicy", "ObservationLayout", "TaskSet", "available_env_ids", "make_task_set"]

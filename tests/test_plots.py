@@ -14,6 +14,7 @@ from learning.analysis import plots, statistics
 from learning.training.config import Config, parse_command_line
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RETURN_SCALES = (600.0, 20.0)
 
 
 def write_run(root: Path, experiment: str, seed: int, success: list[list[float]],
@@ -33,6 +34,11 @@ def write_run(root: Path, experiment: str, seed: int, success: list[list[float]]
         own = "Evaluation/p/" if "qmp" in experiment else "Evaluation/"
         row = {"epoch": epoch, "Train/TotalEnvSteps": 100.0 * (epoch + 1), f"{own}SuccessRate": float(np.mean(rates))}
         row.update({f"{own}Task{task}/SuccessRate": rate for task, rate in enumerate(rates)})
+        # returns on two scales (task 0 around -600, task 1 around -20) and the collection's success (half)
+        row.update({f"{own}Task{task}/AverageReturn": scale * (rate - 1) for task, (rate, scale)
+                    in enumerate(zip(rates, RETURN_SCALES))})
+        row["Train/SuccessRate"] = float(np.mean(rates)) / 2
+        row.update({f"Train/LocalPolicy{task}/SuccessRate": rate / 2 for task, rate in enumerate(rates)})
         if "qmp" in experiment:
             row["Evaluation/SuccessRate"] = 1.0 - float(np.mean(rates))
             row.update({f"Evaluation/Task{task}/SuccessRate": 1.0 - rate for task, rate in enumerate(rates)})
@@ -56,7 +62,7 @@ def run_root(tmp_path) -> Path:
 def test_runs_are_grouped_by_method_with_labels(run_root):
     groups = plots.group_runs(plots.read_runs([run_root]), plots.parse_labels(["qmp_dnc=QMP"]))
     methods = groups["MazeLarge-10-v0"]
-    assert list(methods) == ["QMP", "dnc_sac"]  # QMP methods first
+    assert list(methods) == ["QMP", "Separated"]  # QMP methods first; the paper's names by default
     assert sorted(run.config["seed"] for run in methods["QMP"]) == [0, 1]
     with pytest.raises(plots.PlotError):
         plots.parse_labels(["no-equals-sign"])
@@ -64,7 +70,7 @@ def test_runs_are_grouped_by_method_with_labels(run_root):
 
 def test_curves_align_on_the_epochs_every_seed_has(run_root):
     methods = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]
-    steps, values = plots.aligned(methods["dnc_sac"], lambda run: f"{run.evaluation_prefix('own')}Task1/SuccessRate")
+    steps, values = plots.aligned(methods["Separated"], lambda run: f"{run.evaluation_prefix('own')}Task1/SuccessRate")
     assert steps.tolist() == [100.0, 200.0]
     assert sorted(values.tolist()) == [[0.0, 0.1], [0.1, 0.1]]
     notes = plots.group_notes("MazeLarge-10-v0", methods)
@@ -72,7 +78,7 @@ def test_curves_align_on_the_epochs_every_seed_has(run_root):
 
 
 def test_qmp_runs_are_scored_by_their_own_policies_unless_mixture(run_root):
-    runs = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]["qmp_dnc"]
+    runs = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]["Separated + QMP"]
     own = plots.final_scores(runs, "SuccessRate", "own", last=2)
     mixture = plots.final_scores(runs, "SuccessRate", "mixture", last=2)
     # seed 0: task 0 mean(0.4, 0.8), task 1 mean(0.6, 1.0); seed 1 swaps the tasks
@@ -81,7 +87,7 @@ def test_qmp_runs_are_scored_by_their_own_policies_unless_mixture(run_root):
 
 
 def test_acting_shares_sum_the_counts_over_epochs_and_seeds(run_root):
-    runs = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]["qmp_dnc"]
+    runs = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]["Separated + QMP"]
     # task 0 over epochs: policy 0 acted 6 + 10 + 2 = 18 of 30 steps; task 1: 1 + 5 + 0 = 6 of 30
     assert plots.acting_shares(runs) == pytest.approx(np.array([[0.6, 0.4], [0.2, 0.8]]))
     steps, shares = plots.policy_share_curves(runs)
@@ -99,7 +105,7 @@ def test_metrics_command_writes_every_figure(run_root, tmp_path, capsys):
     assert plots.main(["metrics", str(run_root), "--out", str(out), "--label", "qmp_dnc=QMP", "--reps", "200"]) == 0
     names = {"MazeLarge-10-v0_curves.png", "MazeLarge-10-v0_tasks.png", "MazeLarge-10-v0_QMP_acting_matrix.png",
              "MazeLarge-10-v0_QMP_policy_shares.png", "MazeLarge-10-v0_aggregates.png",
-             "MazeLarge-10-v0_improvement.png", "MazeLarge-10-v0_aggregates.json"}
+             "MazeLarge-10-v0_improvement.png", "MazeLarge-10-v0_profiles.png", "MazeLarge-10-v0_aggregates.json"}
     assert {path.name for path in out.iterdir()} == names
     for name in names - {"MazeLarge-10-v0_aggregates.json"}:
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
@@ -107,8 +113,8 @@ def test_metrics_command_writes_every_figure(run_root, tmp_path, capsys):
     # QMP's last-5 means: seed 0 (0.4, 0.6), seed 1 (0.6, 0.4): IQM over four scores = mean of the middle two
     assert summary["methods"]["QMP"]["IQM"][0] == pytest.approx(0.5)
     assert summary["methods"]["QMP"]["runs"] == 2
-    assert summary["probability_of_improvement"]["QMP > dnc_sac"][0] == 1.0  # every QMP score beats every DnC one
-    assert "P(QMP > dnc_sac)" in capsys.readouterr().out
+    assert summary["probability_of_improvement"]["QMP > Separated"][0] == 1.0  # every QMP score beats every other
+    assert "P(QMP > Separated)" in capsys.readouterr().out
 
 
 def test_metrics_command_without_runs_fails_in_one_line(tmp_path, capsys):
@@ -153,25 +159,36 @@ def test_bootstrap_interval_brackets_the_point_and_is_reproducible():
     assert statistics.bootstrap_estimate(scores, metrics.aggregate_iqm, reps=300, seed=4) == first
 
 
-def test_stratified_resampling_keeps_each_task_column_within_its_own_runs():
-    scores = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])
-    sample = statistics.stratified_resample(scores, np.random.default_rng(0))
-    assert sample.shape == (3, 2)
-    assert set(sample[:, 0]) <= {1.0, 2.0, 3.0} and set(sample[:, 1]) <= {10.0, 20.0, 30.0}
-
-
 def test_probability_of_improvement_by_hand():
     # one task; X runs {1, 3}, Y runs {2, 0}: X wins 3 of the 4 pairs
     x, y = np.array([[1.0], [3.0]]), np.array([[2.0], [0.0]])
     assert statistics.improvement_probability(x, y, reps=50).point == pytest.approx(0.75)
     # ties count half: X {1, 1} vs Y {1, 0}: pairs 0.5, 1, 0.5, 1
-    assert statistics.pairwise_improvement(np.array([[1.0], [1.0]]), np.array([[1.0], [0.0]])) == pytest.approx(0.75)
+    assert statistics.probability_of_improvement(np.array([[1.0], [1.0]]), np.array([[1.0], [0.0]])) == 0.75
 
 
 def test_vectorised_improvement_matches_rliable():
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 4, size=(5, 6)).astype(float), rng.integers(0, 4, size=(3, 6)).astype(float)
-    assert statistics.pairwise_improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y))
+    assert statistics.probability_of_improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y))
+
+
+def test_intervals_are_rliable_library_ones_with_a_fixed_seed():
+    from rliable import library
+
+    scores = np.random.default_rng(2).uniform(size=(4, 3))
+    estimate = statistics.aggregate_estimates({"m": scores}, reps=200, seed=7)["m"]["Mean"]
+    np.random.seed(7)
+    _, intervals = library.get_interval_estimates({"m": scores}, lambda s: np.array([metrics.aggregate_mean(s)]),
+                                                  reps=200)
+    assert (estimate.low, estimate.high) == pytest.approx(tuple(intervals["m"][:, 0]))
+    assert statistics.aggregate_estimates({"m": scores}, reps=200, seed=7)["m"]["Mean"] == estimate
+
+
+def test_performance_profile_counts_scores_above_each_threshold():
+    scores = np.array([[0.1, 0.5], [0.9, 0.3]])  # above 0.0: 4/4, above 0.4: 2/4, above 0.95: 0
+    profiles, intervals = statistics.performance_profiles({"m": scores}, np.array([0.0, 0.4, 0.95]), reps=50)
+    assert profiles["m"].tolist() == [1.0, 0.5, 0.0] and intervals["m"].shape == (2, 3)
 
 
 def test_bad_score_matrices_are_rejected():
@@ -179,3 +196,78 @@ def test_bad_score_matrices_are_rejected():
         statistics.bootstrap_estimate(np.array([1.0, 2.0]), metrics.aggregate_mean)
     with pytest.raises(ValueError):
         statistics.improvement_probability(np.ones((2, 2)), np.ones((2, 3)))
+
+
+# ------------------------------------------------------------------------------------ bad input, notes, tables
+def test_unknown_metric_exits_2_listing_the_runs_metrics_closest_first(run_root, tmp_path, capsys):
+    assert plots.main(["metrics", str(run_root), "--out", str(tmp_path / "out"), "--metric", "SucessRate"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "'SucessRate'" in error
+    listed = error.split("closest first): ")[1].split(", ")
+    assert listed[0] == "SuccessRate" and {"AverageReturn", "Train/SuccessRate"} <= set(listed)
+    assert not (tmp_path / "out").exists()
+
+
+def test_collection_metrics_under_train_are_scored_per_task(run_root):
+    runs = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]["Separated + QMP"]
+    # Train/LocalPolicy{k}/SuccessRate is half the own-policy rate: last epoch (0.8, 1.0) and (1.0, 0.8)
+    np.testing.assert_allclose(plots.final_scores(runs, "Train/SuccessRate", "own", last=1), [[0.4, 0.5], [0.5, 0.4]])
+
+
+def capture_figures(monkeypatch) -> list:
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda figure, path, tight=False: figures.append(figure) or path)
+    return figures
+
+
+def test_rates_on_0_1_and_task_panels_with_their_own_y_axes(run_root, monkeypatch):
+    figures = capture_figures(monkeypatch)
+    methods = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]
+    plots.plot_task_curves("MazeLarge-10-v0", methods, "SuccessRate", "own", "std", 1, Path("unused"))
+    plots.plot_task_curves("MazeLarge-10-v0", methods, "AverageReturn", "own", "std", 1, Path("unused"))
+    rate_axes, return_axes = ([axis for axis in figure.axes if axis.get_visible()] for figure in figures)
+    assert all(axis.get_ylim() == pytest.approx((-0.03, 1.03)) for axis in rate_axes)
+    low0, high0 = return_axes[0].get_ylim()
+    low1, high1 = return_axes[1].get_ylim()
+    assert low0 < -200 and low1 > -25 and high1 - low1 < 25  # task 1 (scale 20) is not squashed by task 0 (600)
+
+
+def test_aggregate_table_aligns_negative_numbers():
+    estimates = {"A": {"Mean": statistics.Estimate(-512.25, -600.5, -3.0)},
+                 "Longer name": {"Mean": statistics.Estimate(7.0, -1.0, 12.5)}}
+    lines = plots.aggregate_table("env", estimates, {}, {"A": 2, "Longer name": 3}).splitlines()[2:]
+    assert [line.index("[") for line in lines][0] == [line.index("[") for line in lines][1]
+    assert [line.index("]") for line in lines][0] == [line.index("]") for line in lines][1]
+    assert "-512.250 [-600.500,   -3.000]" in lines[0]
+
+
+def test_notes_for_a_short_history_and_for_pooling_return_scales(run_root):
+    methods = plots.group_runs(plots.read_runs([run_root]), {})["MazeLarge-10-v0"]
+    notes = plots.score_notes("Maze", methods, "AverageReturn", "own", 5, normalize=False)
+    assert any("--last 5 is more than the 2 to 3 evaluations" in note for note in notes)
+    assert any("different scales" in note and "--normalize" in note for note in notes)
+    assert not any("different scales" in note for note in plots.score_notes("Maze", methods, "SuccessRate", "own", 2,
+                                                                              normalize=False))
+    normalised = plots.method_scores(methods, "AverageReturn", "own", 2, normalize=True)
+    stacked = np.concatenate(list(normalised.values()))
+    assert stacked.min(axis=0).tolist() == [0.0, 0.0] and stacked.max(axis=0).tolist() == [1.0, 1.0]
+
+
+def test_method_labels_are_the_papers_names():
+    def label(experiment: str, **config) -> str:
+        return plots.RunData(Path("."), {"experiment": experiment, "name": "None", **config}, []).method_name()
+
+    assert label("qmp_dnc") == "Separated + QMP" and label("dnc_sac", kl_coeff=[0.001]) == "DnC"
+    assert label("uds_dnc", unsupervised=False) == "CDS" and label("mtsac", name="long") == "Parameters (long)"
+    assert label("qmp_dnc", qmp_mixture="uniform") == "Separated + uniform mixture"
+
+
+def test_analysis_help_parses_before_importing_the_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = ("import sys; from learning.analysis import cli; cli.build_parser().parse_args(['metrics', 'x']); "
+            "print(sorted(m for m in ('torch', 'matplotlib', 'scipy', 'rliable') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
+                            check=True)
+    assert result.stdout.strip() == "[]"

@@ -52,7 +52,8 @@ def test_each_experiment_runs_on_maze(tmp_path, experiment, extra):
         assert "Evaluation/p/SuccessRate" in last
         counts = rows[1]["Train/ActingPolicyCounts"]
         assert len(counts) == 10 and all(sum(row) == 10 for row in counts)  # 10 steps per task per iteration
-        assert sum(rows[1][f"Train/LocalPolicy3/Policy{j}Prob"] for j in range(10)) == pytest.approx(1.0)
+        assert rows[1]["Train/LocalPolicy3/MixtureProbs"] == pytest.approx(counts[3][3] / 10)
+        assert not any(key.endswith("Prob") for key in rows[1])  # the matrix replaces T*T share scalars
     else:
         assert "Evaluation/p/SuccessRate" not in last
 

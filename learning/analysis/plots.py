@@ -11,9 +11,13 @@ with ``--label``), treats the runs of a group as seeds, and writes PNGs to ``--o
   over training and seeds, diagonal zeroed for contrast (Fig. 18; QMP runs);
 * ``{env}_{method}_policy_shares.png``: per task, each policy's share of the steps over training,
   the own policy dashed (Figs. 9a, 19; QMP runs);
-* ``{env}_aggregates.png`` / ``{env}_improvement.png`` / ``{env}_aggregates.json``: IQM, mean,
-  median, optimality gap of the final scores with 95 % stratified-bootstrap intervals, and the
-  probability of improvement between methods (rliable's protocol, see learning/analysis/statistics.py).
+* ``{env}_aggregates.png`` / ``{env}_profiles.png`` / ``{env}_improvement.png`` /
+  ``{env}_aggregates.json``: IQM, mean, median, optimality gap of the final scores with 95 %
+  stratified-bootstrap intervals, performance profiles, and the probability of improvement between
+  methods (rliable.library and rliable.plot_utils, see learning/analysis/statistics.py).
+
+``--metric`` is an evaluation metric or a data-collection metric under ``Train/``; one that no run has
+is an error listing the ones they have. Methods are labelled with the paper's names.
 
 ``trajectories --snapshot_dir DIR`` replays a run (point reaching or maze) and draws the 2-D paths
 coloured by the policy that acted at each step (Fig. 4), to ``{run}_trajectories.png``.
@@ -25,8 +29,11 @@ other runs always by ``Evaluation/``.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import re
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,22 +46,27 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from learning.analysis.cli import PlotError, parse_arguments, report  # noqa: E402
 from learning.training.checkpoint import CONFIG_FILE  # noqa: E402
 from learning.training.logger import METRICS_FILE, is_terminal, read_metrics  # noqa: E402
-from learning.analysis.statistics import Estimate, aggregate_estimates, improvement_probability  # noqa: E402
+from learning.analysis.statistics import (Estimate, aggregate_estimates, improvement_probability,  # noqa: E402
+                                         performance_profiles)
 from learning.training.video import candidate_colours, file_slug  # noqa: E402
 
 STEPS_KEY = "Train/TotalEnvSteps"
 ACTING_KEY = "Train/ActingPolicyCounts"
-RATE_METRICS = ("SuccessRate", "TerminationRate")
+RATE_METRICS = ("SuccessRate", "TerminationRate", "MixtureProbs")
 BOOKKEEPING_KEYS = {"seed", "log_dir", "notes", "wandb", "wandb_project", "wandb_entity", "explicit_flags", "gpu",
                     "num_threads", "snapshot_dir", "name"}
+METHOD_NAMES = {
+    "sac": "Fully shared", "mtsac": "Parameters", "qmp_sac": "Parameters + QMP", "dnc_sac": "Separated",
+    "qmp_dnc": "Separated + QMP", "uds_dnc": "UDS", "qmp_uds_dnc": "UDS + QMP", "decaf": "DECAF", "mcal": "MCAL",
+    "qmp_mcal": "MCAL + QMP",
+}
+"""The paper's method names, the default legend labels (DnC, CDS and the mixture ablations are
+recognised from the configuration)."""
 TRAJECTORY_ENVS = ("PointReach-v0", "MazeLarge-10-v0")
 """Environments whose first two raw observation dimensions are the agent's (x, y) position."""
-
-
-class PlotError(RuntimeError):
-    """Nothing to plot or bad input; one-line message."""
 
 
 # ----------------------------------------------------------------------------------------- run data
@@ -79,8 +91,24 @@ class RunData:
         return "qmp" in self.experiment
 
     def default_label(self) -> str:
+        """The key ``--label`` renames: the experiment, or ``experiment:name`` for a named run."""
         name = str(self.config.get("name", "None"))
         return self.experiment if name == "None" else f"{self.experiment}:{name}"
+
+    def method_name(self) -> str:
+        """The paper's name of the run's method (e.g. "Separated + QMP", "DnC"), the run's --name in
+        parentheses when it has one."""
+        config = self.config
+        base = METHOD_NAMES.get(self.experiment, self.experiment)
+        if self.experiment in ("dnc_sac", "qmp_dnc") and (
+                any(value != 0 for value in config.get("kl_coeff") or [0]) or config.get("distillation_period")):
+            base = base.replace("Separated", "DnC")
+        if "uds" in self.experiment and config.get("unsupervised") is False:
+            base = base.replace("UDS", "CDS")
+        if self.is_qmp and config.get("qmp_mixture", "qswitch") != "qswitch":
+            base = base.replace("QMP", f"{config['qmp_mixture']} mixture")
+        name = str(config.get("name", "None"))
+        return base if name == "None" else f"{base} ({name})"
 
     def evaluation_prefix(self, mode: str) -> str:
         """Where this run's comparable evaluation lives: own policy of QMP runs unless mode is mixture."""
@@ -91,15 +119,37 @@ class RunData:
         return {int(row["epoch"]): (float(row[STEPS_KEY]), float(row[key])) for row in self.rows
                 if row.get(key) is not None and row.get(STEPS_KEY) is not None}
 
+    def metric_keys(self, metric: str, mode: str) -> tuple[str, str]:
+        """The all-task key and the per-task key template (``{task}``) of ``metric``: a ``Train/`` metric
+        of data collection, or an evaluation metric of the run's comparable evaluation."""
+        if metric.startswith("Train/"):
+            return metric, f"Train/LocalPolicy{{task}}/{metric[len('Train/'):]}"
+        prefix = self.evaluation_prefix(mode)
+        return f"{prefix}{metric}", f"{prefix}Task{{task}}/{metric}"
+
+    def task_count(self, template: str) -> int:
+        """Tasks that have the per-task key ``template`` in some row."""
+        count = 0
+        while any(template.format(task=count) in row for row in self.rows):
+            count += 1
+        return count
+
     def num_tasks(self, prefix: str, metric: str) -> int:
-        """Tasks with a per-task metric in the last row that has any."""
-        for row in reversed(self.rows):
-            count = 0
-            while f"{prefix}Task{count}/{metric}" in row:
-                count += 1
-            if count:
-                return count
-        return 0
+        """Tasks with the metric ``{prefix}Task{k}/{metric}`` in some row."""
+        return self.task_count(f"{prefix}Task{{task}}/{metric}")
+
+    def metric_names(self, mode: str) -> set[str]:
+        """What ``--metric`` accepts for this run: its evaluation metrics and its ``Train/`` metrics."""
+        prefix = self.evaluation_prefix(mode)
+        names = set()
+        for row in self.rows:
+            for key in row:
+                rest = key[len(prefix):] if key.startswith(prefix) else None
+                if rest is not None and (match := re.fullmatch(r"(?:Task\d+/)?([^/]+)", rest)):
+                    names.add(match.group(1))
+                elif match := re.fullmatch(r"Train/(?:LocalPolicy\d+/)?([^/]+)", key):
+                    names.add(f"Train/{match.group(1)}")
+        return names - {ACTING_KEY}
 
 
 def find_run_dirs(paths: Sequence[Path | str]) -> list[Path]:
@@ -142,7 +192,7 @@ def group_runs(runs: Sequence[RunData], labels: dict[str, str]) -> dict[str, dic
     groups: dict[str, dict[str, list[RunData]]] = {}
     for run in runs:
         key = run.default_label()
-        label = labels.get(key, labels.get(run.experiment, key))
+        label = labels.get(key, labels.get(run.experiment, run.method_name()))
         groups.setdefault(run.env, {}).setdefault(label, []).append(run)
     return {env: dict(sorted(methods.items(), key=lambda item: (not item[1][0].is_qmp, item[0])))
             for env, methods in sorted(groups.items())}
@@ -167,6 +217,20 @@ def group_notes(env: str, methods: dict[str, list[RunData]]) -> list[str]:
             notes.append(f"{env} {label}: runs have {min(lengths)} to {max(lengths)} epochs; curves stop where "
                          f"the shortest ends")
     return notes
+
+
+def is_rate(metric: str) -> bool:
+    """Rates and shares live on [0, 1]."""
+    return metric.removeprefix("Train/") in RATE_METRICS
+
+
+def check_metric(runs: Sequence[RunData], metric: str, mode: str) -> None:
+    """Raise PlotError when no run has ``metric``, listing the metrics the runs have, closest first."""
+    available = set().union(*(run.metric_names(mode) for run in runs))
+    if metric in available:
+        return
+    ranked = difflib.get_close_matches(metric, sorted(available), n=len(available), cutoff=0.0)
+    raise PlotError(f"no run has the metric {metric!r}; they have (closest first): {', '.join(ranked)}")
 
 
 def task_names(run: RunData, count: int) -> list[str]:
@@ -220,7 +284,15 @@ def draw_curve(axis, steps: np.ndarray, values: np.ndarray, label: str, colour, 
 
 
 def metric_label(metric: str, mode: str) -> str:
+    if metric.startswith("Train/"):
+        return f"{metric.removeprefix('Train/')} of the collected episodes (QMP: the Q-switch acting)"
     return f"{metric} (QMP: {'own policies' if mode == 'own' else 'Q-switch mixture'})"
+
+
+def rate_axis(axis, metric: str) -> None:
+    """Rates on a fixed [0, 1] axis (a little margin so 0 and 1 stay visible)."""
+    if is_rate(metric):
+        axis.set_ylim(-0.03, 1.03)
 
 
 def plot_curves(env: str, methods: dict[str, list[RunData]], metric: str, mode: str, spread: str, window: int,
@@ -229,33 +301,39 @@ def plot_curves(env: str, methods: dict[str, list[RunData]], metric: str, mode: 
     colours = method_colours(list(methods))
     figure, axis = plt.subplots(figsize=(7, 4.5), layout="constrained")
     for label, runs in methods.items():
-        steps, values = aligned(runs, lambda run: f"{run.evaluation_prefix(mode)}{metric}")
+        steps, values = aligned(runs, lambda run: run.metric_keys(metric, mode)[0])
         if values.shape[1]:
             draw_curve(axis, steps, values, label, colours[label], spread, window)
-    axis.set(title=f"{env}: mean and {spread} over runs (n)", xlabel="environment steps (all tasks)",
-             ylabel=metric_label(metric, mode))
+    axis.set(xlabel="environment steps (all tasks)", ylabel=metric_label(metric, mode))
+    axis.set_title(f"{env}: mean and {spread} over runs (n)", fontsize=10)
+    rate_axis(axis, metric)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    figure.legend(loc="outside right upper", fontsize=8)
     return save(figure, out / f"{file_slug(env)}_curves.png")
 
 
 def task_grid(count: int):
-    """A figure with one panel per task (at most 5 per row, shared y axis); returns the figure and
-    ``(task, axis)`` pairs. Unused panels are hidden."""
+    """A figure with one panel per task (at most 5 per row, each with its own y axis); returns the
+    figure and ``(task, axis)`` pairs. Unused panels are hidden."""
     columns = min(count, 5)
     rows = -(-count // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(max(3.4 * columns, 6.0), max(2.8 * rows, 3.6)),
-                                squeeze=False, sharey=True, layout="constrained")
+    figure, axes = plt.subplots(rows, columns, figsize=(max(3.4 * columns, 6.0) + 2.0, max(2.8 * rows, 3.6)),
+                                squeeze=False, layout="constrained")
     for axis in axes.flat[count:]:
         axis.set_visible(False)
     return figure, list(enumerate(axes.flat[:count]))
+
+
+def panel_title(task: int, name: str, width: int = 30) -> str:
+    """``"3: peg-insert-side"``, wrapped so it fits over a panel."""
+    return textwrap.fill(f"{task}: {name}", width)
 
 
 def plot_task_curves(env: str, methods: dict[str, list[RunData]], metric: str, mode: str, spread: str, window: int,
                      out: Path) -> Path | None:
     """One panel per task (Fig. 13)."""
     first = next(iter(methods.values()))[0]
-    count = first.num_tasks(first.evaluation_prefix(mode), metric)
+    count = first.task_count(first.metric_keys(metric, mode)[1])
     if count == 0:
         return None
     names = task_names(first, count)
@@ -263,13 +341,16 @@ def plot_task_curves(env: str, methods: dict[str, list[RunData]], metric: str, m
     figure, task_axes = task_grid(count)
     for task, axis in task_axes:
         for label, runs in methods.items():
-            steps, values = aligned(runs, lambda run: f"{run.evaluation_prefix(mode)}Task{task}/{metric}")
+            steps, values = aligned(runs, lambda run: run.metric_keys(metric, mode)[1].format(task=task))
             if values.shape[1]:
                 draw_curve(axis, steps, values, label, colours[label], spread, window)
-        axis.set_title(f"{task}: {names[task]}", fontsize=8)
+        axis.set_title(panel_title(task, names[task]), fontsize=8)
+        rate_axis(axis, metric)
         axis.grid(alpha=0.3)
         axis.tick_params(labelsize=7)
-    task_axes[0][1].legend(fontsize=6)
+        axis.xaxis.set_major_locator(MaxNLocator(4))
+    handles, labels = task_axes[0][1].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right upper", fontsize=8)
     figure.supxlabel("environment steps (all tasks)")
     figure.supylabel(metric_label(metric, mode))
     figure.suptitle(env)
@@ -358,8 +439,8 @@ def plot_policy_shares(env: str, label: str, runs: Sequence[RunData], window: in
             axis.plot(steps, smooth(shares[:, task, candidate], window), color="black" if own else colours[candidate],
                       linestyle="--" if own else "-", linewidth=1.6 if own else 1.0,
                       label=f"{labels[candidate]}{' (own)' if own else ''}")
-        axis.set_title(f"{task}: {names[task]}", fontsize=8)
-        axis.set_ylim(0, 1)
+        axis.set_title(panel_title(task, names[task]), fontsize=8)
+        axis.set_ylim(-0.03, 1.03)
         axis.grid(alpha=0.3)
         axis.tick_params(labelsize=7)
     handles = [plt.Line2D([], [], color=colours[c], label=labels[c]) for c in range(num_candidates)]
@@ -372,28 +453,89 @@ def plot_policy_shares(env: str, label: str, runs: Sequence[RunData], window: in
 
 
 # ----------------------------------------------------------------------------------------- aggregates
+def scored_rows(run: RunData, template: str, count: int) -> list[dict[str, Any]]:
+    """The run's rows that have the per-task key ``template`` for every one of ``count`` tasks."""
+    return [row for row in run.rows
+            if count and all(row.get(template.format(task=task)) is not None for task in range(count))]
+
+
 def final_scores(runs: Sequence[RunData], metric: str, mode: str, last: int) -> np.ndarray:
     """``[runs, tasks]``: each run's per-task metric averaged over its last ``last`` evaluations."""
     matrix = []
     for run in runs:
-        prefix = run.evaluation_prefix(mode)
-        count = run.num_tasks(prefix, metric)
-        rows = [row for row in run.rows if row.get(f"{prefix}Task0/{metric}") is not None][-last:]
-        if count == 0 or not rows:
-            continue
-        matrix.append([np.mean([row[f"{prefix}Task{task}/{metric}"] for row in rows]) for task in range(count)])
+        template = run.metric_keys(metric, mode)[1]
+        count = run.task_count(template)
+        rows = scored_rows(run, template, count)[-last:]
+        if rows:
+            matrix.append([np.mean([row[template.format(task=task)] for row in rows]) for task in range(count)])
     return np.array(matrix, dtype=float)
 
 
-def compare_methods(methods: dict[str, list[RunData]], metric: str, mode: str, last: int, reps: int,
-                    ) -> tuple[dict[str, dict[str, Estimate]], dict[str, Estimate], dict[str, int]]:
-    """Aggregate estimates per method, P(X > Y) for each pair in order, and the run count per method."""
+def short_runs(runs: Sequence[RunData], metric: str, mode: str, last: int) -> list[tuple[str, int]]:
+    """Runs with fewer than ``last`` evaluations of ``metric``: (run directory name, evaluations)."""
+    short = []
+    for run in runs:
+        template = run.metric_keys(metric, mode)[1]
+        available = len(scored_rows(run, template, run.task_count(template)))
+        if available < last:
+            short.append((run.run_dir.name, available))
+    return short
+
+
+def normalize_per_task(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each task's scores mapped to [0, 1] by the minimum and maximum over all methods' runs (a task
+    whose scores are all equal maps to 0)."""
+    stacked = np.concatenate(list(scores.values()))
+    low, high = stacked.min(axis=0), stacked.max(axis=0)
+    span = np.where(high > low, high - low, 1.0)
+    return {label: (matrix - low) / span for label, matrix in scores.items()}
+
+
+def method_scores(methods: dict[str, list[RunData]], metric: str, mode: str, last: int,
+                  normalize: bool = False) -> dict[str, np.ndarray]:
+    """Method -> ``[runs, tasks]`` final scores (methods without any are left out); raises PlotError
+    when methods have different task counts."""
     scores = {label: final_scores(runs, metric, mode, last) for label, runs in methods.items()}
     scores = {label: matrix for label, matrix in scores.items() if matrix.size}
     if len({matrix.shape[1] for matrix in scores.values()}) > 1:
         raise PlotError(f"methods have different task counts: "
                         f"{ {label: matrix.shape[1] for label, matrix in scores.items()} }")
-    threshold = 1.0 if metric in RATE_METRICS else None
+    return normalize_per_task(scores) if normalize and scores else scores
+
+
+def score_notes(env: str, methods: dict[str, list[RunData]], metric: str, mode: str, last: int,
+                normalize: bool) -> list[str]:
+    """Warnings about the final scores: runs with fewer evaluations than ``--last``, and aggregates
+    that pool tasks on different scales."""
+    notes = []
+    short = [available for runs in methods.values() for _, available in short_runs(runs, metric, mode, last)]
+    if short:
+        counts = f"{min(short)}" if min(short) == max(short) else f"{min(short)} to {max(short)}"
+        notes.append(f"{env}: --last {last} is more than the {counts} evaluations of {metric} that {len(short)} "
+                     f"run(s) have; their final scores average all they have")
+    scores = method_scores(methods, metric, mode, last)
+    tasks = next(iter(scores.values())).shape[1] if scores else 0
+    if is_rate(metric) or tasks < 2:
+        return notes
+    stacked = np.concatenate(list(scores.values()))
+    low, high = stacked.min(axis=0), stacked.max(axis=0)
+    if normalize:
+        notes.append(f"{env}: {metric} normalised per task to [0, 1] by its minimum and maximum over all runs "
+                     f"before aggregating (--normalize)")
+    else:
+        ranges = ", ".join(f"{task}: {low[task]:.3g}..{high[task]:.3g}" for task in range(min(tasks, 5)))
+        notes.append(f"{env}: IQM, mean and median of {metric} pool {tasks} tasks on different scales "
+                     f"({ranges}{', ...' if tasks > 5 else ''}); tasks with large scores dominate. --normalize "
+                     f"scales each task to [0, 1] first")
+    return notes
+
+
+def compare_methods(methods: dict[str, list[RunData]], metric: str, mode: str, last: int, reps: int,
+                    normalize: bool = False,
+                    ) -> tuple[dict[str, dict[str, Estimate]], dict[str, Estimate], dict[str, int]]:
+    """Aggregate estimates per method, P(X > Y) for each pair in order, and the run count per method."""
+    scores = method_scores(methods, metric, mode, last, normalize)
+    threshold = 1.0 if is_rate(metric) or normalize else None
     estimates = aggregate_estimates(scores, reps=reps, optimality_threshold=threshold)
     labels = list(scores)
     improvements = {f"{x} > {y}": improvement_probability(scores[x], scores[y], reps=reps)
@@ -401,41 +543,75 @@ def compare_methods(methods: dict[str, list[RunData]], metric: str, mode: str, l
     return estimates, improvements, {label: matrix.shape[0] for label, matrix in scores.items()}
 
 
-def plot_interval_rows(axis, names: Sequence[str], estimates: Sequence[Estimate], colours: Sequence) -> None:
-    """Horizontal confidence bars with the point estimate marked, one row per name."""
-    for row, (estimate, colour) in enumerate(zip(estimates, colours)):
-        axis.barh(row, estimate.high - estimate.low, left=estimate.low, height=0.6, color=colour, alpha=0.6)
-        axis.plot([estimate.point, estimate.point], [row - 0.3, row + 0.3], color="black", linewidth=1.5)
-    axis.set_yticks(range(len(names)), names, fontsize=8)
-    axis.xaxis.set_major_locator(MaxNLocator(4))
-    axis.invert_yaxis()
-    axis.grid(axis="x", alpha=0.3)
+def score_label(metric: str, mode: str, normalize: bool) -> str:
+    label = f"final {metric_label(metric, mode)}"
+    return f"{label}, normalised per task" if normalize and not is_rate(metric) else label
 
 
-def plot_aggregates(env: str, estimates: dict[str, dict[str, Estimate]], metric: str, mode: str, out: Path) -> Path:
+def plot_aggregates(env: str, estimates: dict[str, dict[str, Estimate]], metric: str, mode: str, out: Path,
+                    normalize: bool = False) -> Path:
+    """rliable's interval-estimate figure: one panel per aggregate, one row per method."""
+    from rliable import plot_utils
+
     methods = list(estimates)
     names = list(next(iter(estimates.values())))
     colours = method_colours(methods)
-    figure, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 1.8 + 0.45 * len(methods)),
-                                 squeeze=False, layout="constrained")
-    for axis, name in zip(axes.flat, names):
-        plot_interval_rows(axis, methods, [estimates[m][name] for m in methods], [colours[m] for m in methods])
-        axis.set_title(name, fontsize=9)
-        if axis is not axes.flat[0]:
-            axis.set_yticklabels([])
-    figure.supxlabel(f"final {metric_label(metric, mode)}, 95 % stratified-bootstrap CI", fontsize=9)
-    figure.suptitle(env, fontsize=10)
-    return save(figure, out / f"{file_slug(env)}_aggregates.png")
+    points = {m: np.array([estimates[m][name].point for name in names]) for m in methods}
+    intervals = {m: np.array([[estimates[m][name].low for name in names], [estimates[m][name].high for name in names]])
+                 for m in methods}
+    row_height = max(0.6, 1.4 / len(methods))
+    figure, axes = plot_utils.plot_interval_estimates(points, intervals, metric_names=names, algorithms=methods,
+                                                      colors=colours, subfigure_width=3.4, row_height=row_height,
+                                                      max_ticks=3, xlabel="", wspace=0.15)
+    for axis in np.atleast_1d(axes):  # rliable draws xx-large text, sized for a poster
+        axis.tick_params(labelsize=9)
+        axis.title.set_fontsize(10)
+        for text in axis.get_yticklabels():
+            text.set_fontsize(9)
+    height = row_height * len(methods)
+    figure.text(0.5, -0.4 / height, f"{score_label(metric, mode, normalize)}, 95 % stratified-bootstrap CI",
+                ha="center", va="top", fontsize=9)
+    figure.text(0.5, 1 + 0.3 / height, env, ha="center", va="bottom", fontsize=10)
+    return save(figure, out / f"{file_slug(env)}_aggregates.png", tight=True)
 
 
 def plot_improvement(env: str, improvements: dict[str, Estimate], out: Path) -> Path:
+    """rliable's probability-of-improvement figure: P(X > Y) with 95 % intervals, one row per pair."""
+    from rliable import plot_utils
+
     pairs = list(improvements)
-    figure, axis = plt.subplots(figsize=(6, 1.6 + 0.45 * len(pairs)), layout="constrained")
-    plot_interval_rows(axis, [f"P({pair})" for pair in pairs], [improvements[p] for p in pairs],
-                       ["tab:blue"] * len(pairs))
+    figure, axis = plt.subplots(figsize=(6.5, 1.4 + 0.5 * len(pairs)))
+    plot_utils.plot_probability_of_improvement(
+        {pair: improvements[pair].point for pair in pairs},
+        {pair: np.array([improvements[pair].low, improvements[pair].high]) for pair in pairs},
+        pair_separator=" > ", ax=axis, colors=["tab:blue"] * len(pairs), xlabel="P(X > Y), 95 % CI",
+        ticklabelsize=9, labelsize=10, left_ylabel="method X", right_ylabel="method Y")
+    axis.set_xlim(0, 1)
     axis.axvline(0.5, color="grey", linestyle=":")
-    axis.set(xlim=(0, 1), xlabel="probability of improvement, 95 % CI", title=env)
-    return save(figure, out / f"{file_slug(env)}_improvement.png")
+    axis.set_title(env, fontsize=10)
+    return save(figure, out / f"{file_slug(env)}_improvement.png", tight=True)
+
+
+def plot_profiles(env: str, scores: dict[str, np.ndarray], metric: str, mode: str, normalize: bool, reps: int,
+                  out: Path) -> Path:
+    """rliable's performance profiles: the fraction of run-task scores above each threshold tau."""
+    from rliable import plot_utils
+
+    stacked = np.concatenate(list(scores.values()))
+    low, high = (0.0, 1.0) if is_rate(metric) or normalize else (float(stacked.min()), float(stacked.max()))
+    thresholds = np.linspace(low, high if high > low else low + 1.0, 41)
+    profiles, intervals = performance_profiles(scores, thresholds, reps=reps)
+    colours = method_colours(list(scores))
+    figure, axis = plt.subplots(figsize=(7, 4), layout="constrained")
+    plot_utils.plot_performance_profiles(profiles, thresholds, performance_profile_cis=intervals, colors=colours,
+                                         ax=axis, xlabel=f"tau: {score_label(metric, mode, normalize)}",
+                                         ylabel="fraction of runs x tasks with score > tau", labelsize=10,
+                                         ticklabelsize=9)
+    axis.set_title(f"{env}: score distributions, 95 % CI", fontsize=10)
+    handles = [plt.Line2D([], [], color=colours[label], label=f"{label} (n={scores[label].shape[0]})")
+               for label in scores]
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8)
+    return save(figure, out / f"{file_slug(env)}_profiles.png")
 
 
 def estimate_list(estimate: Estimate) -> list[float]:
@@ -502,9 +678,11 @@ def plot_trajectories(run, traces_by_task: dict[int, list], mode: str, determini
 
 
 # ----------------------------------------------------------------------------------------- commands
-def save(figure, path: Path) -> Path:
+def save(figure, path: Path, tight: bool = False) -> Path:
+    """Write the figure as PNG; ``tight`` widens the canvas to every label (rliable's figures place
+    labels outside their axes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight" if tight else None)
     plt.close(figure)
     return path
 
@@ -512,47 +690,71 @@ def save(figure, path: Path) -> Path:
 def metrics_command(args: argparse.Namespace) -> list[Path]:
     """Every metrics figure for every environment found; returns the files written."""
     out = Path(args.out)
-    groups = group_runs(read_runs(args.paths), parse_labels(args.label))
+    runs = read_runs(args.paths)
+    check_metric(runs, args.metric, args.mode)
+    groups = group_runs(runs, parse_labels(args.label))
     written: list[Path | None] = []
-    summary: dict[str, Any] = {}
     jobs = [(env, methods) for env, methods in groups.items()]
     for env, methods in tqdm(jobs, desc="plotting", unit="env", disable=not is_terminal()):
-        for note in group_notes(env, methods):
+        for note in group_notes(env, methods) + score_notes(env, methods, args.metric, args.mode, args.last,
+                                                             args.normalize):
             print(f"note: {note}", file=sys.stderr)
         written.append(plot_curves(env, methods, args.metric, args.mode, args.spread, args.smooth, out))
         written.append(plot_task_curves(env, methods, args.metric, args.mode, args.spread, args.smooth, out))
-        for label, runs in methods.items():
-            if any(run.is_qmp for run in runs):
-                written.append(plot_acting_matrix(env, label, runs, not args.keep_diagonal, out))
-                written.append(plot_policy_shares(env, label, runs, args.smooth, out))
-        estimates, improvements, run_counts = compare_methods(methods, args.metric, args.mode, args.last, args.reps)
+        for label, method_runs in methods.items():
+            if any(run.is_qmp for run in method_runs):
+                written.append(plot_acting_matrix(env, label, method_runs, not args.keep_diagonal, out))
+                written.append(plot_policy_shares(env, label, method_runs, args.smooth, out))
+        estimates, improvements, run_counts = compare_methods(methods, args.metric, args.mode, args.last, args.reps,
+                                                              args.normalize)
         if estimates:
-            written.append(plot_aggregates(env, estimates, args.metric, args.mode, out))
+            written.append(plot_aggregates(env, estimates, args.metric, args.mode, out, args.normalize))
+            written.append(plot_profiles(env, method_scores(methods, args.metric, args.mode, args.last, args.normalize),
+                                         args.metric, args.mode, args.normalize, args.reps, out))
             print_aggregates(env, estimates, improvements, run_counts)
         if improvements:
             written.append(plot_improvement(env, improvements, out))
-        summary[env] = {
+        summary = {
             "metric": args.metric, "mode": args.mode, "last_evaluations": args.last,
+            "normalized_per_task": bool(args.normalize and not is_rate(args.metric)),
             "methods": {label: {"runs": run_counts[label], **{name: estimate_list(e) for name, e in values.items()}}
                         for label, values in estimates.items()},
             "probability_of_improvement": {pair: estimate_list(e) for pair, e in improvements.items()},
         }
         summary_path = out / f"{file_slug(env)}_aggregates.json"
-        summary_path.write_text(json.dumps(summary[env], indent=2))
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(summary, indent=2))
         written.append(summary_path)
     return [path for path in written if path is not None]
 
 
+def aggregate_table(env: str, estimates: dict[str, dict[str, Estimate]], improvements: dict[str, Estimate],
+                    run_counts: dict[str, int]) -> str:
+    """The aggregates as text: one column per aggregate, ``point [low, high]`` with every number
+    right-aligned to a common width (negative returns line up too)."""
+    names = list(next(iter(estimates.values())))
+    numbers = [f"{value:.3f}" for values in estimates.values() for e in values.values()
+               for value in (e.point, e.low, e.high)]
+    width = max(map(len, numbers))
+    cell_width = 3 * width + 5
+    label_width = max(len("method"), *map(len, estimates)) + 2
+
+    def cell(e: Estimate) -> str:
+        return f"{e.point:>{width}.3f} [{e.low:>{width}.3f}, {e.high:>{width}.3f}]"
+
+    lines = [f"{env}: final scores, point [95% CI]",
+             f"{'method':<{label_width}}{'runs':>5}" + "".join(f"  {name:>{cell_width}}" for name in names)]
+    for label, values in estimates.items():
+        lines.append(f"{label:<{label_width}}{run_counts[label]:>5}" + "".join(f"  {cell(e)}" for e in values.values()))
+    pair_width = max((len(pair) for pair in improvements), default=0) + 3
+    for pair, e in improvements.items():
+        lines.append(f"{f'P({pair})':<{pair_width}} = {e.point:.3f} [{e.low:.3f}, {e.high:.3f}]")
+    return "\n".join(lines)
+
+
 def print_aggregates(env: str, estimates: dict[str, dict[str, Estimate]], improvements: dict[str, Estimate],
                      run_counts: dict[str, int]) -> None:
-    names = list(next(iter(estimates.values())))
-    print(f"{env}: final scores, point [95% CI]")
-    print(f"{'method':<24}{'runs':>5}" + "".join(f"{name:>28}" for name in names))
-    for label, values in estimates.items():
-        cells = "".join(f"{f'{e.point:.3f} [{e.low:.3f}, {e.high:.3f}]':>28}" for e in values.values())
-        print(f"{label[:23]:<24}{run_counts[label]:>5}{cells}")
-    for pair, estimate in improvements.items():
-        print(f"P({pair}) = {estimate.point:.3f} [{estimate.low:.3f}, {estimate.high:.3f}]")
+    print(aggregate_table(env, estimates, improvements, run_counts))
 
 
 def trajectories_command(args: argparse.Namespace) -> list[Path]:
@@ -582,52 +784,13 @@ def trajectories_command(args: argparse.Namespace) -> list[Path]:
         run.close()
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise PlotError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m learning.analysis", description="figures from local run directories")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
-    metrics = commands.add_parser("metrics", help="curves, behaviour sharing, rliable aggregates")
-    metrics.add_argument("paths", nargs="+", help="run directories or folders holding them")
-    metrics.add_argument("--out", default="plots", help="folder for the PNG (and JSON) files")
-    metrics.add_argument("--metric", default="SuccessRate",
-                         help="evaluation metric name: SuccessRate, AverageReturn, StagesCompleted, TerminationRate...")
-    metrics.add_argument("--mode", choices=("own", "mixture"), default="own",
-                         help="which evaluation of QMP runs to use: own policies (Evaluation/p/) or the mixture")
-    metrics.add_argument("--label", action="append", default=[],
-                         help="rename a method: EXPERIMENT=TEXT or EXPERIMENT:NAME=TEXT (repeatable)")
-    metrics.add_argument("--smooth", type=int, default=1, help="moving-average window in evaluations")
-    metrics.add_argument("--spread", choices=("std", "sem"), default="std", help="shaded band over seeds")
-    metrics.add_argument("--last", type=int, default=5, help="final score = mean of the last N evaluations")
-    metrics.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
-    metrics.add_argument("--keep_diagonal", action="store_true", help="do not zero the acting matrix diagonal")
-    trajectories = commands.add_parser("trajectories", help="2-D paths coloured by the acting policy (Fig. 4)")
-    trajectories.add_argument("--snapshot_dir", required=True, help="run directory of PointReach or Maze")
-    trajectories.add_argument("--out", default="plots")
-    trajectories.add_argument("--episodes", type=int, default=10, help="episodes per task")
-    trajectories.add_argument("--mode", choices=("mixture", "own"), default=None,
-                              help="default: mixture for QMP runs, own otherwise")
-    trajectories.add_argument("--deterministic", action="store_true", help="mean actions (default: sampled, "
-                              "as in training)")
-    trajectories.add_argument("--tasks", default=None, help="comma list of task indices (default: all)")
-    trajectories.add_argument("--seed", type=int, default=0)
-    return parser
-
-
 def main(argv: Sequence[str]) -> int:
+    """``python -m learning.analysis``: bad input gives one line on stderr and exit code 2."""
     try:
-        args = build_parser().parse_args(argv)
-        for name in ("smooth", "last", "reps", "episodes"):
-            if getattr(args, name, 1) <= 0:
-                raise PlotError(f"--{name} must be positive")
+        args = parse_arguments(argv)
         written = metrics_command(args) if args.command == "metrics" else trajectories_command(args)
     except PlotError as error:
-        print(f"learning.analysis: error: {error}", file=sys.stderr)
-        return 2
+        return report(error)
     for path in written:
         print(path)
     return 0
-

@@ -32,6 +32,21 @@ EXPERIMENTS: tuple[str, ...] = (
     "resume",
 )
 
+# Experiment -> (the paper's name, what it trains): the lines of ``python run.py --help``.
+EXPERIMENT_SUMMARIES: dict[str, tuple[str, str]] = {
+    "sac": ("Fully-Shared-Behaviours", "one network for all tasks, one temperature, one shared buffer"),
+    "mtsac": ("Parameter-Sharing", "multihead (or shared + task id) SAC, one temperature per task"),
+    "dnc_sac": ("No-Sharing (Separated); DnC", "separate SAC per task; with --kl_coeff/--distillation_period DnC"),
+    "qmp_dnc": ("Separated + QMP", "separate SAC per task, Q-switch data collection"),
+    "qmp_sac": ("Parameters + QMP", "multihead SAC, Q-switch data collection"),
+    "uds_dnc": ("Data-Sharing", "separate SAC per task + online data sharing (UDS; CDS with --unsupervised False)"),
+    "qmp_uds_dnc": ("Data + QMP", "uds_dnc with Q-switch data collection"),
+    "decaf": ("DECAF", "separate policies, task-weighted mixtures of every task's critic"),
+    "mcal": ("MCAL", "one multihead actor, per-task critics"),
+    "qmp_mcal": ("QMP + MCAL", "mcal with Q-switch data collection"),
+    "resume": ("", "continue a run: resume --snapshot_dir DIR [--n_epochs N]"),
+}
+
 # Environment id -> "module:function" returning QMP-Domain's fixed mixture table [T, T] (SPEC §8).
 DOMAIN_MIXTURES: dict[str, str] = {"JacoReachMT5-v1": "environments.jaco:domain_mixture_probabilities"}
 
@@ -50,6 +65,11 @@ def parse_bool(text: str) -> bool:
     if lowered in ("false", "0", "no", "n", "f"):
         return False
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+BOOL_FLAG: dict[str, Any] = dict(type=parse_bool, nargs="?", const=True, metavar="{True,False}")
+"""argparse keywords of every boolean flag of the project's commands: ``--flag True``, ``--flag False``,
+or a bare ``--flag`` meaning True."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +119,7 @@ def _is_shared_buffer_sac(experiment: str) -> bool:
 
 FLAGS: tuple[Flag, ...] = (
     # Run identity and infrastructure.
-    Flag("env", str, "MazeLarge-10-v0", "environment id (see README for the list)"),
+    Flag("env", str, "MazeLarge-10-v0", "environment id ('python run.py --help' lists them)"),
     Flag("seed", int, 0, "global random seed"),
     Flag("name", str, "None", "run-name suffix"),
     Flag("gpu", int, None, "CUDA device id for networks and replay buffers; CPU when absent"),
@@ -197,6 +217,29 @@ FLAGS: tuple[Flag, ...] = (
 )
 
 FLAG_BY_NAME: dict[str, Flag] = {flag.name: flag for flag in FLAGS}
+
+# Sections of ``run.py EXPERIMENT --help``: title -> flag names, in display order. A flag in no
+# section is listed under "other"; a section with no flag of the experiment is not shown.
+FLAG_GROUPS: dict[str, tuple[str, ...]] = {
+    "run": ("env", "seed", "name", "gpu", "num_threads", "log_dir", "snapshot_dir"),
+    "budget": ("n_epochs", "steps_per_epoch", "batch_size", "gradient_steps_per_itr", "min_buffer_size",
+               "buffer_batch_size", "replay_buffer_size"),
+    "SAC": ("discount", "target_update_tau", "target_entropy", "reward_scale", "lr"),
+    "networks": ("hidden_sizes", "layer_norm", "policy_architecture", "Q_architecture", "include_task_id"),
+    "environment": ("n_policies", "task_name", "sparse_tasks", "external_forces", "corrected_kitchen_goal",
+                    "guide_policies"),
+    "evaluation and logging": ("num_evaluation_episodes", "evaluation_frequency", "snapshot_gap", "wandb",
+                               "wandb_project", "wandb_entity", "notes"),
+    "videos": ("vis_freq", "vis_num", "vis_width", "vis_height", "vis_fps", "vis_format"),
+    "QMP": ("policy_sampling_freq", "qmp_score_critic", "qmp_action_samples", "qmp_entropy_term",
+            "qmp_warmup_iterations", "qmp_own_policy_prob", "qmp_mixture", "qmp_softmax_temperature"),
+    "DnC": ("kl_coeff", "sampling_type", "regularize_representation", "distillation_period", "distillation_n_epochs"),
+    "data sharing": ("sharing_quantile", "unsupervised"),
+    "PCGrad": ("use_pc_grad", "skip_alpha_pc_grad"),
+}
+
+# Flags that print instead of training (run.py handles them); they never reach the Config.
+PRINT_CONFIG_FLAGS: tuple[str, ...] = ("print_config", "dry_run")
 
 # Flags of the original that this codebase does not take, with the reason shown to the user.
 REMOVED_FLAGS: dict[str, str] = {
@@ -397,18 +440,57 @@ def _flag_owner_text(flag: Flag) -> str:
     return ", ".join(owners)
 
 
-def _build_parser(experiment: str, env_id: str) -> _OneLineParser:
-    parser = _OneLineParser(prog=f"run.py {experiment}", add_help=True, allow_abbrev=False)
-    defaults = dict(ENV_PRESETS.get(env_id, {}))
+def _type_name(flag: Flag) -> str:
+    """The metavar of a flag in the help: INT, FLOAT, STR or {True,False}."""
+    names = {int: "INT", float: "FLOAT", str: "STR", parse_bool: "{True,False}"}
+    return names.get(flag.type, getattr(flag.type, "__name__", "VALUE").upper())
+
+
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return " ".join(map(str, value)) if value else "(empty)"
+    return str(value)
+
+
+def _help_text(flag: Flag, default: Any, preset_env: str | None) -> str:
+    """A flag's help line: what it does, its type and its default (marked when a preset set it)."""
+    origin = f", {preset_env} preset" if preset_env else ""
+    return f"{flag.help} [default: {_default_text(default)}{origin}]".replace("%", "%%")
+
+
+def _build_parser(experiment: str, env_id: str | None) -> _OneLineParser:
+    """The experiment's parser, flags grouped as in FLAG_GROUPS, defaults from ``env_id``'s preset
+    (the base defaults when ``env_id`` is None, which only ``--help`` without ``--env`` uses)."""
+    paper_name, summary = EXPERIMENT_SUMMARIES.get(experiment, ("", ""))
+    preset_note = (f"Defaults are those of {env_id}; '{env_id} preset' marks the ones its preset sets."
+                   if env_id else "Defaults shown without an environment preset; add --env ID to see its defaults.")
+    parser = _OneLineParser(prog=f"run.py {experiment}", usage=f"python %(prog)s --env ID [flags]",
+                            add_help=True, allow_abbrev=False,
+                            description=f"{experiment}: {summary}" + (f" (paper: {paper_name})" if paper_name else "")
+                            + f". {preset_note}")
+    defaults = dict(ENV_PRESETS.get(env_id, {})) if env_id else {}
+    group_of = {name: title for title, names in FLAG_GROUPS.items() for name in names}
+    sections = {title: parser.add_argument_group(title) for title in [*FLAG_GROUPS, "other"]}
+    sections["run"].add_argument(*(f"--{name}" for name in PRINT_CONFIG_FLAGS), action="store_true",
+                                 help="print the resolved configuration and the run directory, then exit "
+                                      "without creating anything")
     for flag in FLAGS:
-        if not flag.applies_to(experiment):
+        if not flag.applies_to(experiment) or (env_id and flag.envs is not None and env_id not in flag.envs):
             continue
-        kwargs: dict[str, Any] = dict(type=flag.type, default=defaults.get(flag.name, flag.default), help=flag.help)
+        default = defaults.get(flag.name, flag.default)
+        help_text = (f"{flag.help} [required, except for resume]" if flag.name == "env"
+                     else _help_text(flag, default, env_id if flag.name in defaults else None))
+        kwargs: dict[str, Any] = dict(type=flag.type, default=default, metavar=_type_name(flag), help=help_text)
         if flag.nargs:
             kwargs["nargs"] = flag.nargs
+        if flag.type is parse_bool:
+            kwargs.update(BOOL_FLAG)
         if flag.choices:
             kwargs["choices"] = flag.choices
-        parser.add_argument(f"--{flag.name}", **kwargs)
+            kwargs["metavar"] = "{" + ",".join(map(str, flag.choices)) + "}"
+        sections[group_of.get(flag.name, "other")].add_argument(f"--{flag.name}", **kwargs)
     return parser
 
 
@@ -420,11 +502,13 @@ def _typed_flag_names(argv: Sequence[str]) -> list[str]:
     return names
 
 
-def parse_command_line(argv: Sequence[str]) -> Config:
+def parse_command_line(argv: Sequence[str], require_env: bool = False) -> Config:
     """Parse ``EXPERIMENT [flags]`` into a validated Config. Raises ConfigError on bad input.
 
     For ``resume`` only ``--snapshot_dir`` and ``--n_epochs`` are read here; the run's saved
-    configuration is loaded by the launcher.
+    configuration is loaded by the launcher. ``require_env`` (run.py's command line) makes ``--env``
+    mandatory for every experiment but resume. ``--help`` prints the experiment's flags and raises
+    SystemExit(0); ``--print_config``/``--dry_run`` are accepted and left to the caller.
     """
     argv = list(argv)
     if not argv or argv[0].startswith("-"):
@@ -438,9 +522,9 @@ def parse_command_line(argv: Sequence[str]) -> Config:
         if name in REMOVED_FLAGS:
             raise ConfigError(f"--{name} is not supported: {REMOVED_FLAGS[name]}")
         flag = FLAG_BY_NAME.get(name)
-        if name != "help" and flag is None:
+        if name != "help" and name not in PRINT_CONFIG_FLAGS and flag is None:
             raise ConfigError(f"unknown flag --{name}")
-        if experiment == "resume" and name not in ("snapshot_dir", "n_epochs", "help"):
+        if experiment == "resume" and name not in ("snapshot_dir", "n_epochs", "help", *PRINT_CONFIG_FLAGS):
             raise ConfigError(f"resume takes only --snapshot_dir and --n_epochs, not --{name}")
         if flag is not None and not flag.applies_to(experiment):
             raise ConfigError(f"--{name} is a flag of {_flag_owner_text(flag)}, not of {experiment}")
@@ -449,6 +533,8 @@ def parse_command_line(argv: Sequence[str]) -> Config:
         parser = _OneLineParser(prog="run.py resume", allow_abbrev=False)
         parser.add_argument("--snapshot_dir", type=str, required=True, help="run directory to continue")
         parser.add_argument("--n_epochs", type=int, default=None, help="new total number of epochs")
+        parser.add_argument(*(f"--{name}" for name in PRINT_CONFIG_FLAGS), action="store_true",
+                            help="print the saved configuration and the run directory, then exit")
         args = parser.parse_args(rest)
         if args.n_epochs is not None and args.n_epochs <= 0:
             raise ConfigError("--n_epochs must be positive")
@@ -463,6 +549,10 @@ def parse_command_line(argv: Sequence[str]) -> Config:
     env_id = env_parser.parse_known_args(rest)[0].env
     from environments import available_env_ids
 
+    if "env" not in typed and any(token in ("-h", "--help") for token in rest):
+        _build_parser(experiment, None).parse_args(rest)  # prints the help and exits
+    if require_env and "env" not in typed:
+        raise ConfigError(f"--env is required; choose one of: {', '.join(available_env_ids())}")
     if env_id not in available_env_ids():
         raise ConfigError(f"unknown environment id {env_id!r}; known ids: {', '.join(available_env_ids())}")
     for name in typed:
@@ -471,7 +561,7 @@ def parse_command_line(argv: Sequence[str]) -> Config:
             raise ConfigError(f"--{name} applies only to {', '.join(flag.envs)}, not to {env_id}")
 
     args = _build_parser(experiment, env_id).parse_args(rest)
-    values = {key: value for key, value in vars(args).items()}
+    values = {key: value for key, value in vars(args).items() if key not in PRINT_CONFIG_FLAGS}
     for key in ("hidden_sizes", "sparse_tasks", "kl_coeff"):
         if key in values:
             values[key] = tuple(values[key])

@@ -8,7 +8,6 @@ Metric names follow the original (SPEC §10.2): ``{prefix}AverageReturn``, ``{pr
 from __future__ import annotations
 
 import re
-import sys
 from typing import Callable, Iterable
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from environments.base import TaskSet, get_env_state, set_env_state
+from learning.training.logger import is_terminal
 from learning.training.sampler import EpisodeRecord, EpisodeTracker
 
 # Env-info keys whose metric name is not their CamelCase (SPEC §10.2).
@@ -75,8 +75,9 @@ class Evaluator:
         tracker = EpisodeTracker(t, self.task_set.episode_metrics, self.discount)
         acting_counts = np.zeros((t, behaviour.num_candidates), dtype=np.int64)
         episodes: list[EpisodeRecord] = []
-        progress = tqdm(total=t * episodes_per_task, desc="evaluation", unit="episode", leave=False,
-                        disable=not sys.stderr.isatty())
+        # The bar counts env steps (all tasks step together, so episodes would all end at once).
+        progress = tqdm(total=t * episodes_per_task * self.task_set.max_episode_steps, desc="evaluation",
+                        unit="step", leave=False, disable=not is_terminal())
         for _ in range(episodes_per_task):
             raw = np.stack([
                 env.reset(seed=None if self._seeded else self.seed + index)[0] for index, env in enumerate(self.envs)
@@ -91,6 +92,7 @@ class Evaluator:
                 acting_np = acting.cpu().numpy()
                 stepping = np.flatnonzero(active)
                 results = [self.envs[index].step(actions[index]) for index in stepping]
+                progress.update(len(stepping))
                 acting_counts[stepping, acting_np[stepping]] += 1
                 tracker.record_infos(stepping, [result[1] for result in results], [result[4] for result in results])
                 for index, (next_raw, _, terminated, truncated, _) in zip(stepping, results):
@@ -98,7 +100,6 @@ class Evaluator:
                     if terminated or truncated:
                         episodes.append(tracker.finish(index, bool(terminated)))
                         active[index] = False
-                        progress.update()
         progress.close()
         return episodes, acting_counts
 

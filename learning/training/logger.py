@@ -1,8 +1,12 @@
 """Where metrics go: Weights & Biases, a local JSONL file, and the terminal (SPEC §10.2).
 
 W&B runs online when the user is logged in, offline otherwise, and not at all with ``--wandb False``.
-The W&B step is the epoch. Every epoch also appends one JSON row to ``metrics.jsonl`` in the run
-directory, whatever W&B does, so runs can be compared and plotted without any service.
+The W&B step is the epoch; every metric's default x-axis is ``Train/TotalEnvSteps`` (define_metric)
+and ``epoch`` is logged too. The standard W&B environment variables are honoured (WANDB_DIR,
+WANDB_PROJECT, WANDB_ENTITY, WANDB_RUN_GROUP, WANDB_TAGS, WANDB_NOTES, WANDB_MODE); a typed flag wins
+over them. Every epoch also appends one JSON row to ``metrics.jsonl`` in the run directory, whatever
+W&B does, so runs can be compared and plotted without any service. Acting-policy matrices go to the
+JSONL row as they are and to W&B, at evaluation epochs, as a heatmap image and a table.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from learning.training.config import Config
 
 METRICS_FILE = "metrics.jsonl"
 WANDB_ID_FILE = "wandb_run_id.txt"
+STEP_METRIC = "Train/TotalEnvSteps"
 
 
 def wandb_mode(enabled: bool) -> str:
@@ -48,6 +53,57 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def wandb_init_kwargs(config: Config, run_dir: Path, run_id: str, mode: str) -> dict[str, Any]:
+    """Arguments of ``wandb.init``: a typed flag wins, then the W&B environment variable, then our
+    default. Group: WANDB_RUN_GROUP or ``{experiment}_{env}``; tags: experiment, env and WANDB_TAGS;
+    files under WANDB_DIR when set, else the run directory."""
+    typed = set(config.explicit_flags)
+
+    def choose(flag: str, variable: str, default: Any) -> Any:
+        return getattr(config, flag) if flag in typed else os.environ.get(variable) or default
+
+    extra_tags = [tag.strip() for tag in os.environ.get("WANDB_TAGS", "").split(",") if tag.strip()]
+    return dict(
+        project=choose("wandb_project", "WANDB_PROJECT", config.wandb_project),
+        entity=choose("wandb_entity", "WANDB_ENTITY", config.wandb_entity),
+        notes=choose("notes", "WANDB_NOTES", config.notes),
+        name=os.environ.get("WANDB_NAME") or config.run_name,
+        group=os.environ.get("WANDB_RUN_GROUP") or f"{config.experiment}_{config.env}",
+        tags=list(dict.fromkeys([config.experiment, config.env, *extra_tags])),
+        dir=os.environ.get("WANDB_DIR") or str(run_dir),
+        config=config.to_dict(), id=run_id, resume="allow", mode=mode,
+    )
+
+
+def acting_matrix_media(counts: np.ndarray, epoch: int) -> tuple[Any, Any]:
+    """A ``[T, C]`` acting-count matrix as a W&B heatmap image (row shares, epoch in the title) and a
+    W&B table with one row per (task, acting policy): steps and share of the task's steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import wandb
+
+    counts = np.asarray(counts, dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    tasks, candidates = shares.shape
+    figure, axis = plt.subplots(figsize=(max(3.6, 2.0 + 0.25 * candidates), max(2.8, 1.6 + 0.25 * tasks)),
+                                layout="constrained")
+    image = axis.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    axis.set(xlabel="acting policy j", ylabel="task i")
+    axis.set_title(f"share of task i's steps acted by j\nepoch {epoch}", fontsize=9)
+    axis.set_xticks(range(candidates))
+    axis.set_yticks(range(tasks))
+    axis.tick_params(labelsize=6)
+    figure.colorbar(image, ax=axis, fraction=0.046)
+    heatmap = wandb.Image(figure)
+    plt.close(figure)
+    table = wandb.Table(columns=["task", "acting_policy", "steps", "share"],
+                        data=[[task, candidate, int(counts[task, candidate]), float(shares[task, candidate])]
+                              for task in range(tasks) for candidate in range(candidates)])
+    return heatmap, table
+
+
 class RunLogger:
     """Writes one row of metrics per epoch to W&B and ``metrics.jsonl``."""
 
@@ -55,17 +111,19 @@ class RunLogger:
         self.run_dir = run_dir
         self.metrics_path = run_dir / METRICS_FILE
         self.mode = wandb_mode(config.wandb)
+        self.media_every = config.evaluation_frequency
         self.wandb_run = None
         if self.mode != "disabled":
             import wandb
 
             id_path = run_dir / WANDB_ID_FILE
             run_id = id_path.read_text().strip() if resume and id_path.exists() else uuid.uuid4().hex[:8]
-            self.wandb_run = wandb.init(
-                project=config.wandb_project, entity=config.wandb_entity, name=config.run_name, notes=config.notes,
-                config=config.to_dict(), dir=str(run_dir), id=run_id, resume="allow", mode=self.mode,
-                settings=wandb.Settings(silent=True, console="off"),
-            )
+            kwargs = wandb_init_kwargs(config, run_dir, run_id, self.mode)
+            Path(kwargs["dir"]).mkdir(parents=True, exist_ok=True)
+            self.wandb_run = wandb.init(**kwargs, settings=wandb.Settings(silent=True, console="auto"))
+            self.wandb_run.define_metric(STEP_METRIC)
+            self.wandb_run.define_metric("epoch")
+            self.wandb_run.define_metric("*", step_metric=STEP_METRIC)
             id_path.write_text(run_id)
 
     def truncate_after(self, epoch: int) -> None:
@@ -91,7 +149,10 @@ class RunLogger:
             import wandb
 
             media = {key: wandb.Video(str(path), format=Path(path).suffix[1:]) for key, path in videos.items()}
-            self.wandb_run.log({**metrics, **media}, step=epoch)
+            if epoch % self.media_every == 0:
+                for key, matrix in matrices.items():
+                    media[f"{key}/Heatmap"], media[f"{key}/Table"] = acting_matrix_media(matrix, epoch)
+            self.wandb_run.log({**metrics, **media, "epoch": epoch}, step=epoch)
 
     def close(self) -> None:
         if self.wandb_run is not None:
@@ -140,4 +201,12 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def is_terminal() -> bool:
-    return sys.stderr.isatty()
+    """Is stderr a terminal that can show a progress bar? A terminal reporting 0 columns or 0 lines
+    (e.g. under ``script``; tqdm then draws nothing) gets the line-per-epoch output instead."""
+    if not sys.stderr.isatty():
+        return False
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except OSError:
+        return False
+    return size.columns > 0 and size.lines > 0

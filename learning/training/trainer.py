@@ -89,12 +89,17 @@ def training_metrics(episodes: list[EpisodeRecord], acting_counts: np.ndarray, u
         out[f"Train/LocalPolicy{task}/EnvSteps"] = float(env_steps_per_task[task])
     if is_qmp:
         shares = acting_counts / np.maximum(acting_counts.sum(axis=1, keepdims=True), 1)
-        for task in range(num_tasks):
+        for task in range(num_tasks):  # the whole matrix is logged as Train/ActingPolicyCounts
             out[f"Train/LocalPolicy{task}/MixtureProbs"] = float(shares[task, task])
-            for candidate in range(shares.shape[1]):
-                out[f"Train/LocalPolicy{task}/Policy{candidate}Prob"] = float(shares[task, candidate])
         out["Train/MixtureProbs"] = float(np.mean([shares[task, task] for task in range(num_tasks)]))
     return out
+
+
+def format_duration(seconds: float) -> str:
+    """``3725`` -> ``1:02:05``; ``65`` -> ``1:05``."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class Trainer:
@@ -165,6 +170,11 @@ class Trainer:
         """Train from ``next_epoch`` to ``n_epochs``; returns the last evaluation's metrics."""
         config, parts = self.config, self.parts
         epochs = range(self.next_epoch, config.n_epochs)
+        if self._warming_up() and self.next_epoch < config.n_epochs:
+            print(f"warm-up collection: {self._steps_to_collect()} steps per task (--min_buffer_size "
+                  f"{config.min_buffer_size}) before the first gradient step", flush=True)
+        self._session = (time.perf_counter(), self.next_epoch)  # for the estimated time left
+        self._reported_steps = int(parts.sampler.env_steps_per_task.sum())
         progress = tqdm(epochs, desc=config.run_name, unit="epoch", disable=not is_terminal(), dynamic_ncols=True,
                         initial=self.next_epoch, total=config.n_epochs)
         for epoch in progress:
@@ -219,6 +229,8 @@ class Trainer:
         return {f"Evaluation/Task{task}/Video": path for task, path in paths.items()}
 
     def _report(self, progress, epoch: int, metrics: dict[str, float]) -> None:
+        """The bar's postfix on a terminal; otherwise one line per epoch with env steps per second and
+        the estimated time left (from this session's mean epoch time)."""
         steps = int(metrics["Train/TotalEnvSteps"])
         success = metrics.get("Evaluation/SuccessRate")
         own = metrics.get("Evaluation/p/SuccessRate")
@@ -230,9 +242,13 @@ class Trainer:
         if "Evaluation/AverageReturn" in metrics:
             parts.append(f"return {metrics['Evaluation/AverageReturn']:.1f}")
         if progress.disable:
-            if success is not None:
-                print(f"epoch {epoch + 1}/{self.config.n_epochs} | " + " | ".join(parts)
-                      + f" | {metrics['Time/EpochSeconds']:.1f} s", flush=True)
+            seconds = metrics["Time/EpochSeconds"]
+            epoch_steps, self._reported_steps = steps - self._reported_steps, steps
+            started, first_epoch = self._session
+            left = (time.perf_counter() - started) / (epoch + 1 - first_epoch) * (self.config.n_epochs - epoch - 1)
+            print(f"epoch {epoch + 1}/{self.config.n_epochs} | " + " | ".join(parts)
+                  + f" | {epoch_steps / max(seconds, 1e-9):.0f} steps/s | {seconds:.1f} s | ETA {format_duration(left)}",
+                  flush=True)
         else:
             progress.set_postfix_str(" | ".join(parts))
 
