@@ -69,7 +69,8 @@ def main(argv: list[str]) -> int:
         fail("give a GRID: a recipe name (python sweep.py --list) or a .yaml/.toml grid file")
     if args.cpus_per_run <= 0 or args.gpus_per_run < 0 or args.max_retries < 0:
         fail("--cpus_per_run must be positive, --gpus_per_run and --max_retries not negative")
-    from learning.sweeps.grid import GridError, expand, load_grid
+    from learning.sweeps.grid import GridError, expand
+    from learning.sweeps.recipes import load_grid
 
     try:
         grid = load_grid(args.grid)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from learning.sweeps.grid import GridError, expand, grid_from_dict, load_grid
-from learning.sweeps.recipes import RECIPES
+from learning.sweeps.grid import GridError, expand, grid_from_dict
+from learning.sweeps.recipes import RECIPES, load_grid
 from learning.sweeps.runner import Reporter, SweepOptions, read_status, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,6 +145,22 @@ def test_every_recipe_command_is_accepted_by_run_py():
 def test_bad_grids_are_one_line_errors(data, message):
     with pytest.raises(GridError, match=message):
         expand(grid_from_dict(data, "bad"))
+
+
+def test_toml_grid_file(tmp_path):
+    path = tmp_path / "mixtures.toml"
+    path.write_text('envs = ["JacoReachMT5-v1"]\nseeds = 2\nn_epochs = 7\n[overrides]\nwandb = false\n'
+                    '[[experiments]]\nexperiment = "qmp_dnc"\n'
+                    '[[experiments]]\nlabel = "QMP-Uniform"\nexperiment = "qmp_dnc"\n'
+                    '[experiments.flags]\nqmp_mixture = "uniform"\n')
+    runs = expand(load_grid(str(path)))
+    assert [(run.run_name, run.n_epochs) for run in runs] == [
+        ("qmp_dnc_JacoReachMT5-v1_qmp-dnc_1", 7), ("qmp_dnc_JacoReachMT5-v1_qmp-dnc_2", 7),
+        ("qmp_dnc_JacoReachMT5-v1_qmp-uniform_1", 7), ("qmp_dnc_JacoReachMT5-v1_qmp-uniform_2", 7)]
+    assert runs[3].flags[6:] == ("--qmp_mixture", "uniform", "--wandb", "False")
+    (tmp_path / "broken.toml").write_text("envs = [")
+    with pytest.raises(GridError, match="not valid TOML"):
+        load_grid(str(tmp_path / "broken.toml"))
 
 
 def test_dry_run_prints_commands_and_bad_input_exits_2(tmp_path):

@@ -247,29 +247,23 @@ def grid_from_dict(data: Any, default_name: str) -> Grid:
                 overrides=_mapping(data.get("overrides"), "overrides"), description=str(data.get("description", "")))
 
 
-def load_grid(name_or_path: str) -> Grid:
-    """A named recipe, or a ``.yaml``/``.yml``/``.toml`` grid file. Raises GridError."""
-    from learning.sweeps.recipes import RECIPES
-
-    if name_or_path in RECIPES:
-        return RECIPES[name_or_path]
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml", ".toml"):
-        raise GridError(f"{name_or_path!r} is neither a recipe ({', '.join(RECIPES)}) nor a .yaml/.toml grid file")
+def load_grid_file(path: Path) -> Grid:
+    """A ``.yaml``/``.yml``/``.toml`` grid file. Raises GridError."""
     if not path.is_file():
-        raise GridError(f"grid file {name_or_path} does not exist")
+        raise GridError(f"grid file {path} does not exist")
     text = path.read_text()
-    try:
-        if path.suffix == ".toml":
+    if path.suffix == ".toml":
+        try:
             data = tomllib.loads(text)
-        else:
-            import yaml
+        except tomllib.TOMLDecodeError as error:
+            raise GridError(f"{path}: not valid TOML ({str(error).splitlines()[0]})") from None
+    else:
+        import yaml
 
+        try:
             data = yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, ValueError) as error:
-        raise GridError(f"{path}: {str(error).splitlines()[0]}") from None
-    except Exception as error:  # yaml.YAMLError and its subclasses
-        raise GridError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        except yaml.YAMLError as error:
+            raise GridError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     return grid_from_dict(data, path.stem)
 
 

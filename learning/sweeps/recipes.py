@@ -9,8 +9,9 @@ them. Where the paper gives no tuned value for an environment the preset is used
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from learning.sweeps.grid import ExperimentSpec, Grid
+from learning.sweeps.grid import ExperimentSpec, Grid, GridError, load_grid_file
 
 REACHER, MAZE, WALKER = "JacoReachMT5-v1", "MazeLarge-10-v0", "Walker2dMT4-v0"
 CDS, MT10, MT50, KITCHEN = "MetaWorldCDS-v1", "MetaWorldMT10-v2", "MetaWorldMT50-v2", "KitchenMTEasy-v0"
@@ -75,6 +76,16 @@ RECIPES: dict[str, Grid] = {
         description="Separated, +QMP, +CTPG at reduced budgets (0.5M / 0.6M / 3M env steps)"),
 }
 """Recipe name -> grid."""
+
+def load_grid(name_or_path: str) -> Grid:
+    """A recipe by name, or a ``.yaml``/``.yml``/``.toml`` grid file. Raises GridError."""
+    if name_or_path in RECIPES:
+        return RECIPES[name_or_path]
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml", ".toml"):
+        raise GridError(f"{name_or_path!r} is neither a recipe ({', '.join(RECIPES)}) nor a .yaml/.toml grid file")
+    return load_grid_file(path)
+
 
 @dataclass(frozen=True)
 class PaperNumber:
