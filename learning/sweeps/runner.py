@@ -122,6 +122,9 @@ class RunProgress:
     epoch_seconds: float | None = None
     reason: str = ""
     started_at: float = 0.0
+    log_offset: int = 0
+    """Size of the run's log when its attempt was submitted: the attempt has started once it grows."""
+    command: str = ""
 
     def read_metrics(self, sweep_dir: Path) -> None:
         row = latest_row(self.run.run_dir(sweep_dir))
@@ -283,9 +286,17 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions,
             clear_unstarted(sweep_dir, item.run)
         command = command_for(sweep_dir, item.run, item.action, options.gpus_per_run > 0)
         env_vars = {**wandb_env(item.run, group), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-        item.state, item.attempts, item.started_at = "running", item.attempts + 1, time.time()
-        pending[remote.remote(command, str(REPOSITORY), str(log_path(sweep_dir, item.run)), env_vars)] = item
-        reporter.event(f"{item.action} {item.run.run_name} (attempt {item.attempts}): {shlex.join(command)}")
+        log = log_path(sweep_dir, item.run)
+        item.state, item.attempts, item.command = "queued", item.attempts + 1, shlex.join(command)
+        item.log_offset = log.stat().st_size if log.exists() else 0
+        pending[remote.remote(command, str(REPOSITORY), str(log), env_vars)] = item
+
+    def notice_started(item: RunProgress) -> None:
+        """Ray queues tasks until resources free up; an attempt runs once it has written to its log."""
+        log = log_path(sweep_dir, item.run)
+        if item.state == "queued" and log.exists() and log.stat().st_size > item.log_offset:
+            item.state, item.started_at = "running", time.time()
+            reporter.event(f"{item.action} {item.run.run_name} (attempt {item.attempts}): {item.command}")
 
     try:
         for item in queue:
@@ -294,6 +305,7 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions,
             done, _ = ray.wait(list(pending), num_returns=1, timeout=options.poll_seconds)
             for ref in done:
                 item = pending.pop(ref)
+                notice_started(item)
                 try:
                     code, last_line = ray.get(ref)
                 except ray.exceptions.RayError as error:  # the worker died (out of memory, node lost)
@@ -319,6 +331,7 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions,
                 if on_event is not None:
                     on_event(item)
             for item in pending.values():
+                notice_started(item)
                 item.read_metrics(sweep_dir)
             reporter.table(progress, slots)
     except KeyboardInterrupt:
