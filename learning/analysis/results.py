@@ -80,8 +80,10 @@ def load_sweep(sweep_dir: Path | str, mode: str = "own") -> list[SweepRun]:
     if not sweep_dir.is_dir():
         raise ResultsError(f"{sweep_dir} is not a directory")
     manifest = read_manifest(sweep_dir)
+    order = {name: index for index, name in enumerate(manifest)}  # the grid's order: methods as in the recipe
     runs = []
-    for metrics_path in sorted(sweep_dir.rglob(METRICS_FILE)):
+    for metrics_path in sorted(sweep_dir.rglob(METRICS_FILE), key=lambda path: (order.get(path.parent.name, len(order)),
+                                                                                 str(path))):
         run_dir = metrics_path.parent
         if not (run_dir / CONFIG_FILE).is_file():
             continue

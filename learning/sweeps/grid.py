@@ -282,7 +282,7 @@ def write_manifest(sweep_dir: Path, runs: list[RunSpec]) -> None:
     path = Path(sweep_dir) / MANIFEST_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps({"runs": entries}, indent=1, sort_keys=True))
+    temporary.write_text(json.dumps({"runs": entries}, indent=1))
     temporary.replace(path)
 
 
