@@ -16,7 +16,7 @@ import pytest
 
 from learning.sweeps.grid import GridError, expand, grid_from_dict
 from learning.sweeps.recipes import RECIPES, load_grid
-from learning.sweeps.runner import Reporter, SweepOptions, read_status, run_sweep
+from learning.sweeps.runner import Reporter, RunProgress, SweepOptions, estimate_seconds_left, read_status, run_sweep, wandb_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"wandb": False, "batch_size": 20, "gradient_steps_per_itr": 5, "min_buffer_size": 20,
@@ -120,6 +120,18 @@ def test_budget_scale_scales_epochs_and_dnc_distillation_period():
         "--policy_architecture multihead --Q_architecture multihead --hidden_sizes 834 834 --lr 0.0003 "
         "--qmp_warmup_iterations 100")
     assert [run.n_epochs for run in expand(RECIPES["qmp_vs_ctpg"], seeds=(1,))][:3] == [500, 100, 60]
+
+
+def test_estimated_time_left_and_wandb_grouping():
+    runs = expand(RECIPES["fig10"], seeds=(1, 2))  # Reacher: 2000 epochs each
+    progress = [RunProgress(run) for run in runs]
+    progress[0].state, progress[0].epoch, progress[0].epoch_seconds = "running", 9, 5.0  # 1990 epochs left
+    progress[1].state, progress[2].state = "finished", "failed"
+    # 1990 x 5 s + 3 queued runs x 2000 epochs x 5 s (the env's mean), over 2 slots
+    assert estimate_seconds_left(progress, slots=2) == pytest.approx((1990 * 5 + 3 * 2000 * 5) / 2)
+    assert estimate_seconds_left([RunProgress(runs[0])], slots=2) is None
+    assert wandb_env(runs[2], "fig10") == {"WANDB_RUN_GROUP": "fig10",
+                                           "WANDB_TAGS": "fig10,qmp-uniform,JacoReachMT5-v1"}
 
 
 def test_every_recipe_command_is_accepted_by_run_py():
