@@ -95,3 +95,11 @@ def test_latex_and_bad_input(sweep, capsys, tmp_path):
     assert main(["table", str(tmp_path / "missing")]) == 2
     assert main(["table", str(sweep), "--env_steps", "-3"]) == 2
     assert capsys.readouterr().err.count("learning.analysis: error:") == 2
+
+
+def test_figure_writes_curves_and_rliable_plots(sweep, capsys, tmp_path):
+    out = tmp_path / "figures"
+    assert main(["figure", str(sweep), "--out", str(out), "--reps", "50", "--curve_reps", "20", "--points", "3"]) == 0
+    names = ["sweep_curves.png", "sweep_aggregates.png", "sweep_improvement.png", "sweep_profiles.png"]
+    assert capsys.readouterr().out.split() == [str(out / name) for name in names]
+    assert all((out / name).stat().st_size > 10_000 for name in names)
