@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from learning.sweeps.grid import RunSpec, changed_runs, write_manifest
 from learning.sweeps import task
@@ -216,7 +216,6 @@ class SweepOptions:
     max_retries: int = 1
     address: str | None = None
     poll_seconds: float = 2.0
-    group: str | None = None
 
 
 @dataclass
@@ -245,8 +244,8 @@ def connect(address: str | None) -> bool:
     return True
 
 
-def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions,
-              reporter: Reporter | None = None, on_event: Callable[[RunProgress], None] | None = None) -> SweepResult:
+def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, reporter: Reporter | None = None
+              ) -> SweepResult:
     """Run every unfinished run of ``runs``; returns each run's final progress. Ctrl-C cancels the
     running attempts (their last checkpoints stay) and re-raises KeyboardInterrupt."""
     import ray
@@ -260,7 +259,7 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions,
     for folder in (STATUS_FOLDER, LOGS_FOLDER):
         (sweep_dir / folder).mkdir(parents=True, exist_ok=True)
     reporter = reporter or Reporter()
-    group = options.group or sweep_dir.name
+    group = sweep_dir.name  # the W&B group: one per sweep folder
     progress = [RunProgress(run) for run in runs]
     queue: list[RunProgress] = []
     for item in progress:
@@ -328,8 +327,6 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions,
                                  attempts=item.attempts, reason=item.reason)
                     reporter.event(f"failed {item.run.run_name} after {item.attempts} attempt(s): {item.reason} "
                                    f"(log: {log_path(sweep_dir, item.run)})")
-                if on_event is not None:
-                    on_event(item)
             for item in pending.values():
                 notice_started(item)
                 item.read_metrics(sweep_dir)
