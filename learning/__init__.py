@@ -5,6 +5,7 @@
     baselines/   the paper's baselines, each a small extension of the SAC update (DnC, UDS/CDS, PCGrad, MCAL, DECAF)
     training/    the loop: config, sampler, trainer, evaluation, logging, checkpoints, videos
     experiments.py  what each experiment name builds from the parts above (the composition root)
+    sweeps/      grids of runs (the paper's recipes, grid files) and their Ray runner (sweep.py)
     analysis/    finished runs: loading, statistics, plots (depends on everything; nothing in training imports it)
 
 Imports run one way: core <- behaviour, baselines <- training <- experiments <- analysis; nothing in

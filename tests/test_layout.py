@@ -20,8 +20,9 @@ LAYERS = {
     "learning.training": {"environments", "learning.core", "learning.behaviour"},
     "learning.experiments": {"environments", "learning.core", "learning.behaviour", "learning.baselines",
                              "learning.training"},
+    "learning.sweeps": {"learning.training"},
     "learning.analysis": {"environments", "learning.core", "learning.behaviour", "learning.baselines",
-                          "learning.training", "learning.experiments"},
+                          "learning.training", "learning.experiments", "learning.sweeps"},
 }
 
 

@@ -1,14 +1,115 @@
-"""``python -m learning.analysis COMMAND ...``: figures and tables from run directories."""
+"""``python -m learning.analysis COMMAND ...``: figures and tables from run directories and sweeps.
 
+Commands: ``metrics`` and ``trajectories`` (learning/analysis/plots.py), ``table`` and ``figure`` (a
+sweep folder of sweep.py; learning/analysis/results.py and figures.py). Arguments are parsed before
+numpy, scipy, torch or matplotlib are imported, so a typo costs no start-up time.
+"""
+
+from __future__ import annotations
+
+import argparse
 import sys
+from typing import Sequence
 
-from learning.analysis.cli import PlotError, parse_arguments, report
+PLOT_COMMANDS = ("metrics", "trajectories")
+
+
+class AnalysisError(RuntimeError):
+    """Bad input; one-line message."""
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise AnalysisError(message)
+
+
+def positive_number(text: str) -> float:
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(positive_number(text))
+    if value != float(text.replace("_", "")):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep_dir", help="folder of a sweep (sweep.py --sweep_dir), or any folder of run directories")
+    parser.add_argument("--env_steps", type=positive_number, default=None,
+                        help="budget in env steps, all tasks together (default: per env, the most every run reached)")
+    parser.add_argument("--mode", choices=("own", "mixture"), default="own",
+                        help="which evaluation of QMP runs: each task's own policy (default) or the Q-switch mixture")
+    parser.add_argument("--last", type=positive_int, default=1, help="score = mean of the last N evaluations")
+    parser.add_argument("--reps", type=positive_int, default=2000, help="bootstrap resamples")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="python -m learning.analysis", description="figures and tables from runs and sweeps")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    commands.add_parser("metrics", help="curves, behaviour sharing, rliable aggregates of run folders (see "
+                        "metrics --help)", add_help=False)
+    commands.add_parser("trajectories", help="2-D paths coloured by the acting policy (see trajectories --help)",
+                        add_help=False)
+    table = commands.add_parser("table", help="envs x methods: IQM success and 95%% CIs of a sweep, with the "
+                                "paper's numbers")
+    add_sweep_arguments(table)
+    table.add_argument("--format", dest="formats", choices=("markdown", "csv", "latex"), action="append",
+                       help="output format (repeatable; default markdown)")
+    table.add_argument("--out", default=None, help="also write the table to OUT.md / OUT.csv / OUT.tex")
+    figure = commands.add_parser("figure", help="success vs env steps per env with CI bands, and rliable "
+                                 "aggregates (IQM, probability of improvement, performance profiles)")
+    add_sweep_arguments(figure)
+    figure.add_argument("--out", default="plots", help="folder for the PNG files")
+    figure.add_argument("--points", type=positive_int, default=30, help="evaluations per curve (subsampled)")
+    figure.add_argument("--curve_reps", type=positive_int, default=200, help="bootstrap resamples per curve point")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    if argv and argv[0] in PLOT_COMMANDS:
+        from learning.analysis.cli import PlotError, parse_arguments, report
+
+        try:
+            parse_arguments(argv)  # --help and bad arguments answer before the plotting libraries load
+        except PlotError as error:
+            return report(error)
+        from learning.analysis.plots import main as plots_main
+
+        return plots_main(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "table":
+            from learning.analysis.results import ResultsError, table_command
+
+            try:
+                written = table_command(args.sweep_dir, args.env_steps, args.formats or ["markdown"], args.out,
+                                        args.last, args.reps, args.mode)
+            except ResultsError as error:
+                raise AnalysisError(str(error)) from None
+        else:
+            from learning.analysis.figures import figure_command
+            from learning.analysis.results import ResultsError
+
+            try:
+                written = figure_command(args.sweep_dir, args.env_steps, args.out, args.last, args.reps, args.mode,
+                                         args.points, args.curve_reps)
+            except ResultsError as error:
+                raise AnalysisError(str(error)) from None
+    except AnalysisError as error:
+        print(f"learning.analysis: error: {error}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path, file=sys.stderr if args.command == "table" else sys.stdout)
+    return 0
+
 
 if __name__ == "__main__":
-    try:
-        parse_arguments(sys.argv[1:])  # --help and bad arguments answer before the plotting libraries load
-    except PlotError as error:
-        sys.exit(report(error))
-    from learning.analysis.plots import main
-
     sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,140 @@
+"""A sweep's figures: ``python -m learning.analysis figure SWEEP_DIR``.
+
+* ``sweep_curves.png``: success rate against env steps, one panel per environment, one line per method:
+  the IQM over (run, task) scores at each evaluation with its 95 % stratified-bootstrap band (the
+  paper's Figs. 7, 8 show mean and std; IQM and its interval are rliable's recommendation). The paper's
+  stated numbers are marked where the panel's method has one (learning/sweeps/recipes.py).
+* ``sweep_aggregates.png``: IQM, mean, median and optimality gap with 95 % CIs per method, over every
+  environment's tasks at its budget (results.py's budget rule);
+* ``sweep_improvement.png``: probability of improvement P(X > Y) for each pair of methods;
+* ``sweep_profiles.png``: performance profiles, the fraction of (run, task) scores above tau, with bands.
+
+The aggregate plots use the methods that ran in every environment, with as many runs per
+environment as the method's smallest count (rliable needs one run count per method).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from learning.analysis.plots import method_colours, plot_interval_rows, save, task_grid  # noqa: E402
+from learning.analysis.results import (ResultsError, SweepRun, env_budgets, group, load_sweep,  # noqa: E402
+                                       scores_matrix, steps_text)
+from learning.analysis.statistics import (Estimate, aggregate_functions, bootstrap_estimate,  # noqa: E402
+                                          improvement_probability)
+from learning.sweeps.recipes import PAPER_NUMBERS  # noqa: E402
+
+
+def curve(runs: Sequence[SweepRun], points: int, reps: int) -> tuple[np.ndarray, list[Estimate]]:
+    """Mean env steps and the IQM estimate at up to ``points`` evaluations every run has (by index)."""
+    length = min(len(run.steps) for run in runs)
+    indices = np.unique(np.linspace(0, length - 1, min(points, length)).round().astype(int))
+    iqm = aggregate_functions(None)["IQM"]
+    steps = np.array([np.mean([run.steps[index] for run in runs]) for index in indices])
+    estimates = [bootstrap_estimate(np.array([run.scores[index] for run in runs]), iqm, reps=reps)
+                 for index in indices]
+    return steps, estimates
+
+
+def plot_curves(groups: dict[str, dict[str, list[SweepRun]]], colours: dict, points: int, reps: int,
+                out: Path) -> Path:
+    figure, panels = task_grid(len(groups))
+    for (_, axis), (env, by_method) in zip(panels, groups.items()):
+        for label, runs in by_method.items():
+            steps, estimates = curve(runs, points, reps)
+            axis.plot(steps, [e.point for e in estimates], color=colours[label], label=f"{label} (n={len(runs)})")
+            axis.fill_between(steps, [e.low for e in estimates], [e.high for e in estimates], color=colours[label],
+                              alpha=0.2, linewidth=0)
+        for reference in PAPER_NUMBERS:
+            matching = [label for label in reference.labels if label in by_method]
+            if reference.env == env and matching and reference.value is not None:
+                axis.plot([reference.env_steps], [reference.value], marker="*", markersize=11, linestyle="none",
+                          color=colours[matching[0]], markeredgecolor="black",
+                          label=f"paper: {matching[0]} {reference.text()} at {steps_text(reference.env_steps)}")
+        axis.set_title(env, fontsize=9)
+        axis.set_ylim(-0.02, 1.02)
+        axis.grid(alpha=0.3)
+        axis.tick_params(labelsize=7)
+        axis.legend(fontsize=6)
+    figure.supxlabel("environment steps (all tasks)")
+    figure.supylabel("success rate: IQM over runs x tasks, 95% CI")
+    return save(figure, out / "sweep_curves.png")
+
+
+def aggregate_scores(groups: dict[str, dict[str, list[SweepRun]]], budgets: dict[str, float], last: int
+                     ) -> dict[str, np.ndarray]:
+    """Method -> ``[runs, all tasks of every env]`` at each env's budget, for methods present everywhere."""
+    methods = [label for label in next(iter(groups.values())) if all(label in by_method for by_method in groups.values())]
+    scores = {}
+    for label in methods:
+        matrices = [scores_matrix(groups[env][label], budgets[env], last)[0] for env in groups]
+        if any(matrix.size == 0 for matrix in matrices):
+            continue
+        runs = min(matrix.shape[0] for matrix in matrices)
+        scores[label] = np.concatenate([matrix[:runs] for matrix in matrices], axis=1)
+    return scores
+
+
+def plot_aggregates(scores: dict[str, np.ndarray], colours: dict, reps: int, out: Path) -> Path:
+    functions = aggregate_functions(1.0)
+    estimates = {label: {name: bootstrap_estimate(matrix, function, reps=reps) for name, function in functions.items()}
+                 for label, matrix in scores.items()}
+    methods = list(scores)
+    figure, axes = plt.subplots(1, len(functions), figsize=(3.2 * len(functions), 1.8 + 0.45 * len(methods)),
+                                squeeze=False, layout="constrained")
+    for axis, name in zip(axes.flat, functions):
+        plot_interval_rows(axis, methods, [estimates[m][name] for m in methods], [colours[m] for m in methods])
+        axis.set_title(name, fontsize=9)
+        if axis is not axes.flat[0]:
+            axis.set_yticklabels([])
+    figure.supxlabel("success rate over every environment's tasks, 95% stratified-bootstrap CI", fontsize=9)
+    return save(figure, out / "sweep_aggregates.png")
+
+
+def plot_improvement(scores: dict[str, np.ndarray], reps: int, out: Path) -> Path:
+    labels = list(scores)
+    pairs = [(x, y) for index, x in enumerate(labels) for y in labels[index + 1:]]
+    estimates = [improvement_probability(scores[x], scores[y], reps=reps) for x, y in pairs]
+    figure, axis = plt.subplots(figsize=(6, 1.6 + 0.45 * len(pairs)), layout="constrained")
+    plot_interval_rows(axis, [f"P({x} > {y})" for x, y in pairs], estimates, ["tab:blue"] * len(pairs))
+    axis.axvline(0.5, color="grey", linestyle=":")
+    axis.set(xlim=(0, 1), xlabel="probability of improvement, 95% CI")
+    return save(figure, out / "sweep_improvement.png")
+
+
+def plot_profiles(scores: dict[str, np.ndarray], colours: dict, reps: int, out: Path) -> Path:
+    taus = np.linspace(0.0, 1.0, 41)
+    figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
+    for label, matrix in scores.items():
+        estimates = [bootstrap_estimate(matrix, lambda s, tau=tau: float(np.mean(s > tau)), reps=reps) for tau in taus]
+        axis.plot(taus, [e.point for e in estimates], color=colours[label], label=label)
+        axis.fill_between(taus, [e.low for e in estimates], [e.high for e in estimates], color=colours[label],
+                          alpha=0.2, linewidth=0)
+    axis.set(xlabel="success rate tau", ylabel="fraction of (run, task) scores > tau", ylim=(0, 1.02))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    return save(figure, out / "sweep_profiles.png")
+
+
+def figure_command(sweep_dir: str, env_steps: float | None, out: str, last: int, reps: int, mode: str, points: int,
+                   curve_reps: int) -> list[Path]:
+    runs = load_sweep(sweep_dir, mode)
+    groups = group(runs)
+    colours = method_colours(list(dict.fromkeys(run.label for run in runs)))
+    out_dir = Path(out)
+    written = [plot_curves(groups, colours, points, curve_reps, out_dir)]
+    scores = aggregate_scores(groups, env_budgets(groups, env_steps), last)
+    if not scores:
+        raise ResultsError("no method has scores in every environment at the budget; try a smaller --env_steps")
+    written.append(plot_aggregates(scores, colours, reps, out_dir))
+    if len(scores) > 1:
+        written.append(plot_improvement(scores, reps, out_dir))
+    written.append(plot_profiles(scores, colours, curve_reps, out_dir))
+    return written

@@ -1,0 +1,299 @@
+"""A sweep's results as the paper's table: environments x methods, IQM success with 95 % CIs.
+
+``python -m learning.analysis table SWEEP_DIR`` reads every run under the sweep folder (labels from its
+``sweep.json``), takes each run's per-task success rates at an environment-step budget and reports,
+per environment and method, the interquartile mean over all (run, task) scores with a 95 %
+stratified-bootstrap interval (learning/analysis/statistics.py; tasks are the strata), as markdown,
+CSV or LaTeX. The numbers the paper states (learning/sweeps/recipes.py PAPER_NUMBERS) are listed
+beside ours at the paper's budget.
+
+A run's score at budget B is the mean of its last ``last`` evaluations taken at or before B env steps
+(all tasks together, ``Train/TotalEnvSteps``). A run that has not reached B is left out (and named in
+a note). Without ``--env_steps`` each environment's budget is the largest every run of it reached.
+QMP runs are scored by each task's own policy (``Evaluation/p/``) unless mode is "mixture".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from learning.analysis.statistics import Estimate, aggregate_functions, bootstrap_estimate
+from learning.sweeps.grid import read_manifest
+from learning.sweeps.recipes import PAPER_NUMBERS, PaperNumber
+
+STEPS_KEY = "Train/TotalEnvSteps"
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+FORMATS = ("markdown", "csv", "latex")
+
+
+class ResultsError(RuntimeError):
+    """Nothing to tabulate or bad input; one-line message."""
+
+
+@dataclass
+class SweepRun:
+    """One run of a sweep: its method label, environment and per-task evaluation scores over training."""
+
+    run_dir: Path
+    label: str
+    env: str
+    experiment: str
+    steps: np.ndarray
+    """[E] total env steps at each evaluation."""
+    scores: np.ndarray
+    """[E, T] per-task success rate at each evaluation."""
+
+
+def evaluation_prefix(experiment: str, mode: str) -> str:
+    return "Evaluation/p/" if "qmp" in experiment and mode == "own" else "Evaluation/"
+
+
+def run_scores(rows: Sequence[dict[str, Any]], prefix: str, metric: str = "SuccessRate"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Steps ``[E]`` and per-task scores ``[E, T]`` of the rows that hold every task's ``metric``."""
+    tasks = 0
+    for row in rows:
+        while f"{prefix}Task{tasks}/{metric}" in row:
+            tasks += 1
+        if tasks:
+            break
+    kept = [row for row in rows if row.get(STEPS_KEY) is not None
+            and all(row.get(f"{prefix}Task{task}/{metric}") is not None for task in range(tasks))]
+    if not tasks or not kept:
+        return np.zeros(0), np.zeros((0, 0))
+    steps = np.array([float(row[STEPS_KEY]) for row in kept])
+    scores = np.array([[float(row[f"{prefix}Task{task}/{metric}"]) for task in range(tasks)] for row in kept])
+    return steps, scores
+
+
+def load_sweep(sweep_dir: Path | str, mode: str = "own") -> list[SweepRun]:
+    """Every run under ``sweep_dir`` with at least one evaluation. Raises ResultsError."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ResultsError(f"{sweep_dir} is not a directory")
+    manifest = read_manifest(sweep_dir)
+    order = {name: index for index, name in enumerate(manifest)}  # the grid's order: methods as in the recipe
+    runs = []
+    for metrics_path in sorted(sweep_dir.rglob(METRICS_FILE), key=lambda path: (order.get(path.parent.name, len(order)),
+                                                                                 str(path))):
+        run_dir = metrics_path.parent
+        if not (run_dir / CONFIG_FILE).is_file():
+            continue
+        config = json.loads((run_dir / CONFIG_FILE).read_text())
+        rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        experiment = str(config.get("experiment"))
+        steps, scores = run_scores(rows, evaluation_prefix(experiment, mode))
+        if not len(steps):
+            continue
+        entry = manifest.get(run_dir.name, {})
+        name = str(config.get("name", "None"))
+        label = entry.get("label") or (experiment if name == "None" else f"{experiment}:{name}")
+        runs.append(SweepRun(run_dir, label, str(config.get("env")), experiment, steps, scores))
+    if not runs:
+        raise ResultsError(f"no run with config.json and an evaluated metrics.jsonl under {sweep_dir}")
+    return runs
+
+
+def score_at(run: SweepRun, env_steps: float, last: int = 1) -> np.ndarray | None:
+    """``[T]``: mean of the last ``last`` evaluations at or before ``env_steps``; None if the run has not
+    reached ``env_steps`` or has no evaluation before it."""
+    if run.steps[-1] < env_steps:
+        return None
+    before = np.nonzero(run.steps <= env_steps)[0]
+    if not len(before):
+        return None
+    return run.scores[before[-last:]].mean(axis=0)
+
+
+def group(runs: Sequence[SweepRun]) -> dict[str, dict[str, list[SweepRun]]]:
+    """Environment -> method label -> runs, in the order they first appear (the manifest's order)."""
+    groups: dict[str, dict[str, list[SweepRun]]] = {}
+    for run in runs:
+        groups.setdefault(run.env, {}).setdefault(run.label, []).append(run)
+    return groups
+
+
+@dataclass
+class Cell:
+    estimate: Estimate
+    runs: int
+
+
+@dataclass
+class PaperRow:
+    reference: PaperNumber
+    label: str
+    ours: Cell | None
+    note: str = ""
+
+
+@dataclass
+class Table:
+    envs: list[str]
+    methods: list[str]
+    budgets: dict[str, float]
+    cells: dict[tuple[str, str], Cell]
+    paper: list[PaperRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    mode: str = "own"
+
+
+def iqm_cell(matrix: np.ndarray, reps: int) -> Cell:
+    """IQM of a ``[runs, tasks]`` matrix with its stratified-bootstrap 95 % interval."""
+    return Cell(bootstrap_estimate(matrix, aggregate_functions(None)["IQM"], reps=reps), matrix.shape[0])
+
+
+def scores_matrix(runs: Sequence[SweepRun], env_steps: float, last: int) -> tuple[np.ndarray, list[SweepRun]]:
+    """``[runs, tasks]`` at ``env_steps`` and the runs left out (not reached)."""
+    scored = [(run, score_at(run, env_steps, last)) for run in runs]
+    kept = [score for _, score in scored if score is not None]
+    return (np.array(kept) if kept else np.zeros((0, 0))), [run for run, score in scored if score is None]
+
+
+def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float | None) -> dict[str, float]:
+    """Each environment's budget: ``env_steps``, else the most env steps every run of it reached."""
+    return {env: env_steps if env_steps is not None else min(run.steps[-1] for runs in by_method.values()
+                                                             for run in runs)
+            for env, by_method in groups.items()}
+
+
+def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: int = 1, reps: int = 2000,
+                mode: str = "own") -> Table:
+    groups = group(runs)
+    methods = list(dict.fromkeys(run.label for run in runs))
+    table = Table(list(groups), methods, env_budgets(groups, env_steps), {}, mode=mode)
+    for env, by_method in groups.items():
+        budget = table.budgets[env]
+        for label, method_runs in by_method.items():
+            matrix, missing = scores_matrix(method_runs, budget, last)
+            if missing:
+                table.notes.append(f"{env} {label}: {len(missing)} run(s) did not reach {budget:,.0f} env steps "
+                                   f"({', '.join(run.run_dir.name for run in missing)})")
+            if matrix.size:
+                table.cells[(env, label)] = iqm_cell(matrix, reps)
+    for reference in PAPER_NUMBERS:
+        for label in reference.labels:
+            if label not in groups.get(reference.env, {}):
+                continue
+            method_runs = groups[reference.env][label]
+            matrix, missing = scores_matrix(method_runs, reference.env_steps, last)
+            reached = max(run.steps[-1] for run in method_runs)
+            note = "" if matrix.size else f"not reached (max {reached:,.0f} env steps)"
+            table.paper.append(PaperRow(reference, label, iqm_cell(matrix, reps) if matrix.size else None, note))
+    return table
+
+
+# ----------------------------------------------------------------------------------------- rendering
+def cell_text(cell: Cell | None) -> str:
+    if cell is None:
+        return "-"
+    e = cell.estimate
+    return f"{e.point:.2f} [{e.low:.2f}, {e.high:.2f}] (n={cell.runs})"
+
+
+def steps_text(steps: float) -> str:
+    return f"{steps / 1e6:.3g}M" if steps >= 1e5 else f"{steps:,.0f}"
+
+
+def caption(table: Table) -> str:
+    policy = "own policies" if table.mode == "own" else "Q-switch mixture"
+    return (f"Success rate: IQM over runs x tasks [95% stratified-bootstrap CI] (n runs), at the env-step budget of "
+            f"each row (QMP runs: {policy})")
+
+
+def paper_lines(table: Table) -> list[list[str]]:
+    return [[row.reference.env, row.label, steps_text(row.reference.env_steps), row.reference.text(),
+             cell_text(row.ours) if row.ours else row.note, row.reference.source] for row in table.paper]
+
+
+PAPER_HEADER = ["env", "method", "env steps", "paper", "ours", "source"]
+
+
+def to_markdown(table: Table) -> str:
+    lines = [caption(table), "", "| env | env steps | " + " | ".join(table.methods) + " |",
+             "|---|---|" + "---|" * len(table.methods)]
+    for env in table.envs:
+        cells = [cell_text(table.cells.get((env, label))) for label in table.methods]
+        lines.append(f"| {env} | {steps_text(table.budgets[env])} | " + " | ".join(cells) + " |")
+    if table.paper:
+        lines += ["", "Numbers the paper states, beside ours at the same budget:", "",
+                  "| " + " | ".join(PAPER_HEADER) + " |", "|" + "---|" * len(PAPER_HEADER)]
+        lines += ["| " + " | ".join(row) + " |" for row in paper_lines(table)]
+    lines += [f"\nnote: {note}" for note in table.notes]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["env", "env_steps", "method", "iqm", "ci_low", "ci_high", "runs", "paper", "paper_env_steps"])
+    for env in table.envs:
+        for label in table.methods:
+            cell = table.cells.get((env, label))
+            if cell is not None:
+                e = cell.estimate
+                writer.writerow([env, f"{table.budgets[env]:.0f}", label, f"{e.point:.4f}", f"{e.low:.4f}",
+                                 f"{e.high:.4f}", cell.runs, "", ""])
+    for row in table.paper:
+        ours = [f"{v:.4f}" for v in (row.ours.estimate.point, row.ours.estimate.low, row.ours.estimate.high)
+                ] if row.ours else ["", "", ""]
+        writer.writerow([row.reference.env, f"{row.reference.env_steps:.0f}", row.label, *ours,
+                         row.ours.runs if row.ours else 0, row.reference.text(), row.reference.env_steps])
+    return out.getvalue()
+
+
+def latex_escape(text: str) -> str:
+    for raw, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                         ("≈", r"$\approx$"), (">", r"$>$")):
+        text = text.replace(raw, escaped)
+    return text
+
+
+def latex_cell(cell: Cell | None) -> str:
+    if cell is None:
+        return "--"
+    e = cell.estimate
+    return f"{e.point:.2f} \\scriptsize[{e.low:.2f}, {e.high:.2f}]"
+
+
+def to_latex(table: Table) -> str:
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{ll" + "c" * len(table.methods) + "}",
+             r"\toprule", "Environment & Env steps & " + " & ".join(map(latex_escape, table.methods)) + r" \\",
+             r"\midrule"]
+    for env in table.envs:
+        cells = [latex_cell(table.cells.get((env, label))) for label in table.methods]
+        lines.append(f"{latex_escape(env)} & {steps_text(table.budgets[env])} & " + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", f"\\caption{{{latex_escape(caption(table))}.}}", r"\end{table}"]
+    if table.paper:
+        lines += ["", r"\begin{tabular}{llllll}", r"\toprule", " & ".join(PAPER_HEADER) + r" \\", r"\midrule"]
+        lines += [" & ".join(latex_escape(text) for text in row) + r" \\" for row in paper_lines(table)]
+        lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
+
+
+def table_command(sweep_dir: str, env_steps: float | None, formats: Sequence[str], out: str | None, last: int,
+                  reps: int, mode: str) -> list[Path]:
+    """Print the table in ``formats`` (and write ``out``.md/.csv/.tex when given); returns files written."""
+    table = build_table(load_sweep(sweep_dir, mode), env_steps, last, reps, mode)
+    written = []
+    suffixes = {"markdown": ".md", "csv": ".csv", "latex": ".tex"}
+    for name in formats:
+        text = RENDERERS[name](table)
+        print(text)
+        if out:
+            path = Path(out).with_suffix(suffixes[name])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            written.append(path)
+    return written

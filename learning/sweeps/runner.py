@@ -1,0 +1,342 @@
+"""Run a grid on Ray: every run its own ``run.py`` process, resumable, retried, with live progress.
+
+Ray core tasks, not Ray Tune: a run already is a resumable process with its own checkpoints and
+metrics (run.py), so the engine only has to place processes on CPUs/GPUs and report when they end.
+One remote function that starts ``run.py`` and returns its exit code is all of it; Tune would add a
+second checkpoint and experiment-state layer beside run.py's and restore by its own trial ids rather
+than by our run directories.
+
+State lives in files under the sweep folder, so a re-run (after a crash, a Ctrl-C, or on a bigger
+machine) continues where the last one stopped:
+
+* ``runs/{run}/``: the run directory (run.py's checkpoint, metrics.jsonl, W&B);
+* ``status/{run}.json``: how the run's last attempt ended (finished or failed, epochs, reason);
+* ``logs/{run}.log``: stdout and stderr of every attempt;
+* ``sweep.json``: the manifest (label, experiment, env, seed, flags of every planned run).
+
+A run is finished when its last attempt exited 0 with at least the requested epochs and its
+checkpoint exists: it is skipped. A run with a checkpoint is continued with ``run.py resume
+--n_epochs N`` (which also extends a run trained with a smaller budget). A run without one starts
+afresh (files of an attempt that died before its first checkpoint are removed). A failed attempt is
+retried ``max_retries`` times, except exit code 2 (bad input: run.py's one-line error), which would
+fail again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from learning.sweeps.grid import RunSpec, changed_runs, write_manifest
+from learning.sweeps import task
+from learning.training.checkpoint import CHECKPOINT_FILE
+
+STATUS_FOLDER = "status"
+LOGS_FOLDER = "logs"
+BAD_INPUT_EXIT = 2
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+class SweepError(RuntimeError):
+    """The sweep cannot start; one-line message."""
+
+
+# ----------------------------------------------------------------------------------------- run state on disk
+def status_path(sweep_dir: Path, run: RunSpec) -> Path:
+    return Path(sweep_dir) / STATUS_FOLDER / f"{run.run_name}.json"
+
+
+def log_path(sweep_dir: Path, run: RunSpec) -> Path:
+    return Path(sweep_dir) / LOGS_FOLDER / f"{run.run_name}.log"
+
+
+def read_status(sweep_dir: Path, run: RunSpec) -> dict[str, Any]:
+    path = status_path(sweep_dir, run)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_status(sweep_dir: Path, run: RunSpec, **status: Any) -> None:
+    path = status_path(sweep_dir, run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(status, indent=1))
+    temporary.replace(path)
+
+
+def next_action(sweep_dir: Path, run: RunSpec) -> str:
+    """"skip" (finished), "resume" (has a checkpoint) or "start"."""
+    has_checkpoint = (run.run_dir(sweep_dir) / CHECKPOINT_FILE).is_file()
+    status = read_status(sweep_dir, run)
+    if has_checkpoint and status.get("state") == "finished" and status.get("n_epochs", 0) >= run.n_epochs:
+        return "skip"
+    return "resume" if has_checkpoint else "start"
+
+
+def command_for(sweep_dir: Path, run: RunSpec, action: str, gpu: bool) -> list[str]:
+    return run.resume_command(sweep_dir) if action == "resume" else run.start_command(sweep_dir, gpu)
+
+
+def clear_unstarted(sweep_dir: Path, run: RunSpec) -> None:
+    """Remove what an attempt that died before its first checkpoint left (its metrics rows would be
+    appended to by the next start)."""
+    run_dir = run.run_dir(sweep_dir)
+    if run_dir.is_dir() and not (run_dir / CHECKPOINT_FILE).exists():
+        shutil.rmtree(run_dir)
+
+
+def latest_row(run_dir: Path) -> dict[str, Any]:
+    """The last complete row of a run's metrics.jsonl (read from the end of the file), or {}."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 65536))
+        lines = handle.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return {}
+
+
+# ----------------------------------------------------------------------------------------- progress
+@dataclass
+class RunProgress:
+    run: RunSpec
+    state: str = "queued"
+    action: str = "start"
+    attempts: int = 0
+    epoch: int = -1
+    env_steps: float = 0.0
+    success: float | None = None
+    epoch_seconds: float | None = None
+    reason: str = ""
+    started_at: float = 0.0
+    log_offset: int = 0
+    """Size of the run's log when its attempt was submitted: the attempt has started once it grows."""
+    command: str = ""
+
+    def read_metrics(self, sweep_dir: Path) -> None:
+        row = latest_row(self.run.run_dir(sweep_dir))
+        if not row:
+            return
+        self.epoch = int(row.get("epoch", -1))
+        self.env_steps = float(row.get("Train/TotalEnvSteps") or 0.0)
+        key = "Evaluation/p/SuccessRate" if "Evaluation/p/SuccessRate" in row else "Evaluation/SuccessRate"
+        self.success = row.get(key, self.success)
+        self.epoch_seconds = row.get("Time/EpochSeconds", self.epoch_seconds)
+
+    @property
+    def remaining_epochs(self) -> int:
+        return 0 if self.state in ("finished", "skipped", "failed") else self.run.n_epochs - self.epoch - 1
+
+
+def estimate_seconds_left(progress: list[RunProgress], slots: int) -> float | None:
+    """Remaining epochs times seconds per epoch (the run's own, else its environment's mean), spread
+    over the runs that can run at once. None until some run has finished an epoch."""
+    by_env: dict[str, list[float]] = {}
+    for item in progress:
+        if item.epoch_seconds:
+            by_env.setdefault(item.run.env, []).append(item.epoch_seconds)
+    total = 0.0
+    for item in progress:
+        if item.remaining_epochs <= 0:
+            continue
+        seconds = item.epoch_seconds or (sum(by_env[item.run.env]) / len(by_env[item.run.env])
+                                         if item.run.env in by_env else None)
+        if seconds is None:
+            return None
+        total += item.remaining_epochs * seconds
+    return total / max(1, slots)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class Reporter:
+    """A live table on a terminal, one line per event otherwise."""
+
+    def __init__(self, live: bool | None = None, stream=None) -> None:
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty() if live is None else live
+        self.drawn_lines = 0
+
+    def event(self, text: str) -> None:
+        if not self.live:
+            print(f"[{time.strftime('%H:%M:%S')}] {text}", file=self.stream, flush=True)
+
+    def table(self, progress: list[RunProgress], slots: int) -> None:
+        if not self.live:
+            return
+        counts = {state: sum(item.state == state for item in progress)
+                  for state in ("queued", "running", "finished", "skipped", "failed")}
+        header = (f"queued {counts['queued']}  running {counts['running']}  finished "
+                  f"{counts['finished'] + counts['skipped']}  failed {counts['failed']}  "
+                  f"ETA {format_duration(estimate_seconds_left(progress, slots))}")
+        order = {"running": 0, "failed": 1, "queued": 2, "finished": 3, "skipped": 4}
+        rows = [f"{'run':<58}{'state':>9}{'epoch':>12}{'env steps':>12}{'success':>9}{'try':>5}"]
+        for item in sorted(progress, key=lambda item: order[item.state]):
+            success = "-" if item.success is None else f"{item.success:.2f}"
+            rows.append(f"{item.run.run_name[:57]:<58}{item.state:>9}{f'{item.epoch + 1}/{item.run.n_epochs}':>12}"
+                        f"{int(item.env_steps):>12}{success:>9}{item.attempts:>5}")
+        height = max(5, shutil.get_terminal_size((120, 40)).lines - 3)
+        if len(rows) > height:
+            rows = rows[:height - 1] + [f"... {len(rows) - height + 1} more"]
+        text = "\n".join([header, *rows])
+        erase = f"\x1b[{self.drawn_lines}F\x1b[J" if self.drawn_lines else ""
+        print(erase + text, file=self.stream, flush=True)
+        self.drawn_lines = text.count("\n") + 1
+
+
+# ----------------------------------------------------------------------------------------- Ray
+def wandb_env(run: RunSpec, group: str) -> dict[str, str]:
+    """W&B's standard variables: one group per sweep, tags recipe, method, environment."""
+    return {"WANDB_RUN_GROUP": group, "WANDB_TAGS": ",".join((run.grid, run.slug, run.env))}
+
+
+@dataclass
+class SweepOptions:
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+    max_retries: int = 1
+    address: str | None = None
+    poll_seconds: float = 2.0
+
+
+@dataclass
+class SweepResult:
+    progress: list[RunProgress] = field(default_factory=list)
+
+    def of(self, state: str) -> list[RunProgress]:
+        return [item for item in self.progress if item.state == state]
+
+
+def connect(address: str | None) -> bool:
+    """Start Ray with this machine's cores, or join the cluster at ``address``. Returns whether this
+    call started it (and so should shut it down). An instance already running in-process is reused."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise SweepError(f"cannot start Ray{f' at {address}' if address else ''}: "
+                         f"{str(error).strip().splitlines()[0]}") from None
+    return True
+
+
+def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, reporter: Reporter | None = None
+              ) -> SweepResult:
+    """Run every unfinished run of ``runs``; returns each run's final progress. Ctrl-C cancels the
+    running attempts (their last checkpoints stay) and re-raises KeyboardInterrupt."""
+    import ray
+
+    sweep_dir = Path(sweep_dir).resolve()
+    changed = changed_runs(sweep_dir, runs)
+    if changed:
+        raise SweepError(f"{len(changed)} run(s) of {sweep_dir} were started with other flags (e.g. {changed[0]}); "
+                         f"use another sweep folder")
+    write_manifest(sweep_dir, runs)
+    for folder in (STATUS_FOLDER, LOGS_FOLDER):
+        (sweep_dir / folder).mkdir(parents=True, exist_ok=True)
+    reporter = reporter or Reporter()
+    group = sweep_dir.name  # the W&B group: one per sweep folder
+    progress = [RunProgress(run) for run in runs]
+    queue: list[RunProgress] = []
+    for item in progress:
+        item.action = next_action(sweep_dir, item.run)
+        if item.action == "skip":
+            item.state = "skipped"
+            item.read_metrics(sweep_dir)
+            reporter.event(f"skip {item.run.run_name}: finished")
+        else:
+            queue.append(item)
+
+    started_ray = connect(options.address)
+    ray.cloudpickle.register_pickle_by_value(task)  # workers need not import the repository
+    remote = ray.remote(task.execute_run).options(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run,
+                                                  max_retries=0)
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(options.cpus_per_run, 1e-3)))
+    threads = str(max(1, int(options.cpus_per_run)))
+    pending: dict[Any, RunProgress] = {}
+
+    def submit(item: RunProgress) -> None:
+        item.action = next_action(sweep_dir, item.run)
+        if item.action == "start":
+            clear_unstarted(sweep_dir, item.run)
+        command = command_for(sweep_dir, item.run, item.action, options.gpus_per_run > 0)
+        env_vars = {**wandb_env(item.run, group), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        log = log_path(sweep_dir, item.run)
+        item.state, item.attempts, item.command = "queued", item.attempts + 1, shlex.join(command)
+        item.log_offset = log.stat().st_size if log.exists() else 0
+        pending[remote.remote(command, str(REPOSITORY), str(log), env_vars)] = item
+
+    def notice_started(item: RunProgress) -> None:
+        """Ray queues tasks until resources free up; an attempt runs once it has written to its log."""
+        log = log_path(sweep_dir, item.run)
+        if item.state == "queued" and log.exists() and log.stat().st_size > item.log_offset:
+            item.state, item.started_at = "running", time.time()
+            reporter.event(f"{item.action} {item.run.run_name} (attempt {item.attempts}): {item.command}")
+
+    try:
+        for item in queue:
+            submit(item)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=options.poll_seconds)
+            for ref in done:
+                item = pending.pop(ref)
+                notice_started(item)
+                try:
+                    code, last_line = ray.get(ref)
+                except ray.exceptions.RayError as error:  # the worker died (out of memory, node lost)
+                    code, last_line = -1, f"Ray: {str(error).strip().splitlines()[0]}"
+                item.read_metrics(sweep_dir)
+                minutes = format_duration(time.time() - item.started_at)
+                if code == 0:
+                    item.state = "finished"
+                    write_status(sweep_dir, item.run, state="finished", n_epochs=item.run.n_epochs,
+                                 attempts=item.attempts)
+                    success = "-" if item.success is None else f"{item.success:.2f}"
+                    reporter.event(f"finished {item.run.run_name} in {minutes}: {int(item.env_steps)} env steps, "
+                                   f"success {success}")
+                elif code != BAD_INPUT_EXIT and item.attempts <= options.max_retries:
+                    reporter.event(f"retry {item.run.run_name}: attempt {item.attempts} exited {code}: {last_line}")
+                    submit(item)
+                else:
+                    item.state, item.reason = "failed", f"exit {code}: {last_line}"
+                    write_status(sweep_dir, item.run, state="failed", n_epochs=item.run.n_epochs,
+                                 attempts=item.attempts, reason=item.reason)
+                    reporter.event(f"failed {item.run.run_name} after {item.attempts} attempt(s): {item.reason} "
+                                   f"(log: {log_path(sweep_dir, item.run)})")
+            for item in pending.values():
+                notice_started(item)
+                item.read_metrics(sweep_dir)
+            reporter.table(progress, slots)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started_ray:
+            ray.shutdown()
+    reporter.table(progress, slots)
+    return SweepResult(progress)

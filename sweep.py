@@ -1,0 +1,110 @@
+"""Command line: ``python sweep.py GRID [flags]``: a grid of runs (methods x environments x seeds) on Ray.
+
+GRID is a recipe of the paper (fig7, fig7_reacher, ..., fig8, fig8_maze, ..., table2, fig10, hstep,
+qmp_vs_ctpg) or a YAML/TOML grid file (learning/sweeps/grid.py). Every run is its own run.py process
+under SWEEP_DIR/runs/. Re-running the same command skips finished runs, resumes half-finished ones
+and retries failed ones. Bad input: one line on stderr, exit 2. Exit 1 when runs failed, 130 on Ctrl-C.
+See docs/reproducing.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        fail(message)
+
+
+def fail(message: str) -> None:
+    print(f"sweep.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="python sweep.py", description="run a grid of experiments on Ray (local or cluster)")
+    parser.add_argument("grid", nargs="?", help="recipe name (see --list) or a .yaml/.toml grid file")
+    parser.add_argument("--list", action="store_true", help="list the recipes and exit")
+    parser.add_argument("--sweep_dir", default=None, help="folder of the sweep's runs (default data/sweeps/GRID_NAME)")
+    parser.add_argument("--budget_scale", type=float, default=1.0, help="multiply every run's epochs (e.g. 0.1)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run (default: the grid's)")
+    parser.add_argument("--dry_run", action="store_true", help="print the runs and their commands, run nothing")
+    parser.add_argument("--cpus_per_run", type=float, default=1.0, help="CPUs Ray reserves for each run")
+    parser.add_argument("--gpus_per_run", type=float, default=0.0,
+                        help="GPUs per run, fractional allowed (0.25: four runs share a GPU); runs get --gpu 0")
+    parser.add_argument("--max_retries", type=int, default=1, help="retries of a failed run before it is reported")
+    parser.add_argument("--address", default=None, help="address of a running Ray cluster (default: start Ray "
+                        "locally with this machine's cores)")
+    return parser
+
+
+def list_recipes() -> str:
+    from learning.sweeps.grid import expand
+    from learning.sweeps.recipes import RECIPES
+
+    return "\n".join(f"{name:<16}{len(expand(grid)):>5} runs  {grid.description}" for name, grid in RECIPES.items())
+
+
+def dry_run(runs, sweep_dir: Path, gpu: bool) -> None:
+    from learning.sweeps.runner import command_for, next_action
+
+    for run in runs:
+        action = next_action(sweep_dir, run)
+        verb = {"skip": "skip (finished)", "resume": "resume", "start": "start"}[action]
+        print(f"{verb:<16}{run.run_name}  [{run.label}]")
+        if action != "skip":
+            print(f"    {shlex.join(command_for(sweep_dir, run, action, gpu))}")
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print(list_recipes())
+        return 0
+    if args.grid is None:
+        fail("give a GRID: a recipe name (python sweep.py --list) or a .yaml/.toml grid file")
+    if args.cpus_per_run <= 0 or args.gpus_per_run < 0 or args.max_retries < 0:
+        fail("--cpus_per_run must be positive, --gpus_per_run and --max_retries not negative")
+    from learning.sweeps.grid import GridError, expand
+    from learning.sweeps.recipes import load_grid
+
+    try:
+        grid = load_grid(args.grid)
+        runs = expand(grid, args.budget_scale, tuple(args.seeds) if args.seeds else None)
+    except GridError as error:
+        fail(str(error))
+    sweep_dir = Path(args.sweep_dir or Path("data/sweeps") / grid.name).resolve()
+    methods = len({run.label for run in runs})
+    print(f"{grid.name}: {len(runs)} runs ({methods} methods, {len({run.env for run in runs})} envs, "
+          f"seeds {sorted({run.seed for run in runs})}), budget x{args.budget_scale:g}, folder {sweep_dir}")
+    if args.dry_run:
+        dry_run(runs, sweep_dir, args.gpus_per_run > 0)
+        return 0
+
+    from learning.sweeps.runner import Reporter, SweepError, SweepOptions, run_sweep
+
+    options = SweepOptions(cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                           max_retries=args.max_retries, address=args.address)
+    try:
+        result = run_sweep(runs, sweep_dir, options, Reporter())
+    except SweepError as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished epochs are checkpointed. Continue with: python sweep.py "
+              f"{shlex.join(argv)}", file=sys.stderr)
+        return 130
+    failed = result.of("failed")
+    done = len(result.of("finished")) + len(result.of("skipped"))
+    print(f"{done} of {len(runs)} runs finished, {len(failed)} failed; results: python -m learning.analysis table "
+          f"{sweep_dir}")
+    for item in failed:
+        print(f"failed: {item.run.run_name}: {item.reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

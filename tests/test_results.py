@@ -1,0 +1,105 @@
+"""``python -m learning.analysis table`` on a synthetic sweep folder: hand-computed IQMs.
+
+rliable's IQM is the mean of the middle half of all (run, task) scores: of the 8 scores
+0, .1, .2, .3, .4, .5, .6, 1 it is mean(.2, .3, .4, .5) = 0.35.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from learning.analysis.__main__ import main
+
+QMP_AT_500K = [[0.0, 0.1, 0.2, 0.3], [0.4, 0.5, 0.6, 1.0]]
+
+
+def write_run(sweep_dir: Path, name: str, label: str, experiment: str, rows: list[tuple[int, list[float]]],
+              mixture: float | None = None) -> None:
+    """A run directory with config.json and metrics.jsonl: (env steps, per-task success) per evaluation."""
+    run_dir = sweep_dir / "runs" / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"experiment": experiment, "env": "JacoReachMT5-v1",
+                                                     "name": label.lower(), "seed": 1}))
+    prefix = "Evaluation/p/" if "qmp" in experiment else "Evaluation/"
+    lines = []
+    for epoch, (steps, scores) in enumerate(rows):
+        row = {"epoch": epoch, "Train/TotalEnvSteps": float(steps),
+               **{f"{prefix}Task{task}/SuccessRate": value for task, value in enumerate(scores)}}
+        if mixture is not None:
+            row.update({f"Evaluation/Task{task}/SuccessRate": mixture for task in range(len(scores))})
+        lines.append(json.dumps(row))
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    manifest_path = sweep_dir / "sweep.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"runs": {}}
+    manifest["runs"][name] = {"label": label}
+    manifest_path.write_text(json.dumps(manifest))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    for seed, scores in enumerate(QMP_AT_500K):
+        write_run(tmp_path, f"qmp_{seed}", "Separated + QMP", "qmp_dnc",
+                  [(250_000, [0.15] * 4), (500_000, scores), (750_000, [1.0] * 4)], mixture=0.9)
+    for seed, value in enumerate((0.2, 0.4)):
+        write_run(tmp_path, f"sep_{seed}", "Separated", "dnc_sac",
+                  [(250_000, [value / 2] * 4), (500_000, [value] * 4), (750_000, [value] * 4)])
+    write_run(tmp_path, "sep_short", "Separated", "dnc_sac", [(250_000, [0.6] * 4)])
+    return tmp_path
+
+
+def table_rows(capsys, *args: str) -> dict[tuple[str, str], dict[str, str]]:
+    assert main(["table", *args, "--format", "csv", "--reps", "300"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.strip())))
+    return {(row["method"], row["env_steps"]): row for row in rows}
+
+
+def test_iqm_at_a_budget_own_policy_of_qmp_and_runs_that_did_not_reach_it(sweep, capsys):
+    rows = table_rows(capsys, str(sweep), "--env_steps", "500000")
+    qmp, separated = rows[("Separated + QMP", "500000")], rows[("Separated", "500000")]
+    assert float(qmp["iqm"]) == pytest.approx(0.35) and qmp["runs"] == "2"
+    # .2 x4 and .4 x4 (the third run stopped at 250k): the middle half is .2, .2, .4, .4
+    assert float(separated["iqm"]) == pytest.approx(0.30) and separated["runs"] == "2"
+    for row in (qmp, separated):
+        assert float(row["ci_low"]) <= float(row["iqm"]) <= float(row["ci_high"])
+    assert float(qmp["ci_low"]) >= 0.0 and float(qmp["ci_high"]) <= 1.0 and float(qmp["ci_high"]) > float(qmp["ci_low"])
+
+
+def test_paper_number_beside_ours_at_the_papers_budget(sweep, capsys):
+    assert main(["table", str(sweep), "--reps", "300"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("| JacoReachMT5-v1 | Separated + QMP"))
+    assert "| 0.5M | > 0.90 | 0.35 [" in line and "(n=2)" in line
+    # no --env_steps: the budget every run reached, 250k (the short run's end); Separated's 12 scores
+    # .1 x4, .2 x4, .6 x4 have the middle half .1 .2 .2 .2 .2 .6 -> 0.25
+    assert "| JacoReachMT5-v1 | 0.25M | 0.15 [0.15, 0.15] (n=2) | 0.25 [" in out
+
+
+def test_last_evaluations_averaged_and_mixture_mode(sweep, capsys):
+    rows = table_rows(capsys, str(sweep), "--env_steps", "500000", "--last", "2")
+    # per task the mean of 0.15 and the 500k score: .075 .125 .175 .225 .275 .325 .375 .575 -> .25
+    assert float(rows[("Separated + QMP", "500000")]["iqm"]) == pytest.approx(0.25)
+    mixture = table_rows(capsys, str(sweep), "--env_steps", "500000", "--mode", "mixture")
+    assert float(mixture[("Separated + QMP", "500000")]["iqm"]) == pytest.approx(0.9)
+
+
+def test_latex_and_bad_input(sweep, capsys, tmp_path):
+    assert main(["table", str(sweep), "--format", "latex", "--reps", "50", "--out", str(tmp_path / "t")]) == 0
+    tex = (tmp_path / "t.tex").read_text()
+    assert r"\begin{tabular}{llcc}" in tex and r"Separated + QMP" in tex and r"JacoReachMT5-v1 & 0.25M" in tex
+    capsys.readouterr()
+    assert main(["table", str(tmp_path / "missing")]) == 2
+    assert main(["table", str(sweep), "--env_steps", "-3"]) == 2
+    assert capsys.readouterr().err.count("learning.analysis: error:") == 2
+
+
+def test_figure_writes_curves_and_rliable_plots(sweep, capsys, tmp_path):
+    out = tmp_path / "figures"
+    assert main(["figure", str(sweep), "--out", str(out), "--reps", "50", "--curve_reps", "20", "--points", "3"]) == 0
+    names = ["sweep_curves.png", "sweep_aggregates.png", "sweep_improvement.png", "sweep_profiles.png"]
+    assert capsys.readouterr().out.split() == [str(out / name) for name in names]
+    assert all((out / name).stat().st_size > 10_000 for name in names)

@@ -1,0 +1,186 @@
+"""sweep.py on a real local Ray instance (shared by the tests of this module) with real run.py runs of
+PointReach-v0 at tiny budgets; grid expansion and the paper recipes against run.py's own parser."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from learning.sweeps.grid import GridError, expand, grid_from_dict
+from learning.sweeps.recipes import RECIPES, load_grid
+from learning.sweeps.runner import Reporter, RunProgress, SweepOptions, estimate_seconds_left, read_status, run_sweep, wandb_env
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"wandb": False, "batch_size": 20, "gradient_steps_per_itr": 5, "min_buffer_size": 20,
+        "num_evaluation_episodes": 1, "hidden_sizes": [8]}
+
+
+def tiny_grid(experiments: list[dict], seeds=(1,), n_epochs: int = 1):
+    return grid_from_dict({"name": "test", "envs": ["PointReach-v0"], "seeds": list(seeds), "n_epochs": n_epochs,
+                           "overrides": TINY, "experiments": experiments}, "test")
+
+
+def metric_epochs(run_dir: Path) -> list[int]:
+    return [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def quiet() -> Reporter:
+    return Reporter(live=False, stream=io.StringIO())
+
+
+def test_two_by_two_grid_of_one_epoch_runs_then_nothing_to_do(ray_instance, tmp_path):
+    runs = expand(tiny_grid([{"label": "SAC", "experiment": "dnc_sac"}, {"label": "QMP", "experiment": "qmp_dnc"}],
+                            seeds=(1, 2)))
+    result = run_sweep(runs, tmp_path, SweepOptions(poll_seconds=0.5), quiet())
+    assert sorted(item.state for item in result.progress) == ["finished"] * 4
+    for run in runs:
+        config = json.loads((run.run_dir(tmp_path) / "config.json").read_text())
+        assert (config["experiment"], config["seed"], config["n_epochs"]) == (run.experiment, run.seed, 1)
+        assert metric_epochs(run.run_dir(tmp_path)) == [0]
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == [
+        "dnc_sac_PointReach-v0_sac_1", "dnc_sac_PointReach-v0_sac_2", "qmp_dnc_PointReach-v0_qmp_1",
+        "qmp_dnc_PointReach-v0_qmp_2"]
+    again = run_sweep(runs, tmp_path, SweepOptions(poll_seconds=0.5), quiet())
+    assert [item.state for item in again.progress] == ["skipped"] * 4
+    assert all(item.attempts == 0 for item in again.progress)
+
+
+def test_killed_sweep_reruns_only_what_is_left_and_resumes_the_half_finished_run(ray_instance, tmp_path):
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(json.dumps({  # JSON is YAML
+        "name": "kill", "envs": ["PointReach-v0"], "seeds": [1], "overrides": TINY,
+        "experiments": [{"label": "first", "experiment": "dnc_sac", "n_epochs": 1},
+                        {"label": "second", "experiment": "dnc_sac", "n_epochs": 40}]}))
+    sweep_dir = tmp_path / "sweep"
+    first, second = expand(load_grid(str(grid_file)))
+    driver = subprocess.Popen([sys.executable, "sweep.py", str(grid_file), "--sweep_dir", str(sweep_dir), "--address",
+                               ray_instance, "--cpus_per_run", "2"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+            read_status(sweep_dir, first).get("state") == "finished"
+            and (second.run_dir(sweep_dir) / "checkpoint.pt").exists()):
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    output = driver.communicate(timeout=60)[0].decode()
+    assert driver.returncode == 130, output
+    done_before = metric_epochs(second.run_dir(sweep_dir))
+    assert 1 <= len(done_before) < 40
+    first_checkpoint = (first.run_dir(sweep_dir) / "checkpoint.pt").stat().st_mtime_ns
+    time.sleep(1.0)  # a killed run.py still writing would show up as extra or repeated epochs below
+
+    result = run_sweep([first, second], sweep_dir, SweepOptions(poll_seconds=0.5), quiet())
+    assert [(item.state, item.action) for item in result.progress] == [("skipped", "skip"), ("finished", "resume")]
+    assert (first.run_dir(sweep_dir) / "checkpoint.pt").stat().st_mtime_ns == first_checkpoint
+    assert metric_epochs(second.run_dir(sweep_dir)) == list(range(40))
+    assert "resume --snapshot_dir" in (sweep_dir / "logs" / f"{second.run_name}.log").read_text()
+
+
+def test_a_run_that_raises_is_retried_then_reported_and_the_others_finish(ray_instance, tmp_path):
+    runs = expand(tiny_grid([{"label": "good", "experiment": "dnc_sac"}, {"label": "broken", "experiment": "dnc_sac"},
+                             {"label": "CTPG", "experiment": "ctpg_dnc"}]))
+    good, broken, unknown = runs
+    broken.run_dir(tmp_path).parent.mkdir(parents=True)
+    broken.run_dir(tmp_path).write_text("a file where run.py makes its run directory")
+    result = run_sweep(runs, tmp_path, SweepOptions(poll_seconds=0.5, max_retries=1), quiet())
+    states = {item.run.label: item for item in result.progress}
+    assert states["good"].state == "finished" and metric_epochs(good.run_dir(tmp_path)) == [0]
+    assert (states["broken"].state, states["broken"].attempts) == ("failed", 2)
+    assert "FileExistsError" in states["broken"].reason
+    assert read_status(tmp_path, broken)["state"] == "failed"
+    # an experiment run.py does not know: its one-line error, not retried (bad input fails again)
+    assert (states["CTPG"].state, states["CTPG"].attempts) == ("failed", 1)
+    assert states["CTPG"].reason.startswith("exit 2: run.py: error: unknown experiment 'ctpg_dnc'")
+
+
+def test_budget_scale_scales_epochs_and_dnc_distillation_period():
+    runs = {run.label: run for run in expand(RECIPES["fig8_reacher"], budget_scale=0.1, seeds=(1,))}
+    assert runs["QMP"].n_epochs == 200  # Reacher preset 2000 epochs
+    assert runs["DnC"].budget_flags == ("--distillation_period", "20")  # 10 distillations over training
+    assert runs["DnC (reg.)"].flags[-2:] == ("--kl_coeff", "0.001")
+    maze = {run.label: run for run in expand(RECIPES["fig7_maze"], seeds=(3,))}
+    assert " ".join(maze["Parameters + QMP"].flags).endswith(
+        "--policy_architecture multihead --Q_architecture multihead --hidden_sizes 834 834 --lr 0.0003 "
+        "--qmp_warmup_iterations 100")
+    assert [run.n_epochs for run in expand(RECIPES["qmp_vs_ctpg"], seeds=(1,))][:3] == [500, 100, 60]
+
+
+def test_estimated_time_left_and_wandb_grouping():
+    runs = expand(RECIPES["fig10"], seeds=(1, 2))  # Reacher: 2000 epochs each
+    progress = [RunProgress(run) for run in runs]
+    progress[0].state, progress[0].epoch, progress[0].epoch_seconds = "running", 9, 5.0  # 1990 epochs left
+    progress[1].state, progress[2].state = "finished", "failed"
+    # 1990 x 5 s + 3 queued runs x 2000 epochs x 5 s (the env's mean), over 2 slots
+    assert estimate_seconds_left(progress, slots=2) == pytest.approx((1990 * 5 + 3 * 2000 * 5) / 2)
+    assert estimate_seconds_left([RunProgress(runs[0])], slots=2) is None
+    assert wandb_env(runs[2], "fig10") == {"WANDB_RUN_GROUP": "fig10",
+                                           "WANDB_TAGS": "fig10,qmp-uniform,JacoReachMT5-v1"}
+
+
+def test_every_recipe_command_is_accepted_by_run_py():
+    from learning.training.config import ConfigError, parse_command_line
+
+    rejected = set()
+    for grid in RECIPES.values():
+        for run in expand(grid, seeds=(1,)):
+            try:
+                parse_command_line(run.start_command(Path("/tmp/sweep"))[2:])
+            except ConfigError as error:
+                rejected.add((run.experiment, str(error).split(";")[0]))
+    assert rejected == {("ctpg_dnc", "unknown experiment 'ctpg_dnc'")}  # added by the CTPG branch
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"envs": ["PointReach-v0"], "experiments": [{"experiment": "sac"}], "colour": 1}, "unknown grid key 'colour'"),
+    ({"envs": ["PointReach-v0"], "experiments": [{"experiment": "sac", "flags": {"n_epochs": 3}}]},
+     "flag 'n_epochs' is set by the sweep"),
+    ({"envs": ["PointReach-v0"], "experiments": [{"experiment": "sac"}, {"experiment": "sac"}]}, "share a directory"),
+    ({"envs": ["PointReach-v0"], "seeds": 0, "experiments": [{"experiment": "sac"}]}, "seeds must be positive"),
+])
+def test_bad_grids_are_one_line_errors(data, message):
+    with pytest.raises(GridError, match=message):
+        expand(grid_from_dict(data, "bad"))
+
+
+def test_toml_grid_file(tmp_path):
+    path = tmp_path / "mixtures.toml"
+    path.write_text('envs = ["JacoReachMT5-v1"]\nseeds = 2\nn_epochs = 7\n[overrides]\nwandb = false\n'
+                    '[[experiments]]\nexperiment = "qmp_dnc"\n'
+                    '[[experiments]]\nlabel = "QMP-Uniform"\nexperiment = "qmp_dnc"\n'
+                    '[experiments.flags]\nqmp_mixture = "uniform"\n')
+    runs = expand(load_grid(str(path)))
+    assert [(run.run_name, run.n_epochs) for run in runs] == [
+        ("qmp_dnc_JacoReachMT5-v1_qmp-dnc_1", 7), ("qmp_dnc_JacoReachMT5-v1_qmp-dnc_2", 7),
+        ("qmp_dnc_JacoReachMT5-v1_qmp-uniform_1", 7), ("qmp_dnc_JacoReachMT5-v1_qmp-uniform_2", 7)]
+    assert runs[3].flags[6:] == ("--qmp_mixture", "uniform", "--wandb", "False")
+    (tmp_path / "broken.toml").write_text("envs = [")
+    with pytest.raises(GridError, match="not valid TOML"):
+        load_grid(str(tmp_path / "broken.toml"))
+
+
+def test_dry_run_prints_commands_and_bad_input_exits_2(tmp_path):
+    out = subprocess.run([sys.executable, "sweep.py", "qmp_vs_ctpg", "--dry_run", "--seeds", "1", "--budget_scale",
+                          "0.1", "--sweep_dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"python run.py ctpg_dnc --env MetaWorldMT10-v2 --seed 1 --name ctpg --log_dir {tmp_path}/runs " \
+           f"--n_epochs 6" in out.stdout
+    assert out.stdout.count("python run.py") == 9
+    bad = subprocess.run([sys.executable, "sweep.py", "fig99"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "neither a recipe" in bad.stderr
