@@ -21,15 +21,20 @@ from typing import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from learning.analysis.plots import method_colours, plot_interval_rows, save, task_grid  # noqa: E402
+from learning.analysis.plots import (method_colours, plot_aggregates, plot_improvement, plot_profiles,  # noqa: E402
+                                     save, task_grid)
 from learning.analysis.results import (ResultsError, SweepRun, env_budgets, group, load_sweep,  # noqa: E402
                                        scores_matrix, steps_text)
-from learning.analysis.statistics import (Estimate, aggregate_functions, bootstrap_estimate,  # noqa: E402
-                                          improvement_probability)
+from learning.analysis.statistics import (Estimate, aggregate_estimates, aggregate_functions,  # noqa: E402
+                                          bootstrap_estimate, improvement_probability)
 from learning.sweeps.recipes import PAPER_NUMBERS  # noqa: E402
+
+
+SWEEP = "sweep"
+"""The aggregate figures pool every environment of the sweep: sweep_aggregates.png, sweep_improvement.png,
+sweep_profiles.png (rliable's plots, drawn by learning/analysis/plots.py)."""
 
 
 def curve(runs: Sequence[SweepRun], points: int, reps: int) -> tuple[np.ndarray, list[Estimate]]:
@@ -82,47 +87,6 @@ def aggregate_scores(groups: dict[str, dict[str, list[SweepRun]]], budgets: dict
     return scores
 
 
-def plot_aggregates(scores: dict[str, np.ndarray], colours: dict, reps: int, out: Path) -> Path:
-    functions = aggregate_functions(1.0)
-    estimates = {label: {name: bootstrap_estimate(matrix, function, reps=reps) for name, function in functions.items()}
-                 for label, matrix in scores.items()}
-    methods = list(scores)
-    figure, axes = plt.subplots(1, len(functions), figsize=(3.2 * len(functions), 1.8 + 0.45 * len(methods)),
-                                squeeze=False, layout="constrained")
-    for axis, name in zip(axes.flat, functions):
-        plot_interval_rows(axis, methods, [estimates[m][name] for m in methods], [colours[m] for m in methods])
-        axis.set_title(name, fontsize=9)
-        if axis is not axes.flat[0]:
-            axis.set_yticklabels([])
-    figure.supxlabel("success rate over every environment's tasks, 95% stratified-bootstrap CI", fontsize=9)
-    return save(figure, out / "sweep_aggregates.png")
-
-
-def plot_improvement(scores: dict[str, np.ndarray], reps: int, out: Path) -> Path:
-    labels = list(scores)
-    pairs = [(x, y) for index, x in enumerate(labels) for y in labels[index + 1:]]
-    estimates = [improvement_probability(scores[x], scores[y], reps=reps) for x, y in pairs]
-    figure, axis = plt.subplots(figsize=(6, 1.6 + 0.45 * len(pairs)), layout="constrained")
-    plot_interval_rows(axis, [f"P({x} > {y})" for x, y in pairs], estimates, ["tab:blue"] * len(pairs))
-    axis.axvline(0.5, color="grey", linestyle=":")
-    axis.set(xlim=(0, 1), xlabel="probability of improvement, 95% CI")
-    return save(figure, out / "sweep_improvement.png")
-
-
-def plot_profiles(scores: dict[str, np.ndarray], colours: dict, reps: int, out: Path) -> Path:
-    taus = np.linspace(0.0, 1.0, 41)
-    figure, axis = plt.subplots(figsize=(6, 4), layout="constrained")
-    for label, matrix in scores.items():
-        estimates = [bootstrap_estimate(matrix, lambda s, tau=tau: float(np.mean(s > tau)), reps=reps) for tau in taus]
-        axis.plot(taus, [e.point for e in estimates], color=colours[label], label=label)
-        axis.fill_between(taus, [e.low for e in estimates], [e.high for e in estimates], color=colours[label],
-                          alpha=0.2, linewidth=0)
-    axis.set(xlabel="success rate tau", ylabel="fraction of (run, task) scores > tau", ylim=(0, 1.02))
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
-    return save(figure, out / "sweep_profiles.png")
-
-
 def figure_command(sweep_dir: str, env_steps: float | None, out: str, last: int, reps: int, mode: str, points: int,
                    curve_reps: int) -> list[Path]:
     runs = load_sweep(sweep_dir, mode)
@@ -133,8 +97,12 @@ def figure_command(sweep_dir: str, env_steps: float | None, out: str, last: int,
     scores = aggregate_scores(groups, env_budgets(groups, env_steps), last)
     if not scores:
         raise ResultsError("no method has scores in every environment at the budget; try a smaller --env_steps")
-    written.append(plot_aggregates(scores, colours, reps, out_dir))
+    estimates = aggregate_estimates(scores, reps=reps, optimality_threshold=1.0)
+    written.append(plot_aggregates(SWEEP, estimates, "SuccessRate", mode, out_dir))
     if len(scores) > 1:
-        written.append(plot_improvement(scores, reps, out_dir))
-    written.append(plot_profiles(scores, colours, curve_reps, out_dir))
+        labels = list(scores)
+        improvements = {f"{x} > {y}": improvement_probability(scores[x], scores[y], reps=reps)
+                        for index, x in enumerate(labels) for y in labels[index + 1:]}
+        written.append(plot_improvement(SWEEP, improvements, out_dir))
+    written.append(plot_profiles(SWEEP, scores, "SuccessRate", mode, False, curve_reps, out_dir))
     return written

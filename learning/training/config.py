@@ -466,7 +466,7 @@ def _build_parser(experiment: str, env_id: str | None) -> _OneLineParser:
     paper_name, summary = EXPERIMENT_SUMMARIES.get(experiment, ("", ""))
     preset_note = (f"Defaults are those of {env_id}; '{env_id} preset' marks the ones its preset sets."
                    if env_id else "Defaults shown without an environment preset; add --env ID to see its defaults.")
-    parser = _OneLineParser(prog=f"run.py {experiment}", usage=f"python %(prog)s --env ID [flags]",
+    parser = _OneLineParser(prog=f"run.py {experiment}", usage="python %(prog)s --env ID [flags]",
                             add_help=True, allow_abbrev=False,
                             description=f"{experiment}: {summary}" + (f" (paper: {paper_name})" if paper_name else "")
                             + f". {preset_note}")
