@@ -138,6 +138,7 @@ class Trainer:
         """Collect, store, and take this iteration's gradient steps."""
         parts = self.parts
         parts.sampler.behaviour.begin_iteration(self.iteration)
+        warm_up_collection = self._warming_up()
         batch = parts.sampler.collect(self._steps_to_collect())
         parts.buffer.add(batch.transitions)
         if parts.behaviour_learner is not None:
@@ -150,8 +151,8 @@ class Trainer:
             else:  # the original applies the Polyak update even when it skips optimisation
                 parts.sac.update_targets()
         if parts.behaviour_learner is not None:
-            stats = {**stats, **parts.behaviour_learner.train(
-                batch.transitions.steps_per_task, self.batch_per_task if trainable else None)}
+            new_steps = 0 if warm_up_collection else batch.transitions.steps_per_task
+            stats = {**stats, **parts.behaviour_learner.train(new_steps, self.batch_per_task if trainable else None)}
         self.iteration += 1
         return batch.episodes, batch.acting_counts, stats
 
