@@ -1,8 +1,7 @@
 """Command line: ``python run.py EXPERIMENT --env=ID [flags]`` (the original's interface, SPEC §1).
 
 Experiments: sac, mtsac, dnc_sac, qmp_dnc, qmp_sac, uds_dnc, qmp_uds_dnc, decaf, mcal, qmp_mcal, ctpg_dnc,
-ctpg_sac (and
-resume --snapshot_dir DIR). Bad input gets one line on stderr and exit code 2 before anything is
+ctpg_sac (and resume --snapshot_dir DIR). Bad input gets one line on stderr and exit code 2 before anything is
 written to disk.
 """
 
