@@ -1,7 +1,7 @@
 """Command line: ``python run.py EXPERIMENT --env=ID [flags]`` (the original's interface, SPEC §1).
 
-Experiments: sac, mtsac, dnc_sac, qmp_dnc, qmp_sac, uds_dnc, qmp_uds_dnc, decaf, mcal, qmp_mcal (and
-resume --snapshot_dir DIR). Bad input gets one line on stderr and exit code 2 before anything is
+Experiments: sac, mtsac, dnc_sac, qmp_dnc, qmp_sac, uds_dnc, qmp_uds_dnc, decaf, mcal, qmp_mcal, ctpg_dnc,
+ctpg_sac (and resume --snapshot_dir DIR). Bad input gets one line on stderr and exit code 2 before anything is
 written to disk; exit codes: 3 training diverged (NaN), 4 a file could not be written (disk full),
 130 Ctrl-C, 143 SIGTERM (docs/robustness.md).
 """

@@ -23,6 +23,8 @@ import torch
 
 from environments import make_task_set
 from environments.base import TaskSet
+from learning.behaviour.ctpg import CTPGBehaviour, CTPGOptions, GuideNetworks
+from learning.behaviour.ctpg_learner import CTPGLearner
 from learning.behaviour.own_policy import OwnPolicyBehaviour
 from learning.behaviour.qswitch import QSwitchBehaviour, QSwitchOptions
 from learning.training.config import DOMAIN_MIXTURES, Config, ConfigError
@@ -64,6 +66,9 @@ RECIPES: dict[str, ExperimentRecipe] = {
     "decaf": ExperimentRecipe(temperature_per_task=True, algorithm="decaf"),
     "mcal": ExperimentRecipe(temperature_per_task=False, algorithm="mcal"),
     "qmp_mcal": ExperimentRecipe(temperature_per_task=False, algorithm="mcal"),
+    # CTPG (docs/ctpg.md): Separated + CTPG, and Parameters (multihead) + CTPG, with PCGrad by its flag.
+    "ctpg_dnc": ExperimentRecipe(temperature_per_task=True),
+    "ctpg_sac": ExperimentRecipe(temperature_per_task=True),
 }
 
 
@@ -138,6 +143,7 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
     network_input = partial(layout.network_input, include_task_id=config.include_task_id)
     obs_dim = layout.network_dim(config.include_task_id)
 
+    behaviour_learner = None
     relabel_rewards = recipe.algorithm == "data_sharing" and not config.unsupervised
     sampler = LockstepSampler(task_set, None, network_input, device, config.seed, config.discount,
                               keep_raw_observations=relabel_rewards)
@@ -180,12 +186,25 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
 
         sampler.behaviour = qswitch()
         evaluation_behaviours = {"Evaluation/": qswitch(), "Evaluation/p/": own()}
+    elif config.is_ctpg:
+        options = CTPGOptions(
+            guide_step=config.guide_step, guide_update_freq=config.guide_update_freq, guide_lr=config.guide_lr,
+            filter_gate=config.filter_gate, block_gate=config.block_gate, guide_hindsight=config.guide_hindsight,
+            filter_start_steps=config.filter_start_steps,
+        )
+        guide = GuideNetworks(config.policy_architecture, num_tasks, obs_dim,
+                              num_tasks + len(task_set.guide_policies), config.hidden_sizes).to(device)
+        behaviour = CTPGBehaviour(sac.policy, sac.critic, sac.alpha, guide, options, task_set.guide_policies)
+        sampler.behaviour = behaviour
+        behaviour_learner = CTPGLearner(sac, guide, behaviour, buffer, options, config.discount, config.reward_scale)
+        evaluation_behaviours = {"Evaluation/": own()}  # CTPG evaluates each task's own policy
     else:
         sampler.behaviour = own()
         evaluation_behaviours = {"Evaluation/": own()}
 
     evaluator = Evaluator(task_set, network_input, device, config.seed + EVALUATION_SEED_OFFSET, config.discount)
-    return RunParts(config, task_set, device, sac, sampler, evaluator, buffer, evaluation_behaviours)
+    return RunParts(config, task_set, device, sac, sampler, evaluator, buffer, evaluation_behaviours,
+                    behaviour_learner)
 
 
 def count_parameters(module: torch.nn.Module) -> int:

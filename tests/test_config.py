@@ -141,7 +141,7 @@ def test_kl_coefficients_parse_as_a_list():
 @pytest.mark.parametrize("argv, message", [
     (["uds_dnc", "--kl_coeff", "0.1"], "kl_coeff is a flag of dnc_sac, qmp_dnc, not of uds_dnc"),
     (["dnc_sac", "--sharing_quantile", "0.8"], "sharing_quantile is a flag of uds_dnc, qmp_uds_dnc, not of dnc_sac"),
-    (["dnc_sac", "--use_pc_grad", "True"], "use_pc_grad is a flag of sac, mtsac, qmp_sac, not of dnc_sac"),
+    (["dnc_sac", "--use_pc_grad", "True"], "use_pc_grad is a flag of sac, mtsac, qmp_sac, ctpg_sac, not of dnc_sac"),
     (["uds_dnc", "--sharing_quantile", "1.5"], r"must be in \[0, 1\]"),
     (["dnc_sac", "--kl_coeff", "-1"], "must not be negative"),
     (["dnc_sac", "--kl_coeff", "0.1", "--sampling_type", "ixj"], "ixj is not supported"),

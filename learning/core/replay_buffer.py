@@ -105,6 +105,11 @@ class TaskReplayBuffer:
         rows = torch.arange(self.num_tasks, device=self.device).unsqueeze(1)
         return {name: data[rows, indices] for name, data in self._data.items()}
 
+    def gather(self, slots: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The transitions in ring ``slots [T, ...]`` (row t indexes task t's buffer): tensors ``[T, ..., field]``."""
+        rows = torch.arange(self.num_tasks, device=self.device).view(-1, *([1] * (slots.dim() - 1)))
+        return {name: data[rows, slots] for name, data in self._data.items()}
+
     def sample_tasks(self, tasks: torch.Tensor, batch_per_task: int) -> dict[str, torch.Tensor]:
         """``batch_per_task`` transitions from each listed task buffer: ``[len(tasks), batch, ...]``."""
         indices = torch.randint(0, self.size, (len(tasks), batch_per_task), device=self.device)

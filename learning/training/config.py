@@ -29,6 +29,8 @@ EXPERIMENTS: tuple[str, ...] = (
     "decaf",
     "mcal",
     "qmp_mcal",
+    "ctpg_dnc",
+    "ctpg_sac",
     "resume",
 )
 
@@ -44,6 +46,8 @@ EXPERIMENT_SUMMARIES: dict[str, tuple[str, str]] = {
     "decaf": ("DECAF", "separate policies, task-weighted mixtures of every task's critic"),
     "mcal": ("MCAL", "one multihead actor, per-task critics"),
     "qmp_mcal": ("QMP + MCAL", "mcal with Q-switch data collection"),
+    "ctpg_dnc": ("Separated + CTPG", "separate SAC per task, CTPG's learned guides collect data (docs/ctpg.md)"),
+    "ctpg_sac": ("Parameters + CTPG", "multihead SAC, CTPG's learned guides collect data (docs/ctpg.md)"),
     "resume": ("", "continue a run: resume --snapshot_dir DIR [--n_epochs N]"),
 }
 
@@ -114,7 +118,12 @@ def _is_data_sharing(experiment: str) -> bool:
 
 def _is_shared_buffer_sac(experiment: str) -> bool:
     """The SAC family (one loss over all tasks' samples), where PCGrad applies."""
-    return experiment in ("sac", "mtsac", "qmp_sac")
+    return experiment in ("sac", "mtsac", "qmp_sac", "ctpg_sac")
+
+
+def _is_ctpg(experiment: str) -> bool:
+    """Experiments that collect data with CTPG's learned guides (docs/ctpg.md)."""
+    return experiment.startswith("ctpg")
 
 
 FLAGS: tuple[Flag, ...] = (
@@ -214,6 +223,22 @@ FLAGS: tuple[Flag, ...] = (
          experiments=_is_shared_buffer_sac),
     Flag("skip_alpha_pc_grad", parse_bool, True, "PCGrad: leave the temperature loss out of the surgery",
          experiments=_is_shared_buffer_sac),
+    # CTPG behaviour policy (docs/ctpg.md; defaults: the official code, SPEC-CTPG §1.3).
+    Flag("guide_step", int, 10, "CTPG: K, the guide picks a control policy every K steps", experiments=_is_ctpg),
+    Flag("guide_update_freq", int, 10, "CTPG: one guide update per this many environment steps of each task",
+         experiments=_is_ctpg),
+    Flag("guide_lr", float, 1e-4, "CTPG: Adam learning rate of the guide actor, critics and temperature",
+         experiments=_is_ctpg),
+    Flag("filter_gate", str, "masked", "CTPG: policy-filter gate: masked = sample among candidates whose "
+         "comparable guide value is at least V_i(s) (paper); unmasked = sample among all, the mask only "
+         "triggers the own-policy fallback (official code); off", choices=("masked", "unmasked", "off"),
+         experiments=_is_ctpg),
+    Flag("block_gate", parse_bool, True, "CTPG: do not guide tasks whose log alpha exceeds the mean "
+         "(refreshed at every evaluation)", experiments=_is_ctpg),
+    Flag("guide_hindsight", parse_bool, True, "CTPG: relabel each segment's guide action as the control "
+         "policy that best explains its actions", experiments=_is_ctpg),
+    Flag("filter_start_steps", int, 10_000, "CTPG: the policy filter acts after this many environment "
+         "steps per task", experiments=_is_ctpg),
 )
 
 FLAG_BY_NAME: dict[str, Flag] = {flag.name: flag for flag in FLAGS}
@@ -236,6 +261,8 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     "DnC": ("kl_coeff", "sampling_type", "regularize_representation", "distillation_period", "distillation_n_epochs"),
     "data sharing": ("sharing_quantile", "unsupervised"),
     "PCGrad": ("use_pc_grad", "skip_alpha_pc_grad"),
+    "CTPG": ("guide_step", "guide_update_freq", "guide_lr", "filter_gate", "block_gate", "guide_hindsight",
+             "filter_start_steps"),
 }
 
 # Flags that print instead of training (run.py handles them); they never reach the Config.
@@ -361,6 +388,13 @@ class Config:
     unsupervised: bool = True
     use_pc_grad: bool = False
     skip_alpha_pc_grad: bool = True
+    guide_step: int = 10
+    guide_update_freq: int = 10
+    guide_lr: float = 1e-4
+    filter_gate: str = "masked"
+    block_gate: bool = True
+    guide_hindsight: bool = True
+    filter_start_steps: int = 10_000
     explicit_flags: tuple[str, ...] = field(default=(), compare=False)
     """Flags the user typed (the rest came from defaults or presets); kept for the record."""
 
@@ -371,9 +405,19 @@ class Config:
         return _is_qmp(self.experiment)
 
     @property
+    def is_ctpg(self) -> bool:
+        """Does the experiment collect data with CTPG's guides?"""
+        return _is_ctpg(self.experiment)
+
+    @property
+    def shares_behaviour(self) -> bool:
+        """Can another task's policy act in task i (QMP, CTPG)? Then the acting matrix is logged."""
+        return self.is_qmp or self.is_ctpg
+
+    @property
     def per_task_buffers(self) -> bool:
         """Per-task buffers and per-task SAC losses (DnC family) vs one shared buffer (SAC family)."""
-        return self.experiment not in ("sac", "mtsac", "qmp_sac")
+        return self.experiment not in ("sac", "mtsac", "qmp_sac", "ctpg_sac")
 
     @property
     def dnc_penalty(self) -> bool:
@@ -603,17 +647,19 @@ def validate(config: Config) -> None:
     if experiment in ("sac", "mtsac") and (policy == "separate" or q == "separate"):
         raise ConfigError(f"{experiment} needs --policy_architecture and --Q_architecture multihead or shared "
                           f"(use dnc_sac for separate networks)")
-    if experiment in ("dnc_sac", "qmp_dnc", "uds_dnc", "qmp_uds_dnc", "decaf") and (
+    if experiment in ("dnc_sac", "qmp_dnc", "uds_dnc", "qmp_uds_dnc", "decaf", "ctpg_dnc") and (
             policy != "separate" or q != "separate"):
         raise ConfigError(f"{experiment} uses separate networks; drop --policy_architecture/--Q_architecture "
                           f"or use mtsac/qmp_sac for multihead")
-    if experiment == "qmp_sac" and (policy != "multihead" or q != "multihead"):
-        raise ConfigError("qmp_sac needs --policy_architecture multihead --Q_architecture multihead")
+    if experiment in ("qmp_sac", "ctpg_sac") and (policy != "multihead" or q != "multihead"):
+        raise ConfigError(f"{experiment} needs --policy_architecture multihead --Q_architecture multihead")
     if experiment in ("mcal", "qmp_mcal") and (policy != "multihead" or q == "shared"):
         raise ConfigError(f"{experiment} needs --policy_architecture multihead and per-task critics "
                           f"(--Q_architecture separate, the default, or multihead)")
     if config.is_qmp and config.include_task_id:
         raise ConfigError("QMP experiments hide the task identity from the networks; drop --include_task_id")
+    if config.is_ctpg and config.include_task_id:
+        raise ConfigError("CTPG experiments hide the task identity from the networks; drop --include_task_id")
     _validate_method_flags(config)
     if experiment == "mtsac" and "shared" in (policy, q) and not config.include_task_id:
         raise ConfigError("mtsac with shared networks needs --include_task_id True (or use multihead networks)")
@@ -723,6 +769,16 @@ def _validate_method_flags(config: Config) -> None:
             raise ConfigError(f"--distillation_n_epochs must be positive, got {config.distillation_n_epochs}")
     if _is_data_sharing(config.experiment) and not 0.0 <= config.sharing_quantile <= 1.0:
         raise ConfigError(f"--sharing_quantile must be in [0, 1], got {config.sharing_quantile}")
+    if config.is_ctpg:
+        for key in ("guide_step", "guide_update_freq"):
+            if getattr(config, key) <= 0:
+                raise ConfigError(f"--{key} must be positive, got {getattr(config, key)}")
+        if not config.guide_lr > 0 or math.isnan(config.guide_lr):
+            raise ConfigError(f"--guide_lr must be positive, got {config.guide_lr}")
+        if config.filter_start_steps < 0:
+            raise ConfigError(f"--filter_start_steps must not be negative, got {config.filter_start_steps}")
+        if config.filter_gate == "off":
+            typed_without_effect(("filter_start_steps",), "with --filter_gate off")
     if _is_shared_buffer_sac(config.experiment) and not config.use_pc_grad:
         typed_without_effect(("skip_alpha_pc_grad",), "without --use_pc_grad True")
     if config.is_qmp:

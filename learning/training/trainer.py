@@ -11,7 +11,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -46,6 +46,8 @@ class RunParts:
     buffer: TaskReplayBuffer
     evaluation_behaviours: dict
     """Prefix -> behaviour policy evaluated under it: "Evaluation/" always; QMP adds "Evaluation/p/"."""
+    behaviour_learner: "BehaviourLearner | None" = None
+    """What trains the behaviour policy itself (CTPG's guides); None when nothing does."""
 
     @property
     def replay_context(self) -> "ReplayContext":
@@ -102,6 +104,17 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+
+class BehaviourLearner(Protocol):
+    """The trainer's calls into a learned behaviour policy (learning/behaviour/ctpg_learner.py)."""
+
+    def store_collected(self) -> None: ...
+    def train(self, steps_per_task: int, batch_per_task: int | None) -> dict[str, torch.Tensor]: ...
+    def after_evaluation(self) -> None: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
 class Trainer:
     """Runs epochs of (collect, train) x steps_per_epoch, then evaluation, logging and a checkpoint."""
 
@@ -142,8 +155,11 @@ class Trainer:
         """Collect, store, and take this iteration's gradient steps."""
         parts = self.parts
         parts.sampler.behaviour.begin_iteration(self.iteration)
+        warm_up_collection = self._warming_up()
         batch = parts.sampler.collect(self._steps_to_collect())
         parts.buffer.add(batch.transitions)
+        if parts.behaviour_learner is not None:
+            parts.behaviour_learner.store_collected()
         stats: dict[str, torch.Tensor] = {}
         trainable = not self._warming_up()
         for _ in range(self.gradient_steps):
@@ -151,6 +167,9 @@ class Trainer:
                 stats = parts.sac.update(parts.buffer.sample(self.batch_per_task))
             else:  # the original applies the Polyak update even when it skips optimisation
                 parts.sac.update_targets()
+        if parts.behaviour_learner is not None:
+            new_steps = 0 if warm_up_collection else batch.transitions.steps_per_task
+            stats = {**stats, **parts.behaviour_learner.train(new_steps, self.batch_per_task if trainable else None)}
         self.iteration += 1
         return batch.episodes, batch.acting_counts, stats
 
@@ -190,15 +209,17 @@ class Trainer:
                 stats = new_stats or stats
             self.acting_counts_total += acting_counts
             metrics = training_metrics(episodes, acting_counts, stats, self.num_tasks, parts.task_set.episode_metrics,
-                                       parts.buffer.size, parts.sampler.env_steps_per_task, config.is_qmp)
+                                       parts.buffer.size, parts.sampler.env_steps_per_task, config.shares_behaviour)
             if epoch % config.evaluation_frequency == 0:
                 self.last_evaluation = self.evaluate(epoch)
                 metrics.update(self.last_evaluation)
+                if parts.behaviour_learner is not None:
+                    parts.behaviour_learner.after_evaluation()
             metrics.update(parts.sac.end_of_epoch(epoch))  # e.g. DnC's periodic distillation
             self.check_finite(epoch, {key: value for key, value in metrics.items() if key.endswith("Loss")})
             videos = self.record_videos(epoch) if config.vis_freq > 0 and epoch % config.vis_freq == 0 else {}
             metrics["Time/EpochSeconds"] = time.perf_counter() - started
-            matrices = {"Train/ActingPolicyCounts": acting_counts} if config.is_qmp else {}
+            matrices = {"Train/ActingPolicyCounts": acting_counts} if config.shares_behaviour else {}
             self.logger.log(epoch, metrics, matrices, videos)
             self.last_metrics = metrics
             self.next_epoch = epoch + 1
@@ -269,6 +290,7 @@ class Trainer:
             "sampler": parts.sampler.state_dict(),
             "evaluator": parts.evaluator.state_dict(),
             "evaluation_behaviours": {k: b.state_dict() for k, b in parts.evaluation_behaviours.items()},
+            "behaviour_learner": None if parts.behaviour_learner is None else parts.behaviour_learner.state_dict(),
             "random": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         }
@@ -287,6 +309,8 @@ class Trainer:
         parts.evaluator.load_state_dict(state["evaluator"])
         for key, behaviour in parts.evaluation_behaviours.items():
             behaviour.load_state_dict(state["evaluation_behaviours"][key])
+        if parts.behaviour_learner is not None:
+            parts.behaviour_learner.load_state_dict(state["behaviour_learner"])
         rng = state["random"]
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
