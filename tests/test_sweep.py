@@ -93,21 +93,21 @@ def test_killed_sweep_reruns_only_what_is_left_and_resumes_the_half_finished_run
     assert "resume --snapshot_dir" in (sweep_dir / "logs" / f"{second.run_name}.log").read_text()
 
 
-def test_a_run_that_raises_is_retried_then_reported_and_the_others_finish(ray_instance, tmp_path):
-    runs = expand(tiny_grid([{"label": "good", "experiment": "dnc_sac"}, {"label": "broken", "experiment": "dnc_sac"},
-                             {"label": "CTPG", "experiment": "ctpg_dnc"}]))
-    good, broken, unknown = runs
-    broken.run_dir(tmp_path).parent.mkdir(parents=True)
-    broken.run_dir(tmp_path).write_text("a file where run.py makes its run directory")
+def test_a_run_that_fails_is_retried_then_reported_and_the_others_finish(ray_instance, tmp_path):
+    runs = expand(tiny_grid([{"label": "good", "experiment": "dnc_sac"},
+                             {"label": "diverging", "experiment": "dnc_sac", "flags": {"reward_scale": 1e30}},
+                             {"label": "unknown", "experiment": "qmp_ppo"}]))
+    good, diverging, unknown = runs
     result = run_sweep(runs, tmp_path, SweepOptions(poll_seconds=0.5, max_retries=1), quiet())
     states = {item.run.label: item for item in result.progress}
     assert states["good"].state == "finished" and metric_epochs(good.run_dir(tmp_path)) == [0]
-    assert (states["broken"].state, states["broken"].attempts) == ("failed", 2)
-    assert "FileExistsError" in states["broken"].reason
-    assert read_status(tmp_path, broken)["state"] == "failed"
+    # training diverges (NaN, exit 3) at every attempt: retried once, then reported
+    assert (states["diverging"].state, states["diverging"].attempts) == ("failed", 2)
+    assert states["diverging"].reason.startswith("exit 3: ") and "training diverged" in states["diverging"].reason
+    assert read_status(tmp_path, diverging)["state"] == "failed"
     # an experiment run.py does not know: its one-line error, not retried (bad input fails again)
-    assert (states["CTPG"].state, states["CTPG"].attempts) == ("failed", 1)
-    assert states["CTPG"].reason.startswith("exit 2: run.py: error: unknown experiment 'ctpg_dnc'")
+    assert (states["unknown"].state, states["unknown"].attempts) == ("failed", 1)
+    assert states["unknown"].reason.startswith("exit 2: run.py: error:") and "qmp_ppo" in states["unknown"].reason
 
 
 def test_budget_scale_scales_epochs_and_dnc_distillation_period():
