@@ -122,17 +122,19 @@ class Trainer:
             return max(math.ceil(config.min_buffer_size / self.num_tasks), 1)
         return max(math.ceil(config.batch_size / self.num_tasks), 1)
 
-    def run_iteration(self) -> tuple[list[EpisodeRecord], np.ndarray, dict[str, torch.Tensor]]:
-        """Collect, store, and take this iteration's gradient steps."""
+    def run_iteration(self, with_stats: bool = True) -> tuple[list[EpisodeRecord], np.ndarray, dict[str, torch.Tensor]]:
+        """Collect, store, and take this iteration's gradient steps; update statistics (of the last
+        step) only ``with_stats``."""
         parts = self.parts
         parts.sampler.behaviour.begin_iteration(self.iteration)
         batch = parts.sampler.collect(self._steps_to_collect())
         parts.buffer.add(batch.transitions)
         stats: dict[str, torch.Tensor] = {}
         trainable = not self._warming_up()
-        for _ in range(self.gradient_steps):
+        for step in range(self.gradient_steps):
             if trainable:
-                stats = parts.sac.update(parts.buffer.sample(self.batch_per_task))
+                last = with_stats and step == self.gradient_steps - 1
+                stats = parts.sac.update(parts.buffer.sample(self.batch_per_task), with_stats=last)
             else:  # the original applies the Polyak update even when it skips optimisation
                 parts.sac.update_targets()
         self.iteration += 1
@@ -161,8 +163,8 @@ class Trainer:
             episodes: list[EpisodeRecord] = []
             acting_counts = np.zeros_like(self.acting_counts_total)
             stats: dict[str, torch.Tensor] = {}
-            for _ in range(config.steps_per_epoch):
-                new_episodes, counts, new_stats = self.run_iteration()
+            for iteration in range(config.steps_per_epoch):
+                new_episodes, counts, new_stats = self.run_iteration(with_stats=iteration == config.steps_per_epoch - 1)
                 episodes.extend(new_episodes)
                 acting_counts += counts
                 stats = new_stats or stats
