@@ -157,6 +157,14 @@ def get_env_state(env: gym.Env) -> list[dict]:
     return states
 
 
+def independent_resets(env: gym.Env) -> bool:
+    """Whether a reset of ``env`` depends only on its random generator: the reset re-initialises
+    everything else and steps draw no random numbers. Then episode k + 1 starts from the generator's
+    state right after episode k's reset, without running episode k, and evaluation may run an env's
+    episodes side by side on copies. Environments declare it with ``independent_resets = True``."""
+    return bool(getattr(env.unwrapped, "independent_resets", False))
+
+
 def set_env_state(env: gym.Env, state: list[dict]) -> None:
     """Restore what :func:`get_env_state` captured (the env must be built the same way)."""
     chain = _wrapper_chain(env)

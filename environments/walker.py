@@ -88,6 +88,7 @@ class WalkerTaskEnv(gym.Env):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.task_index = task_index
         self.external_force_probability = external_force_probability
+        self.independent_resets = external_force_probability <= 0.0  # pushes draw from np_random in steps
         self.render_mode = render_mode
         self.task_one_hot = one_hot(task_index, len(TASK_NAMES))
         self.model = build_walker_model(with_crawl_obstacles=task_index == CRAWL)

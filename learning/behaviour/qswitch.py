@@ -216,6 +216,25 @@ class QSwitchBehaviour:
         action = means[acting, own] if deterministic else sampled[acting, own, 0]
         return action, acting
 
+    @property
+    def lockstep_evaluation(self) -> bool:
+        """Whether :meth:`act_rows` serves evaluation: the default scoring, re-selecting at every step."""
+        return self.lean and self.options.sampling_freq == 1
+
+    @torch.inference_mode()
+    def act_rows(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic Q-switch for E states per task ``[T, E, obs]``: actions ``[T, E, A]`` and the
+        acting candidate ``[T, E]``; every row selects, as :meth:`act` does with ``sampling_freq`` 1."""
+        tasks, rows, obs_dim = obs.shape
+        mean, _ = self.policy.all_policies(obs.reshape(tasks * rows, obs_dim))  # [C, T * E, A]
+        candidates, action_dim = mean.shape[0], mean.shape[-1]
+        means = torch.tanh(mean).reshape(candidates, tasks, rows, action_dim).permute(1, 2, 0, 3)  # [T, E, C, A]
+        states = obs.unsqueeze(2).expand(tasks, rows, candidates, obs_dim).reshape(tasks, rows * candidates, obs_dim)
+        scores = self.critic.q1(states, means.reshape(tasks, rows * candidates, action_dim))
+        choice = scores.reshape(tasks, rows, candidates).argmax(dim=2)
+        index = choice[:, :, None, None].expand(tasks, rows, 1, action_dim)
+        return torch.take_along_dim(means, index, dim=2).squeeze(2), choice
+
     def state_dict(self) -> dict:
         return {"held_choice": self.held_choice.cpu(), "steps_since_selection": self.steps_since_selection.copy(),
                 "iteration": self.iteration}
