@@ -22,6 +22,7 @@ from learning.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from learning.training.config import Config
 from learning.training.evaluation import Evaluator, summarize_episodes
 from learning.training.logger import RunLogger, is_terminal
+from learning.training.replay_files import FORMAT as REPLAY_FILES_FORMAT, ReplayFiles
 from learning.core.replay_buffer import TaskReplayBuffer
 from learning.core.sac import MultiTaskSAC
 from learning.training.sampler import EpisodeRecord, LockstepSampler
@@ -99,6 +100,7 @@ class Trainer:
         self.acting_counts_total = np.zeros((self.num_tasks, parts.sampler.behaviour.num_candidates), dtype=np.int64)
         self.last_evaluation: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
+        self.replay_files = ReplayFiles(run_dir, keep_all=config.snapshot_gap > 1)
         if config.per_task_buffers:
             self.gradient_steps = max(config.gradient_steps_per_itr // self.num_tasks, 1)
             self.batch_per_task = config.buffer_batch_size
@@ -217,7 +219,8 @@ class Trainer:
             progress.set_postfix_str(" | ".join(parts))
 
     # ------------------------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
+    def state_dict(self, buffer_state: dict | None = None) -> dict:
+        """Everything a resume needs; the replay buffer whole unless ``buffer_state`` (its chunk files) is given."""
         parts = self.parts
         state = {
             "format": CHECKPOINT_FORMAT,
@@ -229,7 +232,7 @@ class Trainer:
             "last_metrics": dict(self.last_metrics),
             "networks": parts.sac.state_dict(),
             "optimizers": parts.sac.optimizer_state(),
-            "buffer": parts.buffer.state_dict(),
+            "buffer": parts.buffer.state_dict() if buffer_state is None else buffer_state,
             "sampler": parts.sampler.state_dict(),
             "evaluator": parts.evaluator.state_dict(),
             "evaluation_behaviours": {k: b.state_dict() for k, b in parts.evaluation_behaviours.items()},
@@ -246,7 +249,10 @@ class Trainer:
         self.last_metrics = dict(state["last_metrics"])
         parts.sac.load_state_dict(state["networks"])
         parts.sac.load_optimizer_state(state["optimizers"])
-        parts.buffer.load_state_dict(state["buffer"])
+        if state["buffer"].get("format") == REPLAY_FILES_FORMAT:
+            self.replay_files.restore(parts.buffer, state["buffer"])
+        else:
+            parts.buffer.load_state_dict(state["buffer"])
         parts.sampler.load_state_dict(state["sampler"])
         parts.evaluator.load_state_dict(state["evaluator"])
         for key, behaviour in parts.evaluation_behaviours.items():
@@ -259,9 +265,11 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
 
     def save(self, epoch: int) -> None:
-        """Write the checkpoint atomically; with snapshot_gap > 1 also keep every gap-th epoch's."""
-        state = self.state_dict()
+        """Write the checkpoint atomically (the replay buffer's new transitions first, as a chunk file);
+        with snapshot_gap > 1 also keep every gap-th epoch's."""
+        state = self.state_dict(self.replay_files.commit_new(self.parts.buffer))
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, state)
+        self.replay_files.prune()
         gap = self.config.snapshot_gap
         if gap > 1 and epoch % gap == 0:
             save_checkpoint(self.run_dir / f"checkpoint_epoch{epoch}.pt", state)
