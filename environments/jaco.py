@@ -124,6 +124,7 @@ class JacoReachMultistageEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
     independent_resets = True  # reset: mj_resetData, stage counters, noise from np_random; steps draw nothing
+    constant_model = True  # checkpoints keep the MjData arrays, not the model (environments.base.get_env_state)
 
     def __init__(self, task_index: int, render_mode: str | None = None) -> None:
         if not 0 <= task_index < len(TASKS):

@@ -132,6 +132,7 @@ class PointMazeTaskEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 100}
     independent_resets = True  # reset: mj_resetData + noise from np_random; steps draw nothing
+    constant_model = True  # checkpoints keep the MjData arrays, not the model (environments.base.get_env_state)
 
     def __init__(
         self,

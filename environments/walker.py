@@ -80,6 +80,7 @@ class WalkerTaskEnv(gym.Env):
     """One Walker2dMT4 task (no time limit of its own; the TaskSet adds TimeLimit(1000))."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 125}
+    constant_model = True  # checkpoints keep the MjData arrays, not the model (environments.base.get_env_state)
 
     def __init__(self, task_index: int, external_force_probability: float = 0.0, render_mode: str | None = None):
         if not 0 <= task_index < len(TASK_NAMES):
