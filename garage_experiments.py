@@ -71,6 +71,8 @@ def launch(config: Config, announce: Callable[[str], None] = print) -> tuple[Tra
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / CONFIG_FILE)
     parts = build_parts(config, task_set)
+    if config.compile and parts.device.type != "cuda":
+        announce("--compile: no-op on CPU (torch.compile applies to CUDA runs only)")
     logger = RunLogger(config, run_dir, resume=checkpoint is not None)
     trainer = Trainer(parts, run_dir, logger)
     if checkpoint is not None:

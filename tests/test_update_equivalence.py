@@ -98,3 +98,17 @@ def test_whole_weight_layers_take_no_slice_view():
     names = {type(node).__name__ for node in seen}
     assert "BaddbmmBackward0" in names
     assert not any(name.startswith(("SliceBackward", "AsStridedBackward")) for name in names), names
+
+
+def test_compile_is_a_noted_no_op_on_cpu(tmp_path):
+    import garage_experiments
+    from learning.training.config import parse_command_line
+
+    argv = ["dnc_sac", "--env=PointReach-v0", "--wandb", "False", "--n_epochs", "1", "--batch_size", "20",
+            "--min_buffer_size", "20", "--gradient_steps_per_itr", "2", "--hidden_sizes", "8", "--num_evaluation_episodes", "1",
+            "--log_dir", str(tmp_path)]
+    messages: list[str] = []
+    trainer, _ = garage_experiments.launch(parse_command_line([*argv, "--compile", "True"]), announce=messages.append)
+    assert "--compile: no-op on CPU (torch.compile applies to CUDA runs only)" in messages
+    assert type(trainer.parts.sac).critic_loss is MultiTaskSAC.critic_loss  # nothing wrapped
+    assert "critic_loss" not in vars(trainer.parts.sac)
