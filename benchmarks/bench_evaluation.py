@@ -57,7 +57,8 @@ def main() -> None:
     for name, behaviour in behaviours.items():
         lockstep = Evaluator(task_set, layout.network_input, torch.device("cpu"), 0, 0.99)
         rounds = Evaluator(task_set, layout.network_input, torch.device("cpu"), 0, 0.99)
-        lockstep.run(behaviour, 1)  # builds the copies outside the timing
+        lockstep.run(behaviour, 1)
+        lockstep._environment_copies(min(args.episodes_per_task, lockstep.max_lockstep_envs // t))  # built untimed
         rounds._run_rounds(behaviour, 1)
         started = time.perf_counter()
         episodes, _ = lockstep.run(behaviour, args.episodes_per_task)
