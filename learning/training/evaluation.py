@@ -70,7 +70,7 @@ class Evaluator:
     """Runs deterministic evaluation episodes of every task on separate evaluation environments."""
 
     def __init__(self, task_set: TaskSet, network_input: Callable[[np.ndarray], np.ndarray],
-                 device: torch.device, seed: int, discount: float, max_lockstep_envs: int = 64) -> None:
+                 device: torch.device, seed: int, discount: float, max_lockstep_envs: int = 128) -> None:
         self.task_set, self.network_input, self.device, self.seed = task_set, network_input, device, seed
         self.discount = discount
         self.num_tasks = task_set.num_tasks
