@@ -119,6 +119,8 @@ def launch(config: Config, announce: Callable[[str], None] = say) -> tuple[Train
     config, task_set, run_dir, checkpoint = prepare_run(config)
     announce(f"building networks, replay buffers and samplers for {task_set.num_tasks} tasks")
     parts = build_parts(config, task_set)
+    if config.compile and parts.device.type != "cuda":
+        announce("--compile: no-op on CPU (torch.compile applies to CUDA runs only)")
     try:
         lock = claim_run_directory(run_dir, fresh=checkpoint is None)
     except BaseException:

@@ -153,9 +153,41 @@ def get_env_state(env: gym.Env) -> list[dict]:
         custom = getattr(level, "get_checkpoint_state", None) if level is env.unwrapped else None
         if callable(custom):
             states.append({"__custom__": custom()})
+        elif level is env.unwrapped and getattr(level, "constant_model", False):
+            states.append(_simulator_state(level))
         else:
             states.append({key: value for key, value in level.__dict__.items() if key != "env"})
     return states
+
+
+def _simulator_state(env: gym.Env) -> dict:
+    """An env whose MuJoCo model never changes after construction (``constant_model = True``): its
+    attributes without the model, and its MjData as the arrays it holds (a few kB instead of a
+    pickled model and data). Restored into the env's own MjData, the simulation continues bit for bit."""
+    import mujoco
+
+    state = {}
+    for key, value in env.__dict__.items():
+        if isinstance(value, mujoco.MjModel):
+            continue
+        if isinstance(value, mujoco.MjData):
+            arrays = {"time": value.time}
+            for name in dir(value):
+                field = getattr(value, name, None) if not name.startswith("_") else None
+                if isinstance(field, np.ndarray):
+                    arrays[name] = field.copy()
+            state[key] = {"__mjdata__": arrays}
+        else:
+            state[key] = value
+    return state
+
+
+def independent_resets(env: gym.Env) -> bool:
+    """Whether a reset of ``env`` depends only on its random generator: the reset re-initialises
+    everything else and steps draw no random numbers. Then episode k + 1 starts from the generator's
+    state right after episode k's reset, without running episode k, and evaluation may run an env's
+    episodes side by side on copies. Environments declare it with ``independent_resets = True``."""
+    return bool(getattr(env.unwrapped, "independent_resets", False))
 
 
 def set_env_state(env: gym.Env, state: list[dict]) -> None:
@@ -166,8 +198,22 @@ def set_env_state(env: gym.Env, state: list[dict]) -> None:
     for level, attributes in zip(chain, state):
         if "__custom__" in attributes:
             level.set_checkpoint_state(attributes["__custom__"])
-        else:
-            level.__dict__.update(attributes)
+            continue
+        for key, value in attributes.items():
+            if isinstance(value, dict) and "__mjdata__" in value:
+                _restore_data(level.__dict__[key], value["__mjdata__"])
+            else:
+                level.__dict__[key] = value
+
+
+def _restore_data(data, arrays: dict) -> None:
+    """Copy saved MjData arrays into ``data`` (arrays whose size depends on the contacts of the saved
+    step are recomputed by the next step and skipped when their size differs)."""
+    data.time = arrays["time"]
+    for name, value in arrays.items():
+        field = getattr(data, name, None) if name != "time" else None
+        if isinstance(field, np.ndarray) and field.shape == value.shape and field.flags.writeable:
+            field[...] = value
 
 
 class LazyRenderer:

@@ -123,6 +123,8 @@ class JacoReachMultistageEnv(gym.Env):
     """One task of the Multistage Reacher (no time limit of its own; see make_jaco_task_set)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
+    independent_resets = True  # reset: mj_resetData, stage counters, noise from np_random; steps draw nothing
+    constant_model = True  # checkpoints keep the MjData arrays, not the model (environments.base.get_env_state)
 
     def __init__(self, task_index: int, render_mode: str | None = None) -> None:
         if not 0 <= task_index < len(TASKS):

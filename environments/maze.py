@@ -131,6 +131,8 @@ class PointMazeTaskEnv(gym.Env):
     """One maze task: observation (x, y, vx, vy, task one-hot), action = motor forces in [-1, 1]^2."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 100}
+    independent_resets = True  # reset: mj_resetData + noise from np_random; steps draw nothing
+    constant_model = True  # checkpoints keep the MjData arrays, not the model (environments.base.get_env_state)
 
     def __init__(
         self,

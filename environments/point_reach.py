@@ -50,6 +50,7 @@ class PointReachEnv(gym.Env):
     """A point mass moved by incremental actions toward a fixed goal."""
 
     metadata = {"render_modes": []}
+    independent_resets = True  # deterministic start, no randomness at all
 
     def __init__(self) -> None:
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)

@@ -80,6 +80,7 @@ class WalkerTaskEnv(gym.Env):
     """One Walker2dMT4 task (no time limit of its own; the TaskSet adds TimeLimit(1000))."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 125}
+    constant_model = True  # checkpoints keep the MjData arrays, not the model (environments.base.get_env_state)
 
     def __init__(self, task_index: int, external_force_probability: float = 0.0, render_mode: str | None = None):
         if not 0 <= task_index < len(TASK_NAMES):
@@ -88,6 +89,7 @@ class WalkerTaskEnv(gym.Env):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.task_index = task_index
         self.external_force_probability = external_force_probability
+        self.independent_resets = external_force_probability <= 0.0  # pushes draw from np_random in steps
         self.render_mode = render_mode
         self.task_one_hot = one_hot(task_index, len(TASK_NAMES))
         self.model = build_walker_model(with_crawl_obstacles=task_index == CRAWL)

@@ -110,10 +110,11 @@ class DataSharingSAC(MultiTaskSAC):
         combined["weight"] = torch.cat([torch.ones_like(batch["reward"]), shared], dim=1)
         return combined, shared.mean(dim=1)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def update(self, batch: dict[str, torch.Tensor], with_stats: bool = True) -> dict[str, torch.Tensor]:
         """One gradient step of every task on its own plus its shared transitions; logs SharedData, the
         fraction of the offered transitions that task shared at this step."""
         combined, shared_fraction = self.shared_batch(batch)
-        stats = super().update(combined)
-        stats["SharedData"] = shared_fraction
+        stats = super().update(combined, with_stats)
+        if with_stats:
+            stats["SharedData"] = shared_fraction
         return stats

@@ -30,6 +30,15 @@ class OwnPolicyBehaviour:
             action = torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
         return action[:, 0], torch.arange(obs.shape[0], device=obs.device)
 
+    lockstep_evaluation = True
+
+    @torch.no_grad()
+    def act_rows(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic actions ``[T, E, A]`` for E states per task ``[T, E, obs]`` (lockstep evaluation)."""
+        mean, _ = self.policy(obs)
+        tasks, rows = obs.shape[:2]
+        return torch.tanh(mean), torch.arange(tasks, device=obs.device).unsqueeze(1).expand(tasks, rows)
+
     def episode_start(self, started: np.ndarray) -> None:
         """Nothing is held across steps."""
 

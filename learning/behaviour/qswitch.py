@@ -89,6 +89,10 @@ class QSwitchBehaviour:
         self.held_choice = torch.arange(self.num_tasks, device=device)
         self.steps_since_selection = np.zeros(self.num_tasks, dtype=np.int64)
         self.iteration = 0
+        self.lean = (options.mixture == "qswitch" and options.score_critic == "q1" and options.action_samples == 0
+                     and not options.entropy_term and not guide_policies)
+        """Whether :meth:`act` takes the straight path of the default scoring (same selections, fewer ops)."""
+        self._own = torch.arange(self.num_tasks, device=device)
 
     def begin_iteration(self, iteration: int) -> None:
         """Tell the switch which training iteration is running (for the mixture warm-up)."""
@@ -163,6 +167,9 @@ class QSwitchBehaviour:
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions ``[T, A]`` and acting candidate ``[T]`` for the observations ``[T, obs]``."""
+        if self.lean:
+            with torch.inference_mode():
+                return self._act_lean(obs, deterministic)
         tasks = obs.shape[0]
         own = torch.arange(tasks, device=obs.device)
         reselect_np = self.steps_since_selection % self.options.sampling_freq == 0
@@ -188,6 +195,55 @@ class QSwitchBehaviour:
         else:
             action = sampled[acting, own, 0]
         return action, acting.clone()
+
+    def _act_lean(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`act` for the default scoring (task i's Q1 on every policy's mean action, arg-max):
+        the same tensor operations on the same shapes as the general path, without its branches.
+        Training draws the same random numbers in the same order; evaluation draws none."""
+        tasks = obs.shape[0]
+        own = self._own
+        mean, log_std = self.policy.all_policies(obs)  # [T (policy), T (task), A]
+        if not deterministic:
+            noise = torch.randn(tasks, tasks, 1, mean.shape[-1], device=obs.device)
+            sampled = torch.tanh(mean.unsqueeze(2) + log_std.exp().unsqueeze(2) * noise)
+        means = torch.tanh(mean)
+        reselect = self.steps_since_selection % self.options.sampling_freq == 0
+        if reselect.any():
+            if not deterministic and self.iteration < self.options.warmup_iterations:
+                choice = own
+            else:
+                states = obs.unsqueeze(1).expand(tasks, tasks, obs.shape[-1])
+                choice = self.critic.q1(states, means.permute(1, 0, 2)).argmax(dim=1)
+                if not deterministic and self.options.own_policy_prob > 0:
+                    keep_own = torch.rand(tasks, device=obs.device) < self.options.own_policy_prob
+                    choice = torch.where(keep_own, own, choice)
+            if reselect.all():
+                self.held_choice = choice
+            else:
+                self.held_choice = torch.where(torch.as_tensor(reselect, device=obs.device), choice, self.held_choice)
+        self.steps_since_selection += 1
+        acting = self.held_choice
+        action = means[acting, own] if deterministic else sampled[acting, own, 0]
+        return action, acting
+
+    @property
+    def lockstep_evaluation(self) -> bool:
+        """Whether :meth:`act_rows` serves evaluation: the default scoring, re-selecting at every step."""
+        return self.lean and self.options.sampling_freq == 1
+
+    @torch.inference_mode()
+    def act_rows(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic Q-switch for E states per task ``[T, E, obs]``: actions ``[T, E, A]`` and the
+        acting candidate ``[T, E]``; every row selects, as :meth:`act` does with ``sampling_freq`` 1."""
+        tasks, rows, obs_dim = obs.shape
+        mean, _ = self.policy.all_policies(obs.reshape(tasks * rows, obs_dim))  # [C, T * E, A]
+        candidates, action_dim = mean.shape[0], mean.shape[-1]
+        means = torch.tanh(mean).reshape(candidates, tasks, rows, action_dim).permute(1, 2, 0, 3)  # [T, E, C, A]
+        states = obs.unsqueeze(2).expand(tasks, rows, candidates, obs_dim).reshape(tasks, rows * candidates, obs_dim)
+        scores = self.critic.q1(states, means.reshape(tasks, rows * candidates, action_dim))
+        choice = scores.reshape(tasks, rows, candidates).argmax(dim=2)
+        index = choice[:, :, None, None].expand(tasks, rows, 1, action_dim)
+        return torch.take_along_dim(means, index, dim=2).squeeze(2), choice
 
     def state_dict(self) -> dict:
         return {"held_choice": self.held_choice.cpu(), "steps_since_selection": self.steps_since_selection.copy(),

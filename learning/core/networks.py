@@ -43,6 +43,8 @@ class BatchedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
         """``x [members, B, in] -> [members, B, out]``; ``members`` selects a subset of the layers."""
+        if members == slice(None):  # indexing would add a view whose backward zero-fills a weight-sized gradient
+            return torch.baddbmm(self.bias, x, self.weight)
         return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
@@ -55,6 +57,8 @@ class BatchedLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, 1, features))
 
     def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        if members == slice(None):
+            return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
         return F.layer_norm(x, x.shape[-1:]) * self.weight[members] + self.bias[members]
 
 
@@ -95,7 +99,7 @@ class TaskMLP(nn.Module):
         for index, layer in enumerate(self.hidden):
             if self.norms is not None:
                 x = self.norms[index](x, members)
-            x = torch.relu(layer(x, members))
+            x = torch.relu_(layer(x, members))  # a fresh layer output that no backward needs
         return x
 
     def every_task_on_rows(self, x: torch.Tensor) -> torch.Tensor:

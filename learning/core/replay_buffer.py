@@ -54,6 +54,9 @@ class TaskReplayBuffer:
             "terminal": (), **(extra_fields or {})}
         self.size = 0
         self.position = 0
+        self.total_added = 0
+        """The ring's write counter: transitions stored per task so far (slot = counter mod capacity);
+        checkpoints append what is new since the last one."""
         self._allocated = 0
         self._data: dict[str, torch.Tensor] = {}
         self._grow(min(self.capacity, initial_capacity))
@@ -83,19 +86,31 @@ class TaskReplayBuffer:
             return
         if transitions.reward.shape[0] != self.num_tasks:
             raise ValueError(f"expected {self.num_tasks} task rows, got {transitions.reward.shape[0]}")
-        values = self._field_values(transitions)
-        if count > self.capacity:  # only the newest `capacity` transitions survive
+        self.write_at(self.total_added, self._field_values(transitions))
+
+    def write_at(self, first: int, values: dict[str, np.ndarray]) -> None:
+        """Store field arrays ``[T, n, ...]`` as transitions number ``first .. first + n - 1`` of every
+        task (slot = number mod capacity); they become the newest."""
+        count = next(iter(values.values())).shape[1]
+        if count > self.capacity:  # only the newest `capacity` transitions survive, written from `first` on
             values = {name: value[:, -self.capacity:] for name, value in values.items()}
             count = self.capacity
+        end = first + count
         if self.size < self.capacity:
-            needed = self.size + count
-            self._grow(max(needed, 2 * self._allocated))
-        indices = (self.position + np.arange(count)) % self.capacity
+            self._grow(max(min(end, self.capacity), 2 * self._allocated))
+        indices = (first + np.arange(count)) % self.capacity
         index_tensor = torch.as_tensor(indices, device=self.device)
         for name, value in values.items():
             self._data[name][:, index_tensor] = torch.as_tensor(np.asarray(value, dtype=np.float32), device=self.device)
-        self.position = int((self.position + count) % self.capacity)
-        self.size = min(self.capacity, self.size + count)
+        self.total_added = end
+        self.position = int(end % self.capacity)
+        self.size = min(self.capacity, end)
+
+    def newest(self, count: int) -> dict[str, np.ndarray]:
+        """The ``count`` newest transitions of every task in the order they were added: CPU arrays ``[T, count, ...]``."""
+        count = min(count, self.size)
+        indices = torch.as_tensor((self.total_added - count + np.arange(count)) % self.capacity, device=self.device)
+        return {name: data[:, indices].cpu().numpy() for name, data in self._data.items()}
 
     def sample(self, batch_per_task: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """``batch_per_task`` transitions from each task: a dict of tensors ``[T, batch, ...]``."""
@@ -144,7 +159,7 @@ class TaskReplayBuffer:
             return part.cpu() if self.size == self._allocated else part.clone().cpu()
 
         return {"size": self.size, "position": self.position, "capacity": self.capacity,
-                **{name: filled(self._data[name]) for name in self.fields}}
+                "total_added": self.total_added, **{name: filled(self._data[name]) for name in self.fields}}
 
     def load_state_dict(self, state: dict) -> None:
         if state["capacity"] != self.capacity:
@@ -157,3 +172,4 @@ class TaskReplayBuffer:
                                  f"which does not fit this run")
             self._data[name][:, :size] = state[name].to(self.device)
         self.size, self.position = size, int(state["position"])
+        self.total_added = int(state.get("total_added", size))

@@ -71,6 +71,8 @@ class MultiTaskSAC(nn.Module):
         self.critic_optimizer = make_adam(critic.parameters(), settings.lr)
         self.alpha_optimizer = make_adam([self.log_alpha], settings.lr)
         self._critic_parameters = list(critic.parameters())
+        self.with_stats = True
+        """Whether the losses also return per-task statistics; the trainer asks only on an epoch's last step."""
 
     def alpha(self) -> torch.Tensor:
         """Temperatures ``[T]`` (a single temperature is broadcast)."""
@@ -109,6 +111,8 @@ class MultiTaskSAC(nn.Module):
         q = self.critic(obs, action)
         errors = (q - target.unsqueeze(0)).pow(2)
         loss = self._reduce(errors[0], "critic", weight) + self._reduce(errors[1], "critic", weight)
+        if not self.with_stats:
+            return loss, {}
         means = self._task_means
         stats = {"Qf1Loss": means(errors[0], weight), "Qf2Loss": means(errors[1], weight),
                  "Qf1": means(q[0], weight).detach(), "Qf2": means(q[1], weight).detach(),
@@ -128,20 +132,28 @@ class MultiTaskSAC(nn.Module):
             alpha_per_sample = -self.log_alpha.expand(self.num_tasks).unsqueeze(1) * entropy_gap
         else:
             alpha_per_sample = -alpha * entropy_gap
+        actor_loss = self._reduce(actor_per_sample, "actor", weight)
+        alpha_loss = self._reduce(alpha_per_sample, "alpha", weight)
+        if not self.with_stats:
+            return actor_loss, alpha_loss, {}
         gaussian_entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
         means = self._task_means
         stats = {"PolicyLoss": means(actor_per_sample.detach(), weight), "LogPi": means(log_prob.detach(), weight),
                  "Entropy": means(gaussian_entropy.detach(), weight),
                  "AlphaLoss": means(alpha_per_sample.detach(), weight)}
-        return (self._reduce(actor_per_sample, "actor", weight), self._reduce(alpha_per_sample, "alpha", weight),
-                stats)
+        return actor_loss, alpha_loss, stats
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One gradient step for every task; returns per-task statistics ``[T]``."""
-        stats = self.critic_step(batch)
-        stats.update(self.actor_and_temperature_step(batch["observation"], batch.get("weight")))
+    def update(self, batch: dict[str, torch.Tensor], with_stats: bool = True) -> dict[str, torch.Tensor]:
+        """One gradient step for every task; returns per-task statistics ``[T]`` (empty unless ``with_stats``)."""
+        self.with_stats = with_stats
+        try:
+            stats = self.critic_step(batch)
+            stats.update(self.actor_and_temperature_step(batch["observation"], batch.get("weight")))
+        finally:
+            self.with_stats = True
         self.update_targets()
-        stats["AlphaTemperature"] = self.alpha().detach().clone()
+        if with_stats:
+            stats["AlphaTemperature"] = self.alpha().detach().clone()
         return stats
 
     def critic_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -156,6 +168,17 @@ class MultiTaskSAC(nn.Module):
         for parameter in self._critic_parameters:
             parameter.requires_grad_(False)
         actor_loss, alpha_loss, stats = self.actor_and_alpha_losses(obs, weight)
+        if type(self)._minimise is MultiTaskSAC._minimise:
+            # One backward for both: the actor loss sees alpha detached and the temperature loss sees
+            # log pi detached, so each optimiser gets exactly the gradient of its own loss.
+            self.policy_optimizer.zero_grad(set_to_none=True)
+            self.alpha_optimizer.zero_grad(set_to_none=True)
+            (actor_loss + alpha_loss).backward()
+            for parameter in self._critic_parameters:
+                parameter.requires_grad_(True)
+            self.policy_optimizer.step()
+            self.alpha_optimizer.step()
+            return stats
         self._minimise(self.policy_optimizer, actor_loss, "actor")
         for parameter in self._critic_parameters:
             parameter.requires_grad_(True)

@@ -132,6 +132,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("seed", int, 0, "global random seed"),
     Flag("name", str, "None", "run-name suffix"),
     Flag("gpu", int, None, "CUDA device id for networks and replay buffers; CPU when absent"),
+    Flag("compile", parse_bool, False, "torch.compile the SAC losses on CUDA (untested; a no-op on CPU)"),
     Flag("notes", str, "", "W&B notes"),
     Flag("wandb", parse_bool, True, "log to Weights & Biases (offline when not logged in)"),
     Flag("wandb_project", str, "qmp-reproduction", "W&B project"),
@@ -332,6 +333,7 @@ class Config:
     seed: int = 0
     name: str = "None"
     gpu: int | None = None
+    compile: bool = False
     notes: str = ""
     wandb: bool = True
     wandb_project: str = "qmp-reproduction"

@@ -22,6 +22,7 @@ from learning.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from learning.training.config import Config
 from learning.training.evaluation import Evaluator, metric_name, summarize_episodes
 from learning.training.logger import RunLogger, is_terminal
+from learning.training.replay_files import FORMAT as REPLAY_FILES_FORMAT, ReplayFiles
 from learning.training.run_guard import TrainingDiverged, first_non_finite
 from learning.core.replay_buffer import TaskReplayBuffer
 from learning.core.sac import MultiTaskSAC
@@ -128,6 +129,7 @@ class Trainer:
         self.acting_counts_total = np.zeros((self.num_tasks, parts.sampler.behaviour.num_candidates), dtype=np.int64)
         self.last_evaluation: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
+        self.replay_files = ReplayFiles(run_dir, keep_all=config.snapshot_gap > 1)
         if config.per_task_buffers:
             self.gradient_steps = max(config.gradient_steps_per_itr // self.num_tasks, 1)
             self.batch_per_task = config.buffer_batch_size
@@ -151,8 +153,9 @@ class Trainer:
             return max(math.ceil(config.min_buffer_size / self.num_tasks), 1)
         return max(math.ceil(config.batch_size / self.num_tasks), 1)
 
-    def run_iteration(self) -> tuple[list[EpisodeRecord], np.ndarray, dict[str, torch.Tensor]]:
-        """Collect, store, and take this iteration's gradient steps."""
+    def run_iteration(self, with_stats: bool = True) -> tuple[list[EpisodeRecord], np.ndarray, dict[str, torch.Tensor]]:
+        """Collect, store, and take this iteration's gradient steps; update statistics (of the last
+        step) only ``with_stats``."""
         parts = self.parts
         parts.sampler.behaviour.begin_iteration(self.iteration)
         warm_up_collection = self._warming_up()
@@ -162,9 +165,10 @@ class Trainer:
             parts.behaviour_learner.store_collected()
         stats: dict[str, torch.Tensor] = {}
         trainable = not self._warming_up()
-        for _ in range(self.gradient_steps):
+        for step in range(self.gradient_steps):
             if trainable:
-                stats = parts.sac.update(parts.buffer.sample(self.batch_per_task))
+                last = with_stats and step == self.gradient_steps - 1
+                stats = parts.sac.update(parts.buffer.sample(self.batch_per_task), with_stats=last)
             else:  # the original applies the Polyak update even when it skips optimisation
                 parts.sac.update_targets()
         if parts.behaviour_learner is not None:
@@ -201,8 +205,8 @@ class Trainer:
             episodes: list[EpisodeRecord] = []
             acting_counts = np.zeros_like(self.acting_counts_total)
             stats: dict[str, torch.Tensor] = {}
-            for _ in range(config.steps_per_epoch):
-                new_episodes, counts, new_stats = self.run_iteration()
+            for iteration in range(config.steps_per_epoch):
+                new_episodes, counts, new_stats = self.run_iteration(with_stats=iteration == config.steps_per_epoch - 1)
                 self.check_finite(epoch, new_stats)
                 episodes.extend(new_episodes)
                 acting_counts += counts
@@ -274,7 +278,8 @@ class Trainer:
             progress.set_postfix_str(" | ".join(parts))
 
     # ------------------------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
+    def state_dict(self, buffer_state: dict | None = None) -> dict:
+        """Everything a resume needs; the replay buffer whole unless ``buffer_state`` (its chunk files) is given."""
         parts = self.parts
         state = {
             "format": CHECKPOINT_FORMAT,
@@ -286,7 +291,7 @@ class Trainer:
             "last_metrics": dict(self.last_metrics),
             "networks": parts.sac.state_dict(),
             "optimizers": parts.sac.optimizer_state(),
-            "buffer": parts.buffer.state_dict(),
+            "buffer": parts.buffer.state_dict() if buffer_state is None else buffer_state,
             "sampler": parts.sampler.state_dict(),
             "evaluator": parts.evaluator.state_dict(),
             "evaluation_behaviours": {k: b.state_dict() for k, b in parts.evaluation_behaviours.items()},
@@ -304,7 +309,10 @@ class Trainer:
         self.last_metrics = dict(state["last_metrics"])
         parts.sac.load_state_dict(state["networks"])
         parts.sac.load_optimizer_state(state["optimizers"])
-        parts.buffer.load_state_dict(state["buffer"])
+        if state["buffer"].get("format") == REPLAY_FILES_FORMAT:
+            self.replay_files.restore(parts.buffer, state["buffer"])
+        else:
+            parts.buffer.load_state_dict(state["buffer"])
         parts.sampler.load_state_dict(state["sampler"])
         parts.evaluator.load_state_dict(state["evaluator"])
         for key, behaviour in parts.evaluation_behaviours.items():
@@ -319,9 +327,11 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
 
     def save(self, epoch: int) -> None:
-        """Write the checkpoint atomically; with snapshot_gap > 1 also keep every gap-th epoch's."""
-        state = self.state_dict()
+        """Write the checkpoint atomically (the replay buffer's new transitions first, as a chunk file);
+        with snapshot_gap > 1 also keep every gap-th epoch's."""
+        state = self.state_dict(self.replay_files.commit_new(self.parts.buffer))
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, state)
+        self.replay_files.prune()
         gap = self.config.snapshot_gap
         if gap > 1 and epoch % gap == 0:
             save_checkpoint(self.run_dir / f"checkpoint_epoch{epoch}.pt", state)
