@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -10,7 +9,6 @@ import pytest
 import torch
 
 import garage_experiments
-from environments.base import GuidePolicy
 from learning import experiments
 from learning.behaviour.ctpg import (CTPGBehaviour, CTPGOptions, GuideNetworks, block_gate, filter_mask,
                                      gated_choice, own_soft_value)

@@ -41,9 +41,9 @@ def test_gradient_steps_and_batch_per_task_of_each_loss_family(tmp_path, experim
     batches = []
     update = parts.sac.update
 
-    def recording_update(batch):
+    def recording_update(batch, **options):
         batches.append(tuple(batch["reward"].shape))
-        return update(batch)
+        return update(batch, **options)
 
     parts.sac.update = recording_update
     try:

@@ -247,7 +247,7 @@ FLAG_BY_NAME: dict[str, Flag] = {flag.name: flag for flag in FLAGS}
 # Sections of ``run.py EXPERIMENT --help``: title -> flag names, in display order. A flag in no
 # section is listed under "other"; a section with no flag of the experiment is not shown.
 FLAG_GROUPS: dict[str, tuple[str, ...]] = {
-    "run": ("env", "seed", "name", "gpu", "num_threads", "log_dir", "snapshot_dir"),
+    "run": ("env", "seed", "name", "gpu", "compile", "num_threads", "log_dir", "snapshot_dir"),
     "budget": ("n_epochs", "steps_per_epoch", "batch_size", "gradient_steps_per_itr", "min_buffer_size",
                "buffer_batch_size", "replay_buffer_size"),
     "SAC": ("discount", "target_update_tau", "target_entropy", "reward_scale", "lr"),
