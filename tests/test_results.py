@@ -1,7 +1,8 @@
 """``python -m learning.analysis table`` on a synthetic sweep folder: hand-computed IQMs.
 
 rliable's IQM is the mean of the middle half of all (run, task) scores: of the 8 scores
-0, .1, .2, .3, .4, .5, .6, 1 it is mean(.2, .3, .4, .5) = 0.35.
+0, .1, .2, .3, .4, .5, .6, 1 it is mean(.2, .3, .4, .5) = 0.35. The paper's aggregation ("mean") takes
+each run's mean over tasks first: .15 and .625, mean .3875, population std .2375.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def write_run(sweep_dir: Path, name: str, label: str, experiment: str, rows: lis
     lines = []
     for epoch, (steps, scores) in enumerate(rows):
         row = {"epoch": epoch, "Train/TotalEnvSteps": float(steps),
-               **{f"{prefix}Task{task}/SuccessRate": value for task, value in enumerate(scores)}}
+               **{f"{prefix}Task{task}/SuccessRate": value for task, value in enumerate(scores)},
+               **{f"{prefix}Task{task}/TerminationRate": value / 2 for task, value in enumerate(scores)}}
         if mixture is not None:
             row.update({f"Evaluation/Task{task}/SuccessRate": mixture for task in range(len(scores))})
         lines.append(json.dumps(row))
@@ -55,7 +57,7 @@ def sweep(tmp_path):
 def table_rows(capsys, *args: str) -> dict[tuple[str, str], dict[str, str]]:
     assert main(["table", *args, "--format", "csv", "--reps", "300"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.strip())))
-    return {(row["method"], row["env_steps"]): row for row in rows}
+    return {(row["method"], row["env_steps"]): row for row in rows if not row["paper"]}  # our table, not the paper's rows
 
 
 def test_iqm_at_a_budget_own_policy_of_qmp_and_runs_that_did_not_reach_it(sweep, capsys):
@@ -73,7 +75,8 @@ def test_paper_number_beside_ours_at_the_papers_budget(sweep, capsys):
     assert main(["table", str(sweep), "--reps", "300"]) == 0
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("| JacoReachMT5-v1 | Separated + QMP"))
-    assert "| 0.5M | > 0.90 | 0.35 [" in line and "(n=2)" in line
+    # the paper's numbers are means over tasks and seeds, so ours beside them are too
+    assert "| 0.5M | > 0.90 | 0.39 ± 0.24 [" in line and "(n=2)" in line
     # no --env_steps: the budget every run reached, 250k (the short run's end); Separated's 12 scores
     # .1 x4, .2 x4, .6 x4 have the middle half .1 .2 .2 .2 .2 .6 -> 0.25
     assert "| JacoReachMT5-v1 | 0.25M | 0.15 [0.15, 0.15] (n=2) | 0.25 [" in out
@@ -85,6 +88,21 @@ def test_last_evaluations_averaged_and_mixture_mode(sweep, capsys):
     assert float(rows[("Separated + QMP", "500000")]["iqm"]) == pytest.approx(0.25)
     mixture = table_rows(capsys, str(sweep), "--env_steps", "500000", "--mode", "mixture")
     assert float(mixture[("Separated + QMP", "500000")]["iqm"]) == pytest.approx(0.9)
+
+
+def test_papers_aggregation_and_another_metric(sweep, capsys):
+    rows = table_rows(capsys, str(sweep), "--env_steps", "500000", "--aggregate", "mean")
+    qmp, separated = rows[("Separated + QMP", "500000")], rows[("Separated", "500000")]
+    assert float(qmp["mean"]) == pytest.approx(0.3875) and float(qmp["std"]) == pytest.approx(0.2375)
+    assert float(qmp["ci_low"]) == pytest.approx(0.15) and float(qmp["ci_high"]) == pytest.approx(0.625)
+    assert float(separated["mean"]) == pytest.approx(0.3) and float(separated["std"]) == pytest.approx(0.1)
+    # full completion (TerminationRate, here half the success rate) instead of success; no paper rows for it
+    assert main(["table", str(sweep), "--env_steps", "500000", "--metric", "TerminationRate", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.strip())))
+    assert [row["paper"] for row in rows] == ["", ""]
+    assert float(rows[0]["iqm"]) == pytest.approx(0.175) and rows[0]["method"] == "Separated + QMP"
+    assert main(["table", str(sweep), "--metric", "Velocity"]) == 2
+    assert "per-task Velocity" in capsys.readouterr().err
 
 
 def test_latex_and_bad_input(sweep, capsys, tmp_path):

@@ -48,6 +48,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which evaluation of QMP runs: each task's own policy (default) or the Q-switch mixture")
     parser.add_argument("--last", type=positive_int, default=1, help="score = mean of the last N evaluations")
     parser.add_argument("--reps", type=positive_int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--metric", default="SuccessRate",
+                        help="per-task evaluation metric to score (default SuccessRate; e.g. TerminationRate, the "
+                             "Reacher's full completion)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--format", dest="formats", choices=("markdown", "csv", "latex"), action="append",
                        help="output format (repeatable; default markdown)")
     table.add_argument("--out", default=None, help="also write the table to OUT.md / OUT.csv / OUT.tex")
+    table.add_argument("--aggregate", choices=("iqm", "mean"), default="iqm",
+                       help="iqm: IQM over runs x tasks with stratified-bootstrap CIs (default); mean: the paper's "
+                            "numbers, each run's mean over tasks, then mean ± std over runs")
     figure = commands.add_parser("figure", help="success vs env steps per env with CI bands, and rliable "
                                  "aggregates (IQM, probability of improvement, performance profiles)")
     add_sweep_arguments(figure)
@@ -91,7 +97,7 @@ def main(argv: Sequence[str]) -> int:
 
             try:
                 written = table_command(args.sweep_dir, args.env_steps, args.formats or ["markdown"], args.out,
-                                        args.last, args.reps, args.mode)
+                                        args.last, args.reps, args.mode, args.aggregate, args.metric)
             except ResultsError as error:
                 raise AnalysisError(str(error)) from None
         else:
@@ -100,7 +106,7 @@ def main(argv: Sequence[str]) -> int:
 
             try:
                 written = figure_command(args.sweep_dir, args.env_steps, args.out, args.last, args.reps, args.mode,
-                                         args.points, args.curve_reps)
+                                         args.points, args.curve_reps, args.metric)
             except ResultsError as error:
                 raise AnalysisError(str(error)) from None
     except AnalysisError as error:

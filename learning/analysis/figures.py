@@ -49,7 +49,7 @@ def curve(runs: Sequence[SweepRun], points: int, reps: int) -> tuple[np.ndarray,
 
 
 def plot_curves(groups: dict[str, dict[str, list[SweepRun]]], colours: dict, points: int, reps: int,
-                out: Path) -> Path:
+                out: Path, metric: str = "SuccessRate") -> Path:
     figure, panels = task_grid(len(groups))
     for (_, axis), (env, by_method) in zip(panels, groups.items()):
         for label, runs in by_method.items():
@@ -57,7 +57,7 @@ def plot_curves(groups: dict[str, dict[str, list[SweepRun]]], colours: dict, poi
             axis.plot(steps, [e.point for e in estimates], color=colours[label], label=f"{label} (n={len(runs)})")
             axis.fill_between(steps, [e.low for e in estimates], [e.high for e in estimates], color=colours[label],
                               alpha=0.2, linewidth=0)
-        for reference in PAPER_NUMBERS:
+        for reference in PAPER_NUMBERS if metric == "SuccessRate" else ():  # the paper states success rates
             matching = [label for label in reference.labels if label in by_method]
             if reference.env == env and matching and reference.value is not None:
                 axis.plot([reference.env_steps], [reference.value], marker="*", markersize=11, linestyle="none",
@@ -69,7 +69,7 @@ def plot_curves(groups: dict[str, dict[str, list[SweepRun]]], colours: dict, poi
         axis.tick_params(labelsize=7)
         axis.legend(fontsize=6)
     figure.supxlabel("environment steps (all tasks)")
-    figure.supylabel("success rate: IQM over runs x tasks, 95% CI")
+    figure.supylabel(f"{metric}: IQM over runs x tasks, 95% CI")
     return save(figure, out / "sweep_curves.png")
 
 
@@ -88,21 +88,21 @@ def aggregate_scores(groups: dict[str, dict[str, list[SweepRun]]], budgets: dict
 
 
 def figure_command(sweep_dir: str, env_steps: float | None, out: str, last: int, reps: int, mode: str, points: int,
-                   curve_reps: int) -> list[Path]:
-    runs = load_sweep(sweep_dir, mode)
+                   curve_reps: int, metric: str = "SuccessRate") -> list[Path]:
+    runs = load_sweep(sweep_dir, mode, metric)
     groups = group(runs)
     colours = method_colours(list(dict.fromkeys(run.label for run in runs)))
     out_dir = Path(out)
-    written = [plot_curves(groups, colours, points, curve_reps, out_dir)]
+    written = [plot_curves(groups, colours, points, curve_reps, out_dir, metric)]
     scores = aggregate_scores(groups, env_budgets(groups, env_steps), last)
     if not scores:
         raise ResultsError("no method has scores in every environment at the budget; try a smaller --env_steps")
     estimates = aggregate_estimates(scores, reps=reps, optimality_threshold=1.0)
-    written.append(plot_aggregates(SWEEP, estimates, "SuccessRate", mode, out_dir))
+    written.append(plot_aggregates(SWEEP, estimates, metric, mode, out_dir))
     if len(scores) > 1:
         labels = list(scores)
         improvements = {f"{x} > {y}": improvement_probability(scores[x], scores[y], reps=reps)
                         for index, x in enumerate(labels) for y in labels[index + 1:]}
         written.append(plot_improvement(SWEEP, improvements, out_dir))
-    written.append(plot_profiles(SWEEP, scores, "SuccessRate", mode, False, curve_reps, out_dir))
+    written.append(plot_profiles(SWEEP, scores, metric, mode, False, curve_reps, out_dir))
     return written

@@ -1,11 +1,16 @@
-"""A sweep's results as the paper's table: environments x methods, IQM success with 95 % CIs.
+"""A sweep's results as the paper's table: environments x methods, success with 95 % CIs.
 
 ``python -m learning.analysis table SWEEP_DIR`` reads every run under the sweep folder (labels from its
-``sweep.json``), takes each run's per-task success rates at an environment-step budget and reports,
-per environment and method, the interquartile mean over all (run, task) scores with a 95 %
-stratified-bootstrap interval (learning/analysis/statistics.py; tasks are the strata), as markdown,
-CSV or LaTeX. The numbers the paper states (learning/sweeps/recipes.py PAPER_NUMBERS) are listed
-beside ours at the paper's budget.
+``sweep.json``), takes each run's per-task success rates (or another per-task metric, ``--metric``) at
+an environment-step budget and reports, per environment and method, as markdown, CSV or LaTeX:
+
+* ``--aggregate iqm`` (default): the interquartile mean over all (run, task) scores with a 95 %
+  stratified-bootstrap interval (learning/analysis/statistics.py; tasks are the strata);
+* ``--aggregate mean``: the paper's number: each run's mean over its tasks, then the mean over runs,
+  with the standard deviation over runs (the paper's "mean ± std") and a bootstrap interval over runs.
+
+The numbers the paper states (learning/sweeps/recipes.py PAPER_NUMBERS) are listed beside ours at
+the paper's budget, always in the paper's aggregation (mean over tasks, then over runs).
 
 A run's score at budget B is the mean of its last ``last`` evaluations taken at or before B env steps
 (all tasks together, ``Train/TotalEnvSteps``). A run that has not reached B is left out (and named in
@@ -74,8 +79,8 @@ def run_scores(rows: Sequence[dict[str, Any]], prefix: str, metric: str = "Succe
     return steps, scores
 
 
-def load_sweep(sweep_dir: Path | str, mode: str = "own") -> list[SweepRun]:
-    """Every run under ``sweep_dir`` with at least one evaluation. Raises ResultsError."""
+def load_sweep(sweep_dir: Path | str, mode: str = "own", metric: str = "SuccessRate") -> list[SweepRun]:
+    """Every run under ``sweep_dir`` with at least one evaluation of ``metric``. Raises ResultsError."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ResultsError(f"{sweep_dir} is not a directory")
@@ -90,7 +95,7 @@ def load_sweep(sweep_dir: Path | str, mode: str = "own") -> list[SweepRun]:
         config = json.loads((run_dir / CONFIG_FILE).read_text())
         rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
         experiment = str(config.get("experiment"))
-        steps, scores = run_scores(rows, evaluation_prefix(experiment, mode))
+        steps, scores = run_scores(rows, evaluation_prefix(experiment, mode), metric)
         if not len(steps):
             continue
         entry = manifest.get(run_dir.name, {})
@@ -98,7 +103,7 @@ def load_sweep(sweep_dir: Path | str, mode: str = "own") -> list[SweepRun]:
         label = entry.get("label") or (experiment if name == "None" else f"{experiment}:{name}")
         runs.append(SweepRun(run_dir, label, str(config.get("env")), experiment, steps, scores))
     if not runs:
-        raise ResultsError(f"no run with config.json and an evaluated metrics.jsonl under {sweep_dir}")
+        raise ResultsError(f"no run with config.json and per-task {metric} in metrics.jsonl under {sweep_dir}")
     return runs
 
 
@@ -125,6 +130,8 @@ def group(runs: Sequence[SweepRun]) -> dict[str, dict[str, list[SweepRun]]]:
 class Cell:
     estimate: Estimate
     runs: int
+    std: float | None = None
+    """Standard deviation over runs of the per-run means (the paper's aggregation only)."""
 
 
 @dataclass
@@ -144,11 +151,24 @@ class Table:
     paper: list[PaperRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     mode: str = "own"
+    aggregate: str = "iqm"
+    metric: str = "SuccessRate"
 
 
 def iqm_cell(matrix: np.ndarray, reps: int) -> Cell:
     """IQM of a ``[runs, tasks]`` matrix with its stratified-bootstrap 95 % interval."""
     return Cell(bootstrap_estimate(matrix, aggregate_functions(None)["IQM"], reps=reps), matrix.shape[0])
+
+
+def mean_cell(matrix: np.ndarray, reps: int) -> Cell:
+    """The paper's aggregation of a ``[runs, tasks]`` matrix: each run's mean over tasks, then their
+    mean over runs, its bootstrap 95 % interval over runs and the (population) std over runs."""
+    per_run = matrix.mean(axis=1, keepdims=True)
+    estimate = bootstrap_estimate(per_run, aggregate_functions(None)["Mean"], reps=reps)
+    return Cell(estimate, matrix.shape[0], float(per_run.std()))
+
+
+AGGREGATES = {"iqm": iqm_cell, "mean": mean_cell}
 
 
 def scores_matrix(runs: Sequence[SweepRun], env_steps: float, last: int) -> tuple[np.ndarray, list[SweepRun]]:
@@ -166,10 +186,12 @@ def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float |
 
 
 def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: int = 1, reps: int = 2000,
-                mode: str = "own") -> Table:
+                mode: str = "own", aggregate: str = "iqm", metric: str = "SuccessRate") -> Table:
     groups = group(runs)
     methods = list(dict.fromkeys(run.label for run in runs))
-    table = Table(list(groups), methods, env_budgets(groups, env_steps), {}, mode=mode)
+    table = Table(list(groups), methods, env_budgets(groups, env_steps), {}, mode=mode, aggregate=aggregate,
+                  metric=metric)
+    cell_of = AGGREGATES[aggregate]
     for env, by_method in groups.items():
         budget = table.budgets[env]
         for label, method_runs in by_method.items():
@@ -178,7 +200,9 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
                 table.notes.append(f"{env} {label}: {len(missing)} run(s) did not reach {budget:,.0f} env steps "
                                    f"({', '.join(run.run_dir.name for run in missing)})")
             if matrix.size:
-                table.cells[(env, label)] = iqm_cell(matrix, reps)
+                table.cells[(env, label)] = cell_of(matrix, reps)
+    if metric != "SuccessRate":  # the paper states success rates only
+        return table
     for reference in PAPER_NUMBERS:
         for label in reference.labels:
             if label not in groups.get(reference.env, {}):
@@ -187,7 +211,7 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
             matrix, missing = scores_matrix(method_runs, reference.env_steps, last)
             reached = max(run.steps[-1] for run in method_runs)
             note = "" if matrix.size else f"not reached (max {reached:,.0f} env steps)"
-            table.paper.append(PaperRow(reference, label, iqm_cell(matrix, reps) if matrix.size else None, note))
+            table.paper.append(PaperRow(reference, label, mean_cell(matrix, reps) if matrix.size else None, note))
     return table
 
 
@@ -196,7 +220,8 @@ def cell_text(cell: Cell | None) -> str:
     if cell is None:
         return "-"
     e = cell.estimate
-    return f"{e.point:.2f} [{e.low:.2f}, {e.high:.2f}] (n={cell.runs})"
+    spread = "" if cell.std is None else f" ± {cell.std:.2f}"
+    return f"{e.point:.2f}{spread} [{e.low:.2f}, {e.high:.2f}] (n={cell.runs})"
 
 
 def steps_text(steps: float) -> str:
@@ -205,8 +230,9 @@ def steps_text(steps: float) -> str:
 
 def caption(table: Table) -> str:
     policy = "own policies" if table.mode == "own" else "Q-switch mixture"
-    return (f"Success rate: IQM over runs x tasks [95% stratified-bootstrap CI] (n runs), at the env-step budget of "
-            f"each row (QMP runs: {policy})")
+    how = ("IQM over runs x tasks [95% stratified-bootstrap CI]" if table.aggregate == "iqm"
+           else "mean over runs of each run's mean over tasks ± std over runs [95% bootstrap CI over runs]")
+    return f"{table.metric}: {how} (n runs), at the env-step budget of each row (QMP runs: {policy})"
 
 
 def paper_lines(table: Table) -> list[list[str]]:
@@ -234,19 +260,24 @@ def to_markdown(table: Table) -> str:
 def to_csv(table: Table) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["env", "env_steps", "method", "iqm", "ci_low", "ci_high", "runs", "paper", "paper_env_steps"])
+    writer.writerow(["env", "env_steps", "method", table.aggregate, "ci_low", "ci_high", "std", "runs", "paper",
+                     "paper_env_steps"])
+
+    def numbers(cell: Cell | None) -> list[str]:
+        if cell is None:
+            return ["", "", "", "", "0"]
+        e = cell.estimate
+        return [f"{e.point:.4f}", f"{e.low:.4f}", f"{e.high:.4f}", "" if cell.std is None else f"{cell.std:.4f}",
+                str(cell.runs)]
+
     for env in table.envs:
         for label in table.methods:
             cell = table.cells.get((env, label))
             if cell is not None:
-                e = cell.estimate
-                writer.writerow([env, f"{table.budgets[env]:.0f}", label, f"{e.point:.4f}", f"{e.low:.4f}",
-                                 f"{e.high:.4f}", cell.runs, "", ""])
+                writer.writerow([env, f"{table.budgets[env]:.0f}", label, *numbers(cell), "", ""])
     for row in table.paper:
-        ours = [f"{v:.4f}" for v in (row.ours.estimate.point, row.ours.estimate.low, row.ours.estimate.high)
-                ] if row.ours else ["", "", ""]
-        writer.writerow([row.reference.env, f"{row.reference.env_steps:.0f}", row.label, *ours,
-                         row.ours.runs if row.ours else 0, row.reference.text(), row.reference.env_steps])
+        writer.writerow([row.reference.env, f"{row.reference.env_steps:.0f}", row.label, *numbers(row.ours),
+                         row.reference.text(), row.reference.env_steps])
     return out.getvalue()
 
 
@@ -261,7 +292,8 @@ def latex_cell(cell: Cell | None) -> str:
     if cell is None:
         return "--"
     e = cell.estimate
-    return f"{e.point:.2f} \\scriptsize[{e.low:.2f}, {e.high:.2f}]"
+    spread = "" if cell.std is None else f" $\\pm$ {cell.std:.2f}"
+    return f"{e.point:.2f}{spread} \\scriptsize[{e.low:.2f}, {e.high:.2f}]"
 
 
 def to_latex(table: Table) -> str:
@@ -283,9 +315,9 @@ RENDERERS = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
 
 
 def table_command(sweep_dir: str, env_steps: float | None, formats: Sequence[str], out: str | None, last: int,
-                  reps: int, mode: str) -> list[Path]:
+                  reps: int, mode: str, aggregate: str = "iqm", metric: str = "SuccessRate") -> list[Path]:
     """Print the table in ``formats`` (and write ``out``.md/.csv/.tex when given); returns files written."""
-    table = build_table(load_sweep(sweep_dir, mode), env_steps, last, reps, mode)
+    table = build_table(load_sweep(sweep_dir, mode, metric), env_steps, last, reps, mode, aggregate, metric)
     written = []
     suffixes = {"markdown": ".md", "csv": ".csv", "latex": ".tex"}
     for name in formats:
