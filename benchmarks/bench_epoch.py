@@ -1,14 +1,16 @@
 """Where an epoch's time goes: shares of collection, updates, evaluation, checkpoint and logging,
 and environment steps per second, for a real run of an experiment on a paper preset.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.bench_epoch --env JacoReachMT5-v1 [--experiment qmp_dnc]
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_epoch --env JacoReachMT5-v1 [--experiment qmp_dnc [dnc_sac ...]]
         [--epochs 3] [--min_buffer_size 1000] [--num_evaluation_episodes 10] [--compare_with /work/before]
 
 The run uses the preset's networks, batch sizes and gradient steps; the flags only shorten it: fewer
 epochs, a smaller warm-up (epoch 0, which holds the warm-up collection, is left out of the shares)
 and fewer evaluation episodes. ``--compare_with TREE`` also times the checkout at TREE (an older
 commit; its old flat ``learning/`` layout is supported) in a separate process, before and after
-alternating, so both see the same machine load. Not run by CI.
+alternating, so both see the same machine load. Several ``--experiment`` names are timed alike,
+alternating, and each one's best s/epoch is printed as a ratio to the first's (``--experiment dnc_sac
+qmp_dnc`` gives the cost of QMP over its base method, issue 15 item 4). Not run by CI.
 """
 
 from __future__ import annotations
@@ -97,13 +99,15 @@ def measure(argv: list[str], epochs: int) -> dict:
             "evaluation_steps": evaluation_steps["count"], "checkpoint_bytes": checkpoint_bytes}
 
 
-def report(label: str, result: dict) -> None:
+def report(label: str, result: dict) -> float:
+    """Print one measurement's line; returns its seconds per epoch."""
     total, seconds = result["total"], result["seconds"]
     shares = "  ".join(f"{phase} {100 * seconds[phase] / total:4.1f}%" for phase in PHASES)
     steps = result["train_steps"] + result["evaluation_steps"]
     print(f"{label:>7}: {total / result['epochs']:6.2f} s/epoch | {shares} | "
           f"{steps / total:6.0f} env steps/s ({result['train_steps']} collected, {result['evaluation_steps']} "
           f"evaluation) | checkpoint files {result['checkpoint_bytes'] / 1e6:.1f} MB", flush=True)
+    return total / result["epochs"]
 
 
 def run_in(tree: Path, argv: list[str], epochs: int) -> dict:
@@ -124,7 +128,8 @@ def run_in(tree: Path, argv: list[str], epochs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True)
-    parser.add_argument("--experiment", default="qmp_dnc")
+    parser.add_argument("--experiment", nargs="+", default=["qmp_dnc"],
+                        help="one or more experiments, timed alternately; ratios to the first are printed")
     parser.add_argument("--epochs", type=int, default=3, help="measured epochs (after the warm-up epoch)")
     parser.add_argument("--min_buffer_size", type=int, default=1000)
     parser.add_argument("--num_evaluation_episodes", type=int, default=None,
@@ -132,18 +137,29 @@ def main() -> None:
     parser.add_argument("--compare_with", type=Path, default=None, help="another checkout to time alike")
     parser.add_argument("--rounds", type=int, default=1, help="alternations of the two trees")
     args, extra = parser.parse_known_args()
-    argv = [args.experiment, f"--env={args.env}", "--min_buffer_size", str(args.min_buffer_size), *extra]
+    common = [f"--env={args.env}", "--min_buffer_size", str(args.min_buffer_size), *extra]
     if args.num_evaluation_episodes != 0:
         from environments import make_task_set
         episodes = args.num_evaluation_episodes or make_task_set(args.env).num_tasks
-        argv += ["--num_evaluation_episodes", str(episodes)]
+        common += ["--num_evaluation_episodes", str(episodes)]
     here = Path(__file__).resolve().parents[1]
-    print(f"{' '.join(argv)}; {args.epochs} epochs after the warm-up epoch; OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"{' '.join(args.experiment)} {' '.join(common)}; {args.epochs} epochs after the warm-up epoch; "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; load average {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} CPUs")
+    trees = [("before", args.compare_with), ("after", here)] if args.compare_with is not None else [("now", here)]
+    best: dict[tuple[str, str], float] = {}
     for _ in range(args.rounds):
-        if args.compare_with is not None:
-            report("before", run_in(args.compare_with, argv, args.epochs))
-        report("after" if args.compare_with is not None else "now", run_in(here, argv, args.epochs))
+        for experiment in args.experiment:
+            for tree_label, tree in trees:
+                label = tree_label if len(args.experiment) == 1 else f"{experiment} {tree_label}"
+                seconds = report(label, run_in(tree, [experiment, *common], args.epochs))
+                key = (tree_label, experiment)
+                best[key] = min(seconds, best.get(key, float("inf")))
+    for tree_label, _ in trees:
+        base = args.experiment[0]
+        for experiment in args.experiment[1:]:
+            print(f"{tree_label}: {experiment} / {base} = {best[(tree_label, experiment)] / best[(tree_label, base)]:.2f}"
+                  f" (best s/epoch of {args.rounds} round(s) each)")
 
 
 if __name__ == "__main__":
