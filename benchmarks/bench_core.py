@@ -1,9 +1,11 @@
 """Speed of the learning core, as ratios measured side by side in one run (not run by CI).
 
 1. QMP collection time / own-policy collection time on MazeLarge-10-v0 (T = 10), paper-sized
-   networks (256, 256). Target: <= 1.15 (the Q-switch is two batched calls per environment step).
-2. Batched T-task SAC update rate / a Python loop of per-task SAC updates, T = 10, at minibatch
-   32 and 256 per task. Target: >= 3 at batch 32.
+   networks (256, 256). Target (issue 15): <= 1.3 (the Q-switch is two batched calls per
+   environment step, with T^2 policy and T^2 critic rows against the own policy's T).
+2. Batched T-task SAC update rate / a Python loop of per-task updates of this code base, T = 10, at
+   minibatch 32 and 256 per task (for reference; the target against Stable-Baselines3 is
+   benchmarks/bench_update.py's).
 
     python -m benchmarks.bench_core [--repeats 3] [--threads 1]
 """
@@ -98,14 +100,13 @@ def main() -> None:
     steps = 10 * args.collect_steps
     print(f"Maze T=10 collection, {steps} env steps: own policy {min(own):.2f} s ({steps / min(own):.0f} steps/s), "
           f"QMP {min(qmp):.2f} s ({steps / min(qmp):.0f} steps/s)")
-    print(f"  ratio QMP / own-policy collection time: {min(qmp) / min(own):.3f}   (target <= 1.15)")
+    print(f"  ratio QMP / own-policy collection time: {min(qmp) / min(own):.3f}   (target <= 1.3)")
 
     for batch in (32, 256):
         rates = [update_rates(10, batch, args.update_steps) for _ in range(args.repeats)]
         batched, loop = max(r[0] for r in rates), max(r[1] for r in rates)
         print(f"SAC update, T=10, batch {batch}/task: batched {batched:.0f} task-updates/s, "
-              f"per-task loop {loop:.0f} task-updates/s, ratio {batched / loop:.2f}"
-              + ("   (target >= 3)" if batch == 32 else ""))
+              f"per-task loop {loop:.0f} task-updates/s, ratio {batched / loop:.2f}")
 
 
 if __name__ == "__main__":
