@@ -10,6 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -121,3 +125,20 @@ def test_figure_writes_curves_and_rliable_plots(sweep, capsys, tmp_path):
     names = ["sweep_curves.png", "sweep_aggregates.png", "sweep_improvement.png", "sweep_profiles.png"]
     assert capsys.readouterr().out.split() == [str(out / name) for name in names]
     assert all((out / name).stat().st_size > 10_000 for name in names)
+
+
+def test_sigterm_during_a_figure_is_one_line_exit_143_and_leaves_no_partial_file(sweep, tmp_path):
+    out = tmp_path / "figures"
+    process = subprocess.Popen([sys.executable, "-m", "learning.analysis", "figure", str(sweep), "--out", str(out),
+                                "--reps", "200000", "--curve_reps", "20", "--points", "3"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 60
+    while not out.is_dir() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # the first figure is written: the bootstraps of the next ones are running
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.strip() == "learning.analysis: terminated (SIGTERM)"
+    assert not [path for path in out.iterdir() if path.name.endswith(".tmp")]
+    assert all(path.stat().st_size > 10_000 for path in out.iterdir())  # every file there is whole

@@ -21,7 +21,7 @@ from learning.core.sac import MultiTaskSAC
 from learning.training.checkpoint import load_checkpoint
 from learning.training.config import ConfigError, parse_command_line
 from learning.training.logger import read_metrics
-from learning.training.run_guard import TrainingDiverged, first_non_finite
+from learning.training.run_guard import TrainingDiverged, first_non_finite, write_atomically
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 5
@@ -256,6 +256,19 @@ def test_a_signal_during_start_up_is_one_line(tmp_path, sent, code, words):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
     assert len(stderr.splitlines()) == 1 and words in stderr and "Traceback" not in stderr
+
+
+def test_an_atomic_write_that_fails_midway_leaves_the_previous_file_and_no_temporary(tmp_path):
+    path = tmp_path / "table.md"
+    write_atomically(path, lambda handle: handle.write(b"old table"))
+
+    def half_then_fail(handle):
+        handle.write(b"half of a new")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_atomically(path, half_then_fail)
+    assert path.read_bytes() == b"old table" and sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]
 
 
 # --------------------------------------------------------------------------------------------- MuJoCo warnings

@@ -79,7 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    argv = list(argv)
+    """Run one command; 2 on bad input, 130 / 143 on Ctrl-C / SIGTERM (files are written whole or not at all)."""
+    from learning.training.run_guard import (Terminated, install_termination_handler, interruption_exit_code,
+                                             interruption_name)
+
+    install_termination_handler()
+    try:
+        return _main(list(argv))
+    except (KeyboardInterrupt, Terminated) as error:
+        print(f"learning.analysis: {interruption_name(error)}", file=sys.stderr)
+        return interruption_exit_code(error)
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] in PLOT_COMMANDS:
         from learning.analysis.cli import PlotError, parse_arguments, report
 

@@ -52,6 +52,7 @@ from learning.training.logger import METRICS_FILE, is_terminal, read_metrics  # 
 from learning.analysis.statistics import (Estimate, aggregate_estimates, improvement_probability,  # noqa: E402
                                          performance_profiles)
 from learning.training.video import candidate_colours, file_slug  # noqa: E402
+from learning.training.run_guard import write_atomically  # noqa: E402
 
 STEPS_KEY = "Train/TotalEnvSteps"
 ACTING_KEY = "Train/ActingPolicyCounts"
@@ -682,8 +683,11 @@ def save(figure, path: Path, tight: bool = False) -> Path:
     """Write the figure as PNG; ``tight`` widens the canvas to every label (rliable's figures place
     labels outside their axes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight" if tight else None)
-    plt.close(figure)
+    try:
+        write_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=120,
+                                                             bbox_inches="tight" if tight else None))
+    finally:
+        plt.close(figure)
     return path
 
 
@@ -723,7 +727,7 @@ def metrics_command(args: argparse.Namespace) -> list[Path]:
         }
         summary_path = out / f"{file_slug(env)}_aggregates.json"
         summary_path.parent.mkdir(parents=True, exist_ok=True)
-        summary_path.write_text(json.dumps(summary, indent=2))
+        write_atomically(summary_path, lambda handle: handle.write(json.dumps(summary, indent=2).encode()))
         written.append(summary_path)
     return [path for path in written if path is not None]
 

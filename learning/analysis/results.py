@@ -31,6 +31,7 @@ import numpy as np
 
 from learning.analysis.statistics import Estimate, aggregate_functions, bootstrap_estimate
 from learning.sweeps.grid import read_manifest
+from learning.training.run_guard import write_atomically
 from learning.sweeps.recipes import PAPER_NUMBERS, PaperNumber
 
 STEPS_KEY = "Train/TotalEnvSteps"
@@ -326,6 +327,6 @@ def table_command(sweep_dir: str, env_steps: float | None, formats: Sequence[str
         if out:
             path = Path(out).with_suffix(suffixes[name])
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            write_atomically(path, lambda handle: handle.write(text.encode()))
             written.append(path)
     return written

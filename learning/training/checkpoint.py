@@ -6,13 +6,12 @@ epoch in progress; a failed write (a full disk) removes its temporary file and r
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from learning.training.run_guard import payload_bytes, write_failure
+from learning.training.run_guard import payload_bytes, write_atomically, write_failure
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
@@ -23,20 +22,12 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to ``path.tmp``, flush to disk, then rename over ``path``."""
+    """``torch.save`` to a temporary file, flush to disk, then rename over ``path``."""
     path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
     try:
-        with temporary.open("wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:  # a full disk, a signal: the previous checkpoint stays as it was
-        temporary.unlink(missing_ok=True)
-        if isinstance(error, (OSError, RuntimeError)):
-            raise write_failure("the checkpoint", path, payload_bytes(state), error) from None
-        raise
+        write_atomically(path, lambda handle: torch.save(state, handle))
+    except (OSError, RuntimeError) as error:  # a full disk: the previous checkpoint stays as it was
+        raise write_failure("the checkpoint", path, payload_bytes(state), error) from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@
 - :class:`TrainingDiverged` and :func:`first_non_finite`: non-finite losses or parameters stop a run.
 - :class:`WriteFailure` and :func:`write_failure`: a full disk said in one line (what, where, how much).
 - :func:`check_writable_directory`: a directory we are about to create can be created.
+- :func:`write_atomically`: a file appears whole or not at all (temporary file, fsync, rename).
 - :func:`route_mujoco_warnings`: MuJoCo's warnings go to a log file of ours, not ``./MUJOCO_LOG.TXT``.
 
 This module imports only the standard library at import time, so that run.py can install its
@@ -21,7 +22,7 @@ import shutil
 import signal
 import socket
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Callable, Iterable
 
 LOCK_FILE = "run.lock"
 EXIT_DIVERGED = 3
@@ -194,6 +195,22 @@ def payload_bytes(value: Any) -> int:
     if isinstance(value, (list, tuple)):
         return sum(payload_bytes(item) for item in value)
     return 64
+
+
+def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, flush it to disk, then rename it over
+    ``path``: a kill, a signal or a full disk leaves the previous file (or none), never a torn one."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        with temporary.open("wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def check_writable_directory(path: str | Path, flag: str) -> str | None:
