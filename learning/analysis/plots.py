@@ -611,7 +611,7 @@ def plot_profiles(env: str, scores: dict[str, np.ndarray], metric: str, mode: st
     axis.set_title(f"{env}: score distributions, 95 % CI", fontsize=10)
     handles = [plt.Line2D([], [], color=colours[label], label=f"{label} (n={scores[label].shape[0]})")
                for label in scores]
-    figure.legend(handles=handles, loc="outside right upper", fontsize=8)
+    figure.legend(handles=handles, loc="outside right center", fontsize=8)  # clear of the title
     return save(figure, out / f"{file_slug(env)}_profiles.png")
 
 
@@ -671,7 +671,7 @@ def plot_trajectories(run, traces_by_task: dict[int, list], mode: str, determini
     for axis in list(axes.flat)[len(tasks):]:
         axis.set_visible(False)
     handles = [plt.Line2D([], [], color=colours[j], label=names[j]) for j in sorted(used)]
-    figure.legend(handles=handles, loc="outside right upper", fontsize=8)
+    figure.legend(handles=handles, loc="outside right center", fontsize=8)  # clear of the title
     style = "deterministic" if deterministic else "stochastic"
     figure.suptitle(f"{run.config.run_name}, {run.epochs_trained} epochs\n{mode} ({style}); colour = acting policy",
                     fontsize=9)
