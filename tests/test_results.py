@@ -109,6 +109,18 @@ def test_papers_aggregation_and_another_metric(sweep, capsys):
     assert "per-task Velocity" in capsys.readouterr().err
 
 
+def test_per_task_means_and_steps_to_a_threshold(sweep, capsys):
+    assert main(["table", str(sweep), "--env_steps", "750000", "--per_task", "--reach", "0.5", "--reps", "50"]) == 0
+    out = capsys.readouterr().out
+    # per task, the mean over the two QMP runs at 750k (all 1.0) and over Separated's two (0.2 and 0.4)
+    assert "| Separated + QMP | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 |" in out
+    assert "| Separated | 0.30 | 0.30 | 0.30 | 0.30 | 0.30 |" in out
+    # QMP's task means: run 0 is .15 until 750k, run 1 .625 at 500k; Separated never reaches .5 and its
+    # short run (250k) is left out
+    assert "| JacoReachMT5-v1 | Separated + QMP | 0.625M | 2 / 2 | 0.75M, 0.5M |" in out
+    assert "| JacoReachMT5-v1 | Separated | not by 0.75M | 0 / 2 | never, never |" in out
+
+
 def test_latex_and_bad_input(sweep, capsys, tmp_path):
     assert main(["table", str(sweep), "--format", "latex", "--reps", "50", "--out", str(tmp_path / "t")]) == 0
     tex = (tmp_path / "t.tex").read_text()

@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--aggregate", choices=("iqm", "mean"), default="iqm",
                        help="iqm: IQM over runs x tasks with stratified-bootstrap CIs (default); mean: the paper's "
                             "numbers, each run's mean over tasks, then mean ± std over runs")
+    table.add_argument("--per_task", action="store_true",
+                       help="markdown: also each method's per-task means over runs")
+    table.add_argument("--reach", type=positive_number, default=None, metavar="X",
+                       help="markdown: also the env steps at which each run's mean over tasks first reached X")
     figure = commands.add_parser("figure", help="success vs env steps per env with CI bands, and rliable "
                                  "aggregates (IQM, probability of improvement, performance profiles)")
     add_sweep_arguments(figure)
@@ -109,7 +113,8 @@ def _main(argv: list[str]) -> int:
 
             try:
                 written = table_command(args.sweep_dir, args.env_steps, args.formats or ["markdown"], args.out,
-                                        args.last, args.reps, args.mode, args.aggregate, args.metric)
+                                        args.last, args.reps, args.mode, args.aggregate, args.metric,
+                                        args.per_task, args.reach)
             except ResultsError as error:
                 raise AnalysisError(str(error)) from None
         else:

@@ -10,7 +10,9 @@ an environment-step budget and reports, per environment and method, as markdown,
   with the standard deviation over runs (the paper's "mean ± std") and a bootstrap interval over runs.
 
 The numbers the paper states (learning/sweeps/recipes.py PAPER_NUMBERS) are listed beside ours at
-the paper's budget, always in the paper's aggregation (mean over tasks, then over runs).
+the paper's budget, always in the paper's aggregation (mean over tasks, then over runs). In markdown,
+``--per_task`` adds each method's per-task means over runs, and ``--reach X`` the env steps at which
+each run's mean over tasks first reached X (the "how many steps to the maximum" claims).
 
 A run's score at budget B is the mean of its last ``last`` evaluations taken at or before B env steps
 (all tasks together, ``Train/TotalEnvSteps``). A run that has not reached B is left out (and named in
@@ -154,6 +156,12 @@ class Table:
     mode: str = "own"
     aggregate: str = "iqm"
     metric: str = "SuccessRate"
+    task_means: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    """(env, method) -> ``[tasks]`` means over the runs at the budget."""
+    reach_threshold: float | None = None
+    reach_steps: dict[tuple[str, str], list[float | None]] = field(default_factory=dict)
+    """(env, method) -> per run, the env steps of its first evaluation whose mean over tasks reached the
+    threshold (None: never, up to the budget)."""
 
 
 def iqm_cell(matrix: np.ndarray, reps: int) -> Cell:
@@ -179,6 +187,12 @@ def scores_matrix(runs: Sequence[SweepRun], env_steps: float, last: int) -> tupl
     return (np.array(kept) if kept else np.zeros((0, 0))), [run for run, score in scored if score is None]
 
 
+def first_reaching(run: SweepRun, threshold: float, env_steps: float) -> float | None:
+    """Env steps of the first evaluation (at most ``env_steps``) whose mean over tasks is >= ``threshold``."""
+    reached = np.nonzero((run.scores.mean(axis=1) >= threshold) & (run.steps <= env_steps))[0]
+    return float(run.steps[reached[0]]) if len(reached) else None
+
+
 def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float | None) -> dict[str, float]:
     """Each environment's budget: ``env_steps``, else the most env steps every run of it reached."""
     return {env: env_steps if env_steps is not None else min(run.steps[-1] for runs in by_method.values()
@@ -187,11 +201,12 @@ def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float |
 
 
 def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: int = 1, reps: int = 2000,
-                mode: str = "own", aggregate: str = "iqm", metric: str = "SuccessRate") -> Table:
+                mode: str = "own", aggregate: str = "iqm", metric: str = "SuccessRate",
+                reach: float | None = None) -> Table:
     groups = group(runs)
     methods = list(dict.fromkeys(run.label for run in runs))
     table = Table(list(groups), methods, env_budgets(groups, env_steps), {}, mode=mode, aggregate=aggregate,
-                  metric=metric)
+                  metric=metric, reach_threshold=reach)
     cell_of = AGGREGATES[aggregate]
     for env, by_method in groups.items():
         budget = table.budgets[env]
@@ -202,6 +217,11 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
                                    f"({', '.join(run.run_dir.name for run in missing)})")
             if matrix.size:
                 table.cells[(env, label)] = cell_of(matrix, reps)
+                table.task_means[(env, label)] = matrix.mean(axis=0)
+            if reach is not None and len(missing) < len(method_runs):
+                left_out = {id(run) for run in missing}
+                table.reach_steps[(env, label)] = [first_reaching(run, reach, budget) for run in method_runs
+                                                   if id(run) not in left_out]
     if metric != "SuccessRate":  # the paper states success rates only
         return table
     for reference in PAPER_NUMBERS:
@@ -254,8 +274,44 @@ def to_markdown(table: Table) -> str:
         lines += ["", "Numbers the paper states, beside ours at the same budget:", "",
                   "| " + " | ".join(PAPER_HEADER) + " |", "|" + "---|" * len(PAPER_HEADER)]
         lines += ["| " + " | ".join(row) + " |" for row in paper_lines(table)]
+    lines += per_task_lines(table) + reach_lines(table)
     lines += [f"\nnote: {note}" for note in table.notes]
     return "\n".join(lines) + "\n"
+
+
+def per_task_lines(table: Table) -> list[str]:
+    """Markdown: per environment, methods x tasks (means over runs at the budget)."""
+    lines = []
+    for env in table.envs:
+        rows = [(label, table.task_means[(env, label)]) for label in table.methods if (env, label) in table.task_means]
+        if not rows:
+            continue
+        tasks = max(len(means) for _, means in rows)
+        lines += ["", f"{table.metric} per task, {env} at {steps_text(table.budgets[env])} (mean over runs):", "",
+                  "| method | " + " | ".join(f"task {task}" for task in range(tasks)) + " | mean |",
+                  "|---|" + "---|" * (tasks + 1)]
+        lines += [f"| {label} | " + " | ".join(f"{value:.2f}" for value in means) + f" | {means.mean():.2f} |"
+                  for label, means in rows]
+    return lines
+
+
+def reach_lines(table: Table) -> list[str]:
+    """Markdown: per environment and method, when each run's mean over tasks first reached the threshold."""
+    if table.reach_threshold is None:
+        return []
+    lines = ["", f"Env steps at which each run's mean {table.metric} over tasks first reached "
+             f"{table.reach_threshold:g} (median over the runs that reached it; runs that did not, up to the budget, "
+             "are counted apart):", "", "| env | method | median | reached / runs | per run |", "|---|---|---|---|---|"]
+    for env in table.envs:
+        for label in table.methods:
+            steps = table.reach_steps.get((env, label))
+            if steps is None:
+                continue
+            reached = [value for value in steps if value is not None]
+            median = steps_text(float(np.median(reached))) if reached else f"not by {steps_text(table.budgets[env])}"
+            per_run = ", ".join("never" if value is None else steps_text(value) for value in steps)
+            lines.append(f"| {env} | {label} | {median} | {len(reached)} / {len(steps)} | {per_run} |")
+    return lines
 
 
 def to_csv(table: Table) -> str:
@@ -316,9 +372,12 @@ RENDERERS = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
 
 
 def table_command(sweep_dir: str, env_steps: float | None, formats: Sequence[str], out: str | None, last: int,
-                  reps: int, mode: str, aggregate: str = "iqm", metric: str = "SuccessRate") -> list[Path]:
+                  reps: int, mode: str, aggregate: str = "iqm", metric: str = "SuccessRate", per_task: bool = False,
+                  reach: float | None = None) -> list[Path]:
     """Print the table in ``formats`` (and write ``out``.md/.csv/.tex when given); returns files written."""
-    table = build_table(load_sweep(sweep_dir, mode, metric), env_steps, last, reps, mode, aggregate, metric)
+    table = build_table(load_sweep(sweep_dir, mode, metric), env_steps, last, reps, mode, aggregate, metric, reach)
+    if not per_task:
+        table.task_means = {}
     written = []
     suffixes = {"markdown": ".md", "csv": ".csv", "latex": ".tex"}
     for name in formats:
