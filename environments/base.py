@@ -190,6 +190,19 @@ def independent_resets(env: gym.Env) -> bool:
     return bool(getattr(env.unwrapped, "independent_resets", False))
 
 
+def share_model(env: gym.Env, source: gym.Env) -> None:
+    """Let a freshly built ``env`` simulate with ``source``'s MuJoCo model (and new MjData of it)
+    instead of its own copy, when both are the same kind of env with ``constant_model`` (built alike,
+    never changed): the evaluator's copies of one task then hold one model in memory and in the CPU
+    caches. Other envs are left as they are."""
+    inner, other = env.unwrapped, source.unwrapped
+    if getattr(inner, "constant_model", False) and type(inner) is type(other):
+        import mujoco
+
+        inner.model = other.model
+        inner.data = mujoco.MjData(other.model)
+
+
 def set_env_state(env: gym.Env, state: list[dict]) -> None:
     """Restore what :func:`get_env_state` captured (the env must be built the same way)."""
     chain = _wrapper_chain(env)

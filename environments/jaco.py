@@ -15,6 +15,7 @@ import mujoco
 import numpy as np
 from gymnasium.wrappers import TimeLimit
 
+from environments.arithmetic import mean, norm, total
 from environments.base import LazyRenderer, ObservationLayout, TaskSet, one_hot
 from environments.jaco_model import DEFAULT_QPOS, FRAME_SKIP, HAND_BODY, TARGET_BODY, build_jaco_model
 
@@ -30,6 +31,8 @@ FAILURE_CONTROL_REWARD = -100.0
 STAY_SUCCESS_STEPS_PER_STAGE = 30
 _INSTABILITY_WARNINGS = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
                          mujoco.mjtWarning.mjWARN_BADQACC)
+_INSTABILITY_COUNTS = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
+"""The counters of _INSTABILITY_WARNINGS in ``MjData.warning.number`` (consecutive in ``mjtWarning``)."""
 QPOS_NOISE = 0.01
 QVEL_NOISE = 0.001
 
@@ -105,8 +108,9 @@ def sub_goal_position(name: str) -> np.ndarray:
     return _STAY_POINT.copy() if name == STAY else SUB_GOALS[name].copy()
 
 
-def task_reward_terms(task: JacoTask, distance: np.ndarray, stage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distance term, stage term) of SPEC §11.1's table for hand-goal distances and stage values.
+def task_reward_terms(task: JacoTask, distance, stage):
+    """(distance term, stage term) of SPEC §11.1's table for hand-goal distances and stage values:
+    floats for one env step, float64 arrays for a batch.
 
     ``stage`` is the stage count the stage term is charged on; the success bonus is paid where
     ``distance < 0.05``.
@@ -115,8 +119,8 @@ def task_reward_terms(task: JacoTask, distance: np.ndarray, stage: np.ndarray) -
     if task.stage_penalty:
         stage_term = -STAGE_PENALTY * (NUM_STAGES - stage)
     else:
-        stage_term = np.where(distance < SUCCESS_DISTANCE, task.success_bonus, 0.0)
-    return distance_term, np.asarray(stage_term, dtype=np.float64)
+        stage_term = task.success_bonus * (distance < SUCCESS_DISTANCE)
+    return distance_term, stage_term
 
 
 class JacoReachMultistageEnv(gym.Env):
@@ -142,6 +146,9 @@ class JacoReachMultistageEnv(gym.Env):
         self.stage = 0
         self.success_count = 0
         self.last_observation = np.zeros(OBSERVATION_DIM, dtype=np.float32)
+        # The observation's stage and task one-hots (STAGE_SLICE, TASK_SLICE), by stage.
+        self._one_hots = np.stack([np.concatenate([one_hot(stage, NUM_STAGES), one_hot(task_index, len(TASKS))])
+                                   for stage in range(NUM_STAGES)])
         self.renderer = LazyRenderer(640, 480)
 
     # --- state -------------------------------------------------------------------------------
@@ -155,10 +162,12 @@ class JacoReachMultistageEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         """The raw observation: QPOS_SLICE, QVEL_SLICE, STAGE_SLICE, TASK_SLICE, HAND_SLICE in order."""
-        return np.concatenate([
-            self.data.qpos, self.data.qvel, one_hot(self.stage, NUM_STAGES),
-            one_hot(self.task_index, len(TASKS)), self.hand_position(),
-        ]).astype(np.float32)
+        observation = np.empty(OBSERVATION_DIM, dtype=np.float32)
+        observation[QPOS_SLICE] = self.data.qpos
+        observation[QVEL_SLICE] = self.data.qvel
+        observation[STAGE_SLICE.start:TASK_SLICE.stop] = self._one_hots[self.stage]
+        observation[HAND_SLICE] = self.data.xpos[self.hand_id]
+        return observation
 
     def _place_target(self) -> None:
         self.data.mocap_pos[self.target_mocap_id] = self.current_goal()
@@ -179,24 +188,24 @@ class JacoReachMultistageEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         action = np.asarray(action, dtype=np.float64).reshape(NUM_JOINTS)
-        state_before = (self.data.time, self.data.qpos.copy(), self.data.qvel.copy())
-        for warning in _INSTABILITY_WARNINGS:
-            self.data.warning[warning].number = 0
-        self.data.ctrl[:] = action
-        for _ in range(FRAME_SKIP):
-            mujoco.mj_step(self.model, self.data)
-        if self._unstable():
+        data = self.data
+        state_before = (data.time, data.qpos.copy(), data.qvel.copy())
+        warning_counts = data.warning.number
+        warning_counts[_INSTABILITY_COUNTS] = 0
+        data.ctrl[:] = action
+        mujoco.mj_step(self.model, data, nstep=FRAME_SKIP)
+        if any(warning_counts[_INSTABILITY_COUNTS].tolist()):  # MuJoCo flagged a bad qpos, qvel or qacc
             return self._fail(*state_before)
 
         # The observation is read before the stage update and without an extra forward pass: the
         # kinematics are those of the last substep's start, as mujoco-py returned them (SPEC §11.1).
         observation = self._observation()
-        distance = float(np.linalg.norm(self.hand_position() - self.current_goal()))
+        distance = norm(data.xpos[self.hand_id] - self.current_goal())
         success = distance < SUCCESS_DISTANCE
         terminated = self._update_stage(success)
-        distance_term, stage_term = task_reward_terms(self.task, np.float64(distance), np.float64(self.stage))
-        control_term = (-0.01 * float(np.sum(action ** 2)) - 0.001 * float(np.mean(np.abs(self.data.qvel)))
-                        - 0.00001 * float(np.mean(np.abs(self.data.qacc))))
+        distance_term, stage_term = task_reward_terms(self.task, distance, self.stage)
+        control_term = (-0.01 * total(action ** 2) - 0.001 * mean(np.abs(data.qvel))
+                        - 0.00001 * mean(np.abs(data.qacc)))
         reward = float(distance_term) + float(stage_term) + control_term + self.task.shift
         self.last_observation = observation
         info = {"success": success, "stages_completed": self.stage, "task_id": self.task_index,
@@ -216,10 +225,6 @@ class JacoReachMultistageEnv(gym.Env):
             return True
         self._place_target()
         return False
-
-    def _unstable(self) -> bool:
-        """MuJoCo flagged a bad (NaN, infinite or huge) position, velocity or acceleration during the step."""
-        return any(self.data.warning[warning].number > 0 for warning in _INSTABILITY_WARNINGS)
 
     def _fail(self, time_before: float, qpos_before: np.ndarray,
               qvel_before: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:

@@ -19,6 +19,7 @@ import mujoco
 import numpy as np
 from gymnasium.wrappers import TimeLimit
 
+from environments.arithmetic import clip_into
 from environments.base import LazyRenderer, ObservationLayout, TaskSet, one_hot, select_tasks
 
 ENV_ID = "MazeLarge-10-v0"
@@ -152,6 +153,7 @@ class PointMazeTaskEnv(gym.Env):
         self.task_name = task_name
         self.sparse_reward = sparse_reward
         self.task_one_hot = one_hot(task_index, num_tasks)
+        self._observation_template = np.concatenate([np.zeros(4, np.float32), self.task_one_hot])
         self.model = mujoco.MjModel.from_xml_string(maze_xml(task.goal))
         self.data = mujoco.MjData(self.model)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(4 + num_tasks,), dtype=np.float32)
@@ -165,14 +167,19 @@ class PointMazeTaskEnv(gym.Env):
         mujoco.mj_forward(self.model, self.data)
 
     def _observation(self) -> np.ndarray:
-        return np.concatenate([self.data.qpos, self.data.qvel, self.task_one_hot]).astype(np.float32)
+        """(x, y, vx, vy, task one-hot) as float32."""
+        observation = self._observation_template.copy()
+        observation[:2] = self.data.qpos
+        observation[2:4] = self.data.qvel
+        return observation
 
     def _info(self, distance: float) -> dict[str, Any]:
         return {"success": distance <= SUCCESS_DISTANCE, "task_id": self.task_index, "task_name": self.task_name}
 
     def _distance_to_goal(self) -> float:
-        offset_x, offset_y = self.data.qpos - self.goal
-        return math.hypot(offset_x, offset_y)
+        x, y = self.data.qpos.tolist()
+        goal_x, goal_y = self.goal.tolist()
+        return math.hypot(x - goal_x, y - goal_y)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -183,9 +190,10 @@ class PointMazeTaskEnv(gym.Env):
         return self._observation(), self._info(self._distance_to_goal())
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        self.data.ctrl[:] = np.clip(action, -1.0, 1.0)
-        np.clip(self.data.qvel, -VELOCITY_LIMIT, VELOCITY_LIMIT, out=self.data.qvel)
-        mujoco.mj_step(self.model, self.data)
+        data = self.data
+        clip_into(data.ctrl, action, -1.0, 1.0)
+        clip_into(data.qvel, data.qvel, -VELOCITY_LIMIT, VELOCITY_LIMIT)
+        mujoco.mj_step(self.model, data)
         distance = self._distance_to_goal()
         reward = float(reward_from_distance(distance, self.sparse_reward))
         info = self._info(distance)

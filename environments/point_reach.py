@@ -25,6 +25,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
 
+from environments.arithmetic import clip_into, norm
 from environments.base import GuidePolicy, ObservationLayout, TaskSet
 
 START = np.array([0.0, 0.0])
@@ -43,7 +44,7 @@ DIRECTIONS: dict[str, tuple[float, float]] = {
 
 def point_reward(position: np.ndarray) -> float:
     """``exp(-d / 3) - 1`` where d is the distance from ``position`` to the goal."""
-    return float(np.exp(-np.linalg.norm(np.asarray(position) - GOAL) / REWARD_LENGTH_SCALE) - 1.0)
+    return float(np.exp(-norm(np.asarray(position) - GOAL) / REWARD_LENGTH_SCALE) - 1.0)
 
 
 class PointReachEnv(gym.Env):
@@ -66,9 +67,12 @@ class PointReachEnv(gym.Env):
         return self._observation(), {"success": False}
 
     def step(self, action):
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        self.position = np.clip(self.position + action, *ARENA)
-        distance = float(np.linalg.norm(self.position - GOAL))
+        clipped_action = np.empty(2)
+        clip_into(clipped_action, action, -1.0, 1.0)
+        position = self.position + clipped_action
+        clip_into(position, position, *ARENA)
+        self.position = position
+        distance = norm(position - GOAL)
         info = {"success": distance <= SUCCESS_DISTANCE, "distance": distance}
         return self._observation(), point_reward(self.position), False, False, info
 

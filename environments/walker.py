@@ -20,6 +20,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
 
+from environments.arithmetic import clip, clip_into, total
 from environments.base import LazyRenderer, ObservationLayout, TaskSet, one_hot
 
 ENV_ID = "Walker2dMT4-v0"
@@ -92,6 +93,7 @@ class WalkerTaskEnv(gym.Env):
         self.independent_resets = external_force_probability <= 0.0  # pushes draw from np_random in steps
         self.render_mode = render_mode
         self.task_one_hot = one_hot(task_index, len(TASK_NAMES))
+        self._observation_template = np.concatenate([np.zeros(17, np.float32), self.task_one_hot])
         self.model = build_walker_model(with_crawl_obstacles=task_index == CRAWL)
         self.data = mujoco.MjData(self.model)
         self.dt = self.model.opt.timestep * FRAME_SKIP
@@ -114,9 +116,11 @@ class WalkerTaskEnv(gym.Env):
         mujoco.mj_step(self.model, self.data, nstep=FRAME_SKIP)
 
     def _observation(self) -> np.ndarray:
-        return np.concatenate(
-            [self.data.qpos[1:], np.clip(self.data.qvel, -QVEL_CLIP, QVEL_CLIP), self.task_one_hot]
-        ).astype(np.float32)
+        """qpos[1:], clip(qvel, ±10), task one-hot, as float32."""
+        observation = self._observation_template.copy()
+        observation[:8] = self.data.qpos[1:]
+        observation[8:17] = clip(self.data.qvel, -QVEL_CLIP, QVEL_CLIP)
+        return observation
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         """Default pose ± U(0.01) on qpos and qvel, then unrecorded random-action warm-up steps."""
@@ -144,23 +148,26 @@ class WalkerTaskEnv(gym.Env):
         return not self.ceiling_geom_ids.isdisjoint(contact_geoms.ravel().tolist())
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        qpos_before = self.data.qpos.copy()
+        clipped_action = np.empty(self.model.nu)
+        clip_into(clipped_action, action, -1.0, 1.0)
+        action = clipped_action
+        qpos_before = self.data.qpos.tolist()
         self._push_external_force()
         self._simulate(action)
         self.data.xfrc_applied[:] = 0.0
         self.elapsed_steps += 1
 
-        qpos = self.data.qpos
+        qpos = self.data.qpos.tolist()
         x_velocity = (qpos[0] - qpos_before[0]) / self.dt
         height = qpos[1]
         upright = 0.1 * np.cos(qpos[2])
-        height_gap = self.data.xpos[TORSO_BODY, 2] - max(self.data.xpos[RIGHT_FOOT_BODY, 2], self.data.xpos[LEFT_FOOT_BODY, 2])
+        body_heights = self.data.xpos[:, 2].tolist()
+        height_gap = body_heights[TORSO_BODY] - max(body_heights[RIGHT_FOOT_BODY], body_heights[LEFT_FOOT_BODY])
         foot_speed = (
             abs(qpos[RIGHT_FOOT_JOINT_QPOS] - qpos_before[RIGHT_FOOT_JOINT_QPOS])
             + abs(qpos[LEFT_FOOT_JOINT_QPOS] - qpos_before[LEFT_FOOT_JOINT_QPOS])
         ) / self.dt
-        control = -CONTROL_COST * float(np.sum(action**2))
+        control = -CONTROL_COST * total(action**2)
         alive = 1.0
 
         if self.task_index == FORWARD:

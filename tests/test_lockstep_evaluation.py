@@ -110,6 +110,9 @@ def test_lockstep_evaluation_gives_the_one_by_one_episodes(kind):
                                              task_set.episode_metrics)
     assert len({e.total_return for e in episodes}) == len(episodes)  # distinct starts: the seeding was compared
     assert max(len(envs) for envs in evaluator.copies) == 2
+    # the copies of a task simulate with its one model, each in its own data
+    assert all(copy.unwrapped.model is envs[0].unwrapped.model and copy.unwrapped.data is not envs[0].unwrapped.data
+               for envs in evaluator.copies for copy in envs[1:])
 
 
 def test_evaluator_state_resumes_the_generator_chain():

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from environments.base import TaskSet, get_env_state, independent_resets, set_env_state
+from environments.base import TaskSet, get_env_state, independent_resets, set_env_state, share_model
 from learning.training.logger import is_terminal
 from learning.training.sampler import EpisodeRecord, EpisodeTracker
 
@@ -108,6 +108,7 @@ class Evaluator:
         for task, envs in enumerate(self.copies):
             while len(envs) < count:
                 envs.append(self.task_set.make_env(task, True))
+                share_model(envs[-1], envs[0])
         return [envs[:count] for envs in self.copies]
 
     def _run_lockstep(self, behaviour, episodes_per_task: int) -> tuple[list[EpisodeRecord], np.ndarray]:
@@ -137,18 +138,19 @@ class Evaluator:
                 actions = np.clip(action_tensor.reshape(rows, -1).cpu().numpy(), -1.0, 1.0)
                 acting_np = acting.reshape(rows).cpu().numpy()
                 stepping = np.flatnonzero(active)
-                results = [envs[row].step(actions[row]) for row in stepping]
+                next_raw, rewards, terminated, truncated, infos = zip(
+                    *[envs[row].step(action) for row, action in zip(stepping.tolist(), actions[stepping])])
+                raw[stepping] = next_raw
                 np.add.at(acting_counts, (stepping // width, acting_np[stepping]), 1)
-                tracker.record_infos(stepping, [result[1] for result in results], [result[4] for result in results])
+                tracker.record_infos(stepping, rewards, infos)
                 progress.update(len(stepping))
-                for row, (next_raw, _, terminated, truncated, _) in zip(stepping, results):
-                    raw[row] = next_raw
-                    if terminated or truncated:
-                        record = tracker.finish(row, bool(terminated))
-                        record.task = int(row // width)
-                        # the order of the one-by-one loop: episode round, then finishing step, then task
-                        keyed.append(((first + int(row % width), record.length, record.task), record))
-                        active[row] = False
+                for index in np.flatnonzero(np.logical_or(terminated, truncated)).tolist():
+                    row = int(stepping[index])
+                    record = tracker.finish(row, bool(terminated[index]))
+                    record.task = row // width
+                    # the order of the one-by-one loop: episode round, then finishing step, then task
+                    keyed.append(((first + row % width, record.length, record.task), record))
+                    active[row] = False
         progress.close()
         keyed.sort(key=lambda item: item[0])
         return [record for _, record in keyed], acting_counts

@@ -1,10 +1,11 @@
 """Data collection: all task environments step in lockstep (SPEC §6.2, with the deviation below).
 
-One gymnasium ``SyncVectorEnv`` holds one environment per task (row t = task t) with same-step
-autoreset. Each iteration asks for ``n`` steps per task; the behaviour policy answers all tasks in
-one batched call per step. Episodes continue across iterations (the original ran whole episodes
-round-robin and overshot the budget); per-task step counts are therefore always equal, which makes
-the original's proportional split of gradient steps an equal split.
+:class:`TaskEnvs` holds one environment per task (row t = task t) with same-step autoreset, as
+gymnasium's ``SyncVectorEnv`` with ``AutoresetMode.SAME_STEP`` does. Each iteration asks for ``n``
+steps per task; the behaviour policy answers all tasks in one batched call per step. Episodes
+continue across iterations (the original ran whole episodes round-robin and overshot the budget);
+per-task step counts are therefore always equal, which makes the original's proportional split of
+gradient steps an equal split.
 """
 
 from __future__ import annotations
@@ -111,24 +112,53 @@ class EpisodeTracker:
         self.metric_values = {k: v.copy() for k, v in state["metric_values"].items()}
 
 
-def step_info_arrays(infos: dict, key: str, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Values ``[T]`` of one info key for the step just taken, and where they were reported.
+@dataclass
+class LockstepStep:
+    """One lockstep step of the T task environments (row t = task t)."""
 
-    With same-step autoreset, a finished env's top-level info is its reset info; its step info is
-    under ``final_info``.
-    """
-    values = np.zeros(done.shape[0])
-    present = np.zeros(done.shape[0], dtype=bool)
-    if key in infos:
-        mask = infos.get(f"_{key}", np.ones_like(present)) & ~done
-        values[mask] = np.asarray(infos[key], dtype=np.float64)[mask]
-        present |= mask
-    final = infos.get("final_info", {})
-    if done.any() and key in final:
-        mask = final.get(f"_{key}", np.ones_like(present)) & done
-        values[mask] = np.asarray(final[key], dtype=np.float64)[mask]
-        present |= mask
-    return values, present
+    observation: np.ndarray
+    """``[T, ...]`` the next observations: the reset observation where an episode ended."""
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    final_observation: np.ndarray
+    """``[T, ...]`` the observations the step returned (before any reset)."""
+    infos: tuple[dict, ...]
+    """Each env's step info (not its reset info)."""
+
+
+class TaskEnvs:
+    """One environment per task stepped in lockstep with same-step autoreset: a finished env is reset
+    right after its step, before the next env steps (``SyncVectorEnv`` with ``AutoresetMode.SAME_STEP``,
+    without merging every step's info dictionaries into arrays)."""
+
+    def __init__(self, envs: list[gym.Env]) -> None:
+        self.envs = envs
+        self.single_action_space = envs[0].action_space
+        self.single_observation_space = envs[0].observation_space
+
+    def step(self, actions: np.ndarray) -> LockstepStep:
+        """Step env t with ``actions[t]``."""
+        results, resets = [], {}
+        for index, (env, action) in enumerate(zip(self.envs, actions)):
+            result = env.step(action)
+            results.append(result)
+            if result[2] or result[3]:
+                resets[index] = env.reset()[0]
+        observations, rewards, terminated, truncated, infos = zip(*results)
+        dtype = self.single_observation_space.dtype
+        final_observation = np.stack(observations).astype(dtype, copy=False)
+        observation = final_observation
+        if resets:
+            observation = final_observation.copy()
+            for index, reset_observation in resets.items():
+                observation[index] = reset_observation
+        return LockstepStep(observation, np.array(rewards, dtype=np.float64), np.array(terminated, dtype=bool),
+                            np.array(truncated, dtype=bool), final_observation, infos)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
 
 
 class LockstepSampler:
@@ -143,10 +173,7 @@ class LockstepSampler:
         self.device, self.seed = device, seed
         self.keep_raw_observations = keep_raw_observations  # CDS relabelling reads slots networks do not see
         self.num_tasks = task_set.num_tasks
-        self.envs = gym.vector.SyncVectorEnv(
-            [lambda index=index: task_set.make_env(index, False) for index in range(self.num_tasks)],
-            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-        )
+        self.envs = TaskEnvs([task_set.make_env(index, False) for index in range(self.num_tasks)])
         self.tracker = EpisodeTracker(self.num_tasks, task_set.episode_metrics, discount)
         self.raw_obs: np.ndarray | None = None
         self.env_steps_per_task = np.zeros(self.num_tasks, dtype=np.int64)
@@ -157,8 +184,7 @@ class LockstepSampler:
 
     def _start(self) -> None:
         """First reset of every task env (seed + task index), one by one with a progress bar: lazily
-        built environments (Meta-World) are constructed here. With same-step autoreset the vector
-        env keeps no state from its own reset, so resetting its envs directly is equivalent."""
+        built environments (Meta-World) are constructed here."""
         observations = []
         envs = tqdm(self.envs.envs, desc="starting environments", unit="env", leave=False,
                     disable=not sys.stderr.isatty())
@@ -195,36 +221,27 @@ class LockstepSampler:
             obs_tensor = torch.as_tensor(observations, device=self.device)
             action_tensor, acting = self.behaviour.act(obs_tensor, deterministic=False)
             actions = np.clip(action_tensor.cpu().numpy(), -1.0, 1.0)
-            next_raw, rewards, terminated, truncated, infos = self.envs.step(actions)
-            done = np.logical_or(terminated, truncated)
-            final_raw = next_raw
-            if done.any():
-                final_raw = next_raw.copy()
-                for index in np.flatnonzero(done):
-                    final_raw[index] = infos["final_obs"][index]
-            next_observations = self.network_input(final_raw)
+            stepped = self.envs.step(actions)
+            done = np.logical_or(stepped.terminated, stepped.truncated)
+            next_observations = self.network_input(stepped.final_observation)
             buffers.observation[:, step] = observations
             if buffers.raw_observation is not None:
                 buffers.raw_observation[:, step] = self.raw_obs
-                buffers.raw_next_observation[:, step] = final_raw
+                buffers.raw_next_observation[:, step] = stepped.final_observation
             buffers.action[:, step] = actions
-            buffers.reward[:, step] = rewards
+            buffers.reward[:, step] = stepped.reward
             buffers.next_observation[:, step] = next_observations
-            buffers.terminal[:, step] = terminated
+            buffers.terminal[:, step] = stepped.terminated
             acting_counts[rows, acting.cpu().numpy()] += 1
-            success, _ = step_info_arrays(infos, "success", done)
-            metrics = {key: step_info_arrays(infos, key, done) for key in self.tracker.aggregations}
-            self.tracker.record_steps(rows, rewards.astype(np.float64), success.astype(bool),
-                                      {key: value[0] for key, value in metrics.items()},
-                                      {key: value[1] for key, value in metrics.items()})
+            self.tracker.record_infos(rows, stepped.reward, stepped.infos)
             for index in np.flatnonzero(done):
-                episodes.append(self.tracker.finish(index, bool(terminated[index])))
+                episodes.append(self.tracker.finish(index, bool(stepped.terminated[index])))
             if done.any():
                 self.behaviour.episode_start(done)
-                observations = self.network_input(next_raw)
+                observations = self.network_input(stepped.observation)
             else:
                 observations = next_observations
-            self.raw_obs = next_raw
+            self.raw_obs = stepped.observation
         self.env_steps_per_task += steps_per_task
         return SampleBatch(buffers, episodes, acting_counts)
 
