@@ -393,7 +393,7 @@ def plot_acting_matrix(env: str, label: str, runs: Sequence[RunData], zero_diago
     shown = shares.copy()
     if zero_diagonal:
         shown[np.arange(num_tasks), np.arange(num_tasks)] = 0.0
-    figure, axis = plt.subplots(figsize=(1.6 + 0.55 * num_candidates, 1.4 + 0.5 * num_tasks),
+    figure, axis = plt.subplots(figsize=(max(5.0, 1.6 + 0.55 * num_candidates), 1.6 + 0.5 * num_tasks),
                                   layout="constrained")
     image = axis.imshow(shown, cmap="Blues", vmin=0.0, vmax=max(float(shown.max()), 1e-9))
     if num_tasks * num_candidates <= 200:
@@ -406,9 +406,9 @@ def plot_acting_matrix(env: str, label: str, runs: Sequence[RunData], zero_diago
     axis.set_yticks(range(num_tasks), [f"{task}: {names[task]}" for task in range(num_tasks)], fontsize=7)
     axis.set(xlabel="acting policy j", ylabel="task i")
     diagonal = " (diagonal zeroed; numbers are %)" if zero_diagonal else " (numbers are %)"
-    axis.set_title(f"{env} {label}: share of steps{diagonal}", fontsize=9)
+    axis.set_title(f"{env} {label}:\nshare of steps{diagonal}", fontsize=9)  # two lines: fits the axes' width
     figure.colorbar(image, ax=axis, fraction=0.046)
-    return save(figure, out / f"{file_slug(env)}_{file_slug(label)}_acting_matrix.png")
+    return save(figure, out / f"{file_slug(env)}_{file_slug(label)}_acting_matrix.png", tight=True)
 
 
 def policy_share_curves(runs: Sequence[RunData]) -> tuple[np.ndarray, np.ndarray] | None:
