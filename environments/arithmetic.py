@@ -28,6 +28,13 @@ def clip_into(out: np.ndarray, values, low: float, high: float) -> None:
     _clip(out, low, high, out=out)
 
 
+def clipped_float64(values, low: float, high: float) -> np.ndarray:
+    """``np.clip(np.asarray(values, dtype=np.float64), low, high)`` as a new array (via :func:`clip_into`)."""
+    out = np.empty(np.shape(values))
+    clip_into(out, values, low, high)
+    return out
+
+
 def total(values: np.ndarray) -> float:
     """``float(np.sum(values))`` of a 1-D array (the same pairwise reduction)."""
     return float(np.add.reduce(values))

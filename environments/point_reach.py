@@ -25,7 +25,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
 
-from environments.arithmetic import clip_into, norm
+from environments.arithmetic import clip_into, clipped_float64, norm
 from environments.base import GuidePolicy, ObservationLayout, TaskSet
 
 START = np.array([0.0, 0.0])
@@ -67,9 +67,7 @@ class PointReachEnv(gym.Env):
         return self._observation(), {"success": False}
 
     def step(self, action):
-        clipped_action = np.empty(2)
-        clip_into(clipped_action, action, -1.0, 1.0)
-        position = self.position + clipped_action
+        position = self.position + clipped_float64(action, -1.0, 1.0)
         clip_into(position, position, *ARENA)
         self.position = position
         distance = norm(position - GOAL)

@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
 
-from environments.arithmetic import clip, clip_into, total
+from environments.arithmetic import clip, clipped_float64, total
 from environments.base import LazyRenderer, ObservationLayout, TaskSet, one_hot
 
 ENV_ID = "Walker2dMT4-v0"
@@ -148,9 +148,7 @@ class WalkerTaskEnv(gym.Env):
         return not self.ceiling_geom_ids.isdisjoint(contact_geoms.ravel().tolist())
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        clipped_action = np.empty(self.model.nu)
-        clip_into(clipped_action, action, -1.0, 1.0)
-        action = clipped_action
+        action = clipped_float64(action, -1.0, 1.0)
         qpos_before = self.data.qpos.tolist()
         self._push_external_force()
         self._simulate(action)

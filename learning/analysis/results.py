@@ -157,7 +157,7 @@ class Table:
     aggregate: str = "iqm"
     metric: str = "SuccessRate"
     task_means: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-    """(env, method) -> ``[tasks]`` means over the runs at the budget."""
+    """(env, method) -> ``[tasks]`` means over the runs at the budget (filled when asked for, ``per_task``)."""
     reach_threshold: float | None = None
     reach_steps: dict[tuple[str, str], list[float | None]] = field(default_factory=dict)
     """(env, method) -> per run, the env steps of its first evaluation whose mean over tasks reached the
@@ -202,7 +202,7 @@ def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float |
 
 def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: int = 1, reps: int = 2000,
                 mode: str = "own", aggregate: str = "iqm", metric: str = "SuccessRate",
-                reach: float | None = None) -> Table:
+                reach: float | None = None, per_task: bool = False) -> Table:
     groups = group(runs)
     methods = list(dict.fromkeys(run.label for run in runs))
     table = Table(list(groups), methods, env_budgets(groups, env_steps), {}, mode=mode, aggregate=aggregate,
@@ -217,7 +217,8 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
                                    f"({', '.join(run.run_dir.name for run in missing)})")
             if matrix.size:
                 table.cells[(env, label)] = cell_of(matrix, reps)
-                table.task_means[(env, label)] = matrix.mean(axis=0)
+                if per_task:
+                    table.task_means[(env, label)] = matrix.mean(axis=0)
             if reach is not None and len(missing) < len(method_runs):
                 left_out = {id(run) for run in missing}
                 table.reach_steps[(env, label)] = [first_reaching(run, reach, budget) for run in method_runs
@@ -375,9 +376,8 @@ def table_command(sweep_dir: str, env_steps: float | None, formats: Sequence[str
                   reps: int, mode: str, aggregate: str = "iqm", metric: str = "SuccessRate", per_task: bool = False,
                   reach: float | None = None) -> list[Path]:
     """Print the table in ``formats`` (and write ``out``.md/.csv/.tex when given); returns files written."""
-    table = build_table(load_sweep(sweep_dir, mode, metric), env_steps, last, reps, mode, aggregate, metric, reach)
-    if not per_task:
-        table.task_means = {}
+    table = build_table(load_sweep(sweep_dir, mode, metric), env_steps, last, reps, mode, aggregate, metric, reach,
+                        per_task)
     written = []
     suffixes = {"markdown": ".md", "csv": ".csv", "latex": ".tex"}
     for name in formats:
