@@ -24,8 +24,9 @@ QMP_AT_500K = [[0.0, 0.1, 0.2, 0.3], [0.4, 0.5, 0.6, 1.0]]
 
 
 def write_run(sweep_dir: Path, name: str, label: str, experiment: str, rows: list[tuple[int, list[float]]],
-              mixture: float | None = None) -> None:
-    """A run directory with config.json and metrics.jsonl: (env steps, per-task success) per evaluation."""
+              mixture: float | None = None, seconds: tuple[float, ...] = ()) -> None:
+    """A run directory with config.json and metrics.jsonl: (env steps, per-task success) per evaluation,
+    and each epoch's wall seconds when ``seconds`` gives them."""
     run_dir = sweep_dir / "runs" / name
     run_dir.mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps({"experiment": experiment, "env": "JacoReachMT5-v1",
@@ -38,6 +39,8 @@ def write_run(sweep_dir: Path, name: str, label: str, experiment: str, rows: lis
                **{f"{prefix}Task{task}/TerminationRate": value / 2 for task, value in enumerate(scores)}}
         if mixture is not None:
             row.update({f"Evaluation/Task{task}/SuccessRate": mixture for task in range(len(scores))})
+        if seconds:
+            row["Time/EpochSeconds"] = seconds[epoch]
         lines.append(json.dumps(row))
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     manifest_path = sweep_dir / "sweep.json"
@@ -119,6 +122,23 @@ def test_per_task_means_and_steps_to_a_threshold(sweep, capsys):
     # short run (250k) is left out
     assert "| JacoReachMT5-v1 | Separated + QMP | 0.625M | 2 / 2 | 0.75M, 0.5M |" in out
     assert "| JacoReachMT5-v1 | Separated | not by 0.75M | 0 / 2 | never, never |" in out
+
+
+def test_wall_time_to_the_budget_sums_every_epoch_up_to_it(tmp_path, capsys):
+    for name, seconds in (("a", (900.0, 1800.0, 3600.0, 7200.0)), ("b", (1800.0, 1800.0, 1800.0, 1800.0))):
+        write_run(tmp_path, name, "Separated", "dnc_sac",
+                  [(250_000, [0.5]), (375_000, [0.5]), (500_000, [0.5]), (750_000, [0.5])], seconds=seconds)
+    # an epoch without evaluation (375k) still counts: a 0.25 + 0.5 + 1.0 = 1.75 h, b 1.5 h
+    with open(tmp_path / "runs" / "a" / "metrics.jsonl") as handle:
+        rows = [json.loads(line) for line in handle]
+    for key in [key for key in rows[1] if key.startswith("Evaluation/")]:  # make 375k a training-only epoch
+        del rows[1][key]
+    (tmp_path / "runs" / "a" / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["table", str(tmp_path), "--env_steps", "500000", "--wall_time", "--reps", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "| JacoReachMT5-v1 | Separated | 1.62 | 1.75, 1.50 |" in out
+    assert main(["table", str(tmp_path), "--env_steps", "500000", "--reps", "50"]) == 0
+    assert "Wall time" not in capsys.readouterr().out
 
 
 def test_latex_and_bad_input(sweep, capsys, tmp_path):

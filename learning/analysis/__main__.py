@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="markdown: also each method's per-task means over runs")
     table.add_argument("--reach", type=positive_number, default=None, metavar="X",
                        help="markdown: also the env steps at which each run's mean over tasks first reached X")
+    table.add_argument("--wall_time", action="store_true",
+                       help="markdown: also the wall hours each run's training took up to the budget")
     figure = commands.add_parser("figure", help="success vs env steps per env with CI bands, and rliable "
                                  "aggregates (IQM, probability of improvement, performance profiles)")
     add_sweep_arguments(figure)
@@ -114,7 +116,7 @@ def _main(argv: list[str]) -> int:
             try:
                 written = table_command(args.sweep_dir, args.env_steps, args.formats or ["markdown"], args.out,
                                         args.last, args.reps, args.mode, args.aggregate, args.metric,
-                                        args.per_task, args.reach)
+                                        args.per_task, args.reach, args.wall_time)
             except ResultsError as error:
                 raise AnalysisError(str(error)) from None
         else:

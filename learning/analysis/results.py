@@ -11,8 +11,9 @@ an environment-step budget and reports, per environment and method, as markdown,
 
 The numbers the paper states (learning/sweeps/recipes.py PAPER_NUMBERS) are listed beside ours at
 the paper's budget, always in the paper's aggregation (mean over tasks, then over runs). In markdown,
-``--per_task`` adds each method's per-task means over runs, and ``--reach X`` the env steps at which
-each run's mean over tasks first reached X (the "how many steps to the maximum" claims).
+``--per_task`` adds each method's per-task means over runs, ``--reach X`` the env steps at which
+each run's mean over tasks first reached X (the "how many steps to the maximum" claims), and
+``--wall_time`` the hours each run took to the budget (the sum of its epochs' ``Time/EpochSeconds``).
 
 A run's score at budget B is the mean of its last ``last`` evaluations taken at or before B env steps
 (all tasks together, ``Train/TotalEnvSteps``). A run that has not reached B is left out (and named in
@@ -37,6 +38,7 @@ from learning.training.run_guard import write_atomically
 from learning.sweeps.recipes import PAPER_NUMBERS, PaperNumber
 
 STEPS_KEY = "Train/TotalEnvSteps"
+SECONDS_KEY = "Time/EpochSeconds"
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 FORMATS = ("markdown", "csv", "latex")
@@ -58,6 +60,10 @@ class SweepRun:
     """[E] total env steps at each evaluation."""
     scores: np.ndarray
     """[E, T] per-task success rate at each evaluation."""
+    epoch_steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """[N] total env steps after each epoch (every metrics row, evaluated or not)."""
+    elapsed_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """[N] wall seconds of training up to the end of each epoch (running sum of ``Time/EpochSeconds``)."""
 
 
 def evaluation_prefix(experiment: str, mode: str) -> str:
@@ -82,6 +88,13 @@ def run_scores(rows: Sequence[dict[str, Any]], prefix: str, metric: str = "Succe
     return steps, scores
 
 
+def elapsed(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Env steps ``[N]`` after each epoch row and the running sum of the epochs' wall seconds ``[N]``."""
+    timed = [row for row in rows if row.get(STEPS_KEY) is not None and row.get(SECONDS_KEY) is not None]
+    steps = np.array([float(row[STEPS_KEY]) for row in timed])
+    return steps, np.cumsum([float(row[SECONDS_KEY]) for row in timed])
+
+
 def load_sweep(sweep_dir: Path | str, mode: str = "own", metric: str = "SuccessRate") -> list[SweepRun]:
     """Every run under ``sweep_dir`` with at least one evaluation of ``metric``. Raises ResultsError."""
     sweep_dir = Path(sweep_dir)
@@ -104,7 +117,7 @@ def load_sweep(sweep_dir: Path | str, mode: str = "own", metric: str = "SuccessR
         entry = manifest.get(run_dir.name, {})
         name = str(config.get("name", "None"))
         label = entry.get("label") or (experiment if name == "None" else f"{experiment}:{name}")
-        runs.append(SweepRun(run_dir, label, str(config.get("env")), experiment, steps, scores))
+        runs.append(SweepRun(run_dir, label, str(config.get("env")), experiment, steps, scores, *elapsed(rows)))
     if not runs:
         raise ResultsError(f"no run with config.json and per-task {metric} in metrics.jsonl under {sweep_dir}")
     return runs
@@ -162,6 +175,8 @@ class Table:
     reach_steps: dict[tuple[str, str], list[float | None]] = field(default_factory=dict)
     """(env, method) -> per run, the env steps of its first evaluation whose mean over tasks reached the
     threshold (None: never, up to the budget)."""
+    wall_hours: dict[tuple[str, str], list[float | None]] = field(default_factory=dict)
+    """(env, method) -> per run that reached the budget, its wall hours up to it (filled when asked for)."""
 
 
 def iqm_cell(matrix: np.ndarray, reps: int) -> Cell:
@@ -193,6 +208,12 @@ def first_reaching(run: SweepRun, threshold: float, env_steps: float) -> float |
     return float(run.steps[reached[0]]) if len(reached) else None
 
 
+def hours_to(run: SweepRun, env_steps: float) -> float | None:
+    """Wall hours the run's epochs took up to ``env_steps``; None without timed epochs before it."""
+    before = np.nonzero(run.epoch_steps <= env_steps)[0]
+    return float(run.elapsed_seconds[before[-1]]) / 3600 if len(before) else None
+
+
 def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float | None) -> dict[str, float]:
     """Each environment's budget: ``env_steps``, else the most env steps every run of it reached."""
     return {env: env_steps if env_steps is not None else min(run.steps[-1] for runs in by_method.values()
@@ -202,7 +223,7 @@ def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float |
 
 def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: int = 1, reps: int = 2000,
                 mode: str = "own", aggregate: str = "iqm", metric: str = "SuccessRate",
-                reach: float | None = None, per_task: bool = False) -> Table:
+                reach: float | None = None, per_task: bool = False, wall_time: bool = False) -> Table:
     groups = group(runs)
     methods = list(dict.fromkeys(run.label for run in runs))
     table = Table(list(groups), methods, env_budgets(groups, env_steps), {}, mode=mode, aggregate=aggregate,
@@ -219,10 +240,11 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
                 table.cells[(env, label)] = cell_of(matrix, reps)
                 if per_task:
                     table.task_means[(env, label)] = matrix.mean(axis=0)
-            if reach is not None and len(missing) < len(method_runs):
-                left_out = {id(run) for run in missing}
-                table.reach_steps[(env, label)] = [first_reaching(run, reach, budget) for run in method_runs
-                                                   if id(run) not in left_out]
+            reached_budget = [run for run in method_runs if all(run is not other for other in missing)]
+            if reach is not None and reached_budget:
+                table.reach_steps[(env, label)] = [first_reaching(run, reach, budget) for run in reached_budget]
+            if wall_time and reached_budget:
+                table.wall_hours[(env, label)] = [hours_to(run, budget) for run in reached_budget]
     if metric != "SuccessRate":  # the paper states success rates only
         return table
     for reference in PAPER_NUMBERS:
@@ -275,7 +297,7 @@ def to_markdown(table: Table) -> str:
         lines += ["", "Numbers the paper states, beside ours at the same budget:", "",
                   "| " + " | ".join(PAPER_HEADER) + " |", "|" + "---|" * len(PAPER_HEADER)]
         lines += ["| " + " | ".join(row) + " |" for row in paper_lines(table)]
-    lines += per_task_lines(table) + reach_lines(table)
+    lines += per_task_lines(table) + reach_lines(table) + wall_time_lines(table)
     lines += [f"\nnote: {note}" for note in table.notes]
     return "\n".join(lines) + "\n"
 
@@ -312,6 +334,25 @@ def reach_lines(table: Table) -> list[str]:
             median = steps_text(float(np.median(reached))) if reached else f"not by {steps_text(table.budgets[env])}"
             per_run = ", ".join("never" if value is None else steps_text(value) for value in steps)
             lines.append(f"| {env} | {label} | {median} | {len(reached)} / {len(steps)} | {per_run} |")
+    return lines
+
+
+def wall_time_lines(table: Table) -> list[str]:
+    """Markdown: per environment and method, the wall hours each run took to the budget."""
+    if not table.wall_hours:
+        return []
+    lines = ["", "Wall time of training up to the budget, in hours (sum of the epochs' `Time/EpochSeconds`: "
+             "collection, updates and evaluation, not checkpoints; it depends on the machine and its load):", "",
+             "| env | method | median | per run |", "|---|---|---|---|"]
+    for env in table.envs:
+        for label in table.methods:
+            hours = table.wall_hours.get((env, label))
+            if hours is None:
+                continue
+            known = [value for value in hours if value is not None]
+            median = f"{np.median(known):.2f}" if known else "-"
+            per_run = ", ".join("-" if value is None else f"{value:.2f}" for value in hours)
+            lines.append(f"| {env} | {label} | {median} | {per_run} |")
     return lines
 
 
@@ -374,10 +415,10 @@ RENDERERS = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
 
 def table_command(sweep_dir: str, env_steps: float | None, formats: Sequence[str], out: str | None, last: int,
                   reps: int, mode: str, aggregate: str = "iqm", metric: str = "SuccessRate", per_task: bool = False,
-                  reach: float | None = None) -> list[Path]:
+                  reach: float | None = None, wall_time: bool = False) -> list[Path]:
     """Print the table in ``formats`` (and write ``out``.md/.csv/.tex when given); returns files written."""
     table = build_table(load_sweep(sweep_dir, mode, metric), env_steps, last, reps, mode, aggregate, metric, reach,
-                        per_task)
+                        per_task, wall_time)
     written = []
     suffixes = {"markdown": ".md", "csv": ".csv", "latex": ".tex"}
     for name in formats:
