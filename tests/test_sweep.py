@@ -3,6 +3,7 @@ PointReach-v0 at tiny budgets; grid expansion and the paper recipes against run.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -36,7 +37,7 @@ def metric_epochs(run_dir: Path) -> list[int]:
 def ray_instance():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -94,10 +95,13 @@ def test_killed_sweep_reruns_only_what_is_left_and_resumes_the_half_finished_run
 
 
 def test_a_run_that_fails_is_retried_then_reported_and_the_others_finish(ray_instance, tmp_path):
-    runs = expand(tiny_grid([{"label": "good", "experiment": "dnc_sac"},
-                             {"label": "diverging", "experiment": "dnc_sac", "flags": {"reward_scale": 1e30}},
-                             {"label": "unknown", "experiment": "qmp_ppo"}]))
-    good, diverging, unknown = runs
+    good, diverging = expand(tiny_grid([{"label": "good", "experiment": "dnc_sac"},
+                                        {"label": "diverging", "experiment": "dnc_sac",
+                                         "flags": {"reward_scale": 1e30}}]))
+    # expand() rejects an unknown experiment (test_bad_grids_are_one_line_errors); a run that gets past
+    # it and still fails on bad input (e.g. a grid edited under a running sweep) must not be retried
+    unknown = dataclasses.replace(good, label="unknown", slug="unknown", experiment="qmp_ppo")
+    runs = [good, diverging, unknown]
     result = run_sweep(runs, tmp_path, SweepOptions(poll_seconds=0.5, max_retries=1), quiet())
     states = {item.run.label: item for item in result.progress}
     assert states["good"].state == "finished" and metric_epochs(good.run_dir(tmp_path)) == [0]
@@ -151,12 +155,30 @@ def test_every_recipe_command_is_accepted_by_run_py():
     ({"envs": ["PointReach-v0"], "experiments": [{"experiment": "sac"}], "colour": 1}, "unknown grid key 'colour'"),
     ({"envs": ["PointReach-v0"], "experiments": [{"experiment": "sac", "flags": {"n_epochs": 3}}]},
      "flag 'n_epochs' is set by the sweep"),
-    ({"envs": ["PointReach-v0"], "experiments": [{"experiment": "sac"}, {"experiment": "sac"}]}, "share a directory"),
+    ({"envs": ["PointReach-v0"], "experiments": [{"experiment": "dnc_sac"}, {"experiment": "dnc_sac"}]},
+     "share a directory"),
     ({"envs": ["PointReach-v0"], "seeds": 0, "experiments": [{"experiment": "sac"}]}, "seeds must be positive"),
+    # flags are parsed as run.py will parse them, before any run starts
+    ({"envs": ["JacoReachMT5-v1"], "experiments": [{"label": "QMP-Uniform", "experiment": "qmp_dnc",
+                                                    "flags": {"qmp_mixtur": "uniform"}}]},
+     "QMP-Uniform on JacoReachMT5-v1: unknown flag --qmp_mixtur"),
+    ({"envs": ["JacoReachMT5-v1"], "experiments": [{"experiment": "dnc_sac", "flags": {"qmp_mixture": "uniform"}}]},
+     "--qmp_mixture is a flag of"),
+    ({"envs": ["JacoReachMT5-v1"], "experiments": [{"experiment": "qmp_dnc", "flags": {"qmp_mixture": "best"}}]},
+     "qmp_mixture"),
+    ({"envs": ["PointReach-v0"], "experiments": [{"experiment": "qmp_ppo"}]}, "unknown experiment 'qmp_ppo'"),
 ])
 def test_bad_grids_are_one_line_errors(data, message):
     with pytest.raises(GridError, match=message):
         expand(grid_from_dict(data, "bad"))
+
+
+def test_the_results_grid_files_expand():
+    """docs/results/*.yaml, the grids of the published reproductions, stay valid as flags change."""
+    files = sorted((ROOT / "docs" / "results").glob("*.yaml"))
+    assert len(files) >= 3
+    for path in files:
+        assert expand(load_grid(str(path)), seeds=(1,)), path
 
 
 def test_toml_grid_file(tmp_path):

@@ -145,6 +145,17 @@ def scaled_epochs(epochs: int, budget_scale: float) -> int:
     return max(1, round(epochs * budget_scale))
 
 
+def check_flags(spec: ExperimentSpec, env: str, flags: list[str], epochs: int, budget_flags: tuple[str, ...]) -> None:
+    """Parse a run's command line as run.py will, so a misspelt or misplaced flag stops the sweep before
+    any run starts. Raises GridError naming the method and environment."""
+    from learning.training.config import ConfigError, parse_command_line
+
+    try:
+        parse_command_line([spec.experiment, "--env", env, *flags, "--n_epochs", str(epochs), *budget_flags])
+    except ConfigError as error:
+        raise GridError(f"{spec.label} on {env}: {error}") from None
+
+
 def expand(grid: Grid, budget_scale: float = 1.0, seeds: tuple[int, ...] | None = None) -> list[RunSpec]:
     """Every run of the grid, experiments outermost, then environments, then seeds."""
     if not budget_scale > 0:
@@ -157,6 +168,7 @@ def expand(grid: Grid, budget_scale: float = 1.0, seeds: tuple[int, ...] | None 
             budget_flags = ()
             if spec.distillations:
                 budget_flags = ("--distillation_period", str(max(1, epochs // spec.distillations)))
+            check_flags(spec, env, flag_tokens(flags), epochs, budget_flags)
             for seed in seeds or grid.seeds:
                 identity = ("--env", env, "--seed", str(seed), "--name", spec.slug, *flag_tokens(flags))
                 runs.append(RunSpec(grid.name, spec.label, spec.slug, spec.experiment, env, seed, identity, epochs,

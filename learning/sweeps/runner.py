@@ -237,7 +237,8 @@ def connect(address: str | None) -> bool:
         if address:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         else:
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            # "local": a new instance even when `ray start` runs here (join that one with --address auto)
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise SweepError(f"cannot start Ray{f' at {address}' if address else ''}: "
                          f"{str(error).strip().splitlines()[0]}") from None
