@@ -390,7 +390,7 @@ def plot_acting_matrix(env: str, label: str, runs: Sequence[RunData], zero_diago
     if shares is None:
         return None
     num_tasks, num_candidates = shares.shape
-    shown = shares.copy()
+    shown = 100 * shares  # percent, as the numbers in the cells and the colour bar
     if zero_diagonal:
         shown[np.arange(num_tasks), np.arange(num_tasks)] = 0.0
     figure, axis = plt.subplots(figsize=(max(5.0, 1.6 + 0.55 * num_candidates), 1.6 + 0.5 * num_tasks),
@@ -405,8 +405,8 @@ def plot_acting_matrix(env: str, label: str, runs: Sequence[RunData], zero_diago
                     ha="right", fontsize=7)
     axis.set_yticks(range(num_tasks), [f"{task}: {names[task]}" for task in range(num_tasks)], fontsize=7)
     axis.set(xlabel="acting policy j", ylabel="task i")
-    diagonal = " (diagonal zeroed; numbers are %)" if zero_diagonal else " (numbers are %)"
-    axis.set_title(f"{env} {label}:\nshare of steps{diagonal}", fontsize=9)  # two lines: fits the axes' width
+    diagonal = ", diagonal not coloured" if zero_diagonal else ""
+    axis.set_title(f"{env} {label}:\nshare of task i's steps acted by policy j (%{diagonal})", fontsize=9)  # two lines: fits the axes' width
     figure.colorbar(image, ax=axis, fraction=0.046)
     return save(figure, out / f"{file_slug(env)}_{file_slug(label)}_acting_matrix.png", tight=True)
 
