@@ -153,10 +153,26 @@ def test_latex_and_bad_input(sweep, capsys, tmp_path):
 
 def test_figure_writes_curves_and_rliable_plots(sweep, capsys, tmp_path):
     out = tmp_path / "figures"
-    assert main(["figure", str(sweep), "--out", str(out), "--reps", "50", "--curve_reps", "20", "--points", "3"]) == 0
+    assert main(["figure", str(sweep), "--out", str(out), "--reps", "50", "--curve_reps", "20", "--points", "3",
+                 "--aggregate", "mean"]) == 0
     names = ["sweep_curves.png", "sweep_aggregates.png", "sweep_improvement.png", "sweep_profiles.png"]
     assert capsys.readouterr().out.split() == [str(out / name) for name in names]
     assert all((out / name).stat().st_size > 10_000 for name in names)
+
+
+def test_curves_in_the_papers_aggregation_and_as_iqm(sweep):
+    from learning.analysis.figures import curve
+    from learning.analysis.results import group, load_sweep
+
+    qmp = group(load_sweep(sweep))["JacoReachMT5-v1"]["Separated + QMP"]
+    steps, means = curve(qmp, points=3, reps=50, aggregate="mean")
+    _, iqms = curve(qmp, points=3, reps=50, aggregate="iqm")
+    assert list(steps) == [250_000, 500_000, 750_000]
+    # at 500k the runs' task means are .15 and .625 (mean .3875); the IQM of the 8 scores is .35
+    assert [round(e.point, 4) for e in means] == [0.15, 0.3875, 1.0]
+    assert [round(e.point, 4) for e in iqms] == [0.15, 0.35, 1.0]
+    # the band of the mean is over runs: resampling two runs gives .15, .3875 or .625
+    assert 0.15 <= means[1].low <= means[1].point <= means[1].high <= 0.625
 
 
 def test_sigterm_during_a_figure_is_one_line_exit_143_and_leaves_no_partial_file(sweep, tmp_path):

@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     figure.add_argument("--out", default="plots", help="folder for the PNG files")
     figure.add_argument("--points", type=positive_int, default=30, help="evaluations per curve (subsampled)")
     figure.add_argument("--curve_reps", type=positive_int, default=200, help="bootstrap resamples per curve point")
+    figure.add_argument("--aggregate", choices=("iqm", "mean"), default="iqm",
+                        help="curves: iqm: IQM over runs x tasks with stratified-bootstrap bands (default); mean: "
+                             "the paper's aggregation, each run's mean over tasks, then the mean over runs with a "
+                             "bootstrap band over runs")
     return parser
 
 
@@ -125,7 +129,7 @@ def _main(argv: list[str]) -> int:
 
             try:
                 written = figure_command(args.sweep_dir, args.env_steps, args.out, args.last, args.reps, args.mode,
-                                         args.points, args.curve_reps, args.metric)
+                                         args.points, args.curve_reps, args.metric, args.aggregate)
             except ResultsError as error:
                 raise AnalysisError(str(error)) from None
     except AnalysisError as error:

@@ -1,9 +1,11 @@
 """A sweep's figures: ``python -m learning.analysis figure SWEEP_DIR``.
 
 * ``sweep_curves.png``: success rate against env steps, one panel per environment, one line per method:
-  the IQM over (run, task) scores at each evaluation with its 95 % stratified-bootstrap band (the
-  paper's Figs. 7, 8 show mean and std; IQM and its interval are rliable's recommendation). The paper's
-  stated numbers are marked where the panel's method has one (learning/sweeps/recipes.py).
+  the IQM over (run, task) scores at each evaluation with its 95 % stratified-bootstrap band (rliable's
+  recommendation), or with ``--aggregate mean`` the paper's aggregation (each run's mean over tasks, then
+  the mean over runs with a 95 % bootstrap band over runs; with few runs the IQM over runs x tasks trims
+  the extreme *tasks*, such as a sparse task only one method solves). The paper's stated numbers are
+  marked where the panel's method has one (learning/sweeps/recipes.py).
 * ``sweep_aggregates.png``: IQM, mean, median and optimality gap with 95 % CIs per method, over every
   environment's tasks at its budget (results.py's budget rule);
 * ``sweep_improvement.png``: probability of improvement P(X > Y) for each pair of methods;
@@ -37,23 +39,30 @@ SWEEP = "sweep"
 sweep_profiles.png (rliable's plots, drawn by learning/analysis/plots.py)."""
 
 
-def curve(runs: Sequence[SweepRun], points: int, reps: int) -> tuple[np.ndarray, list[Estimate]]:
-    """Mean env steps and the IQM estimate at up to ``points`` evaluations every run has (by index)."""
+CURVE_LABELS = {"iqm": "IQM over runs x tasks, 95% CI", "mean": "mean over runs of the task mean, 95% CI"}
+
+
+def curve(runs: Sequence[SweepRun], points: int, reps: int, aggregate: str = "iqm"
+          ) -> tuple[np.ndarray, list[Estimate]]:
+    """Mean env steps and the estimate at up to ``points`` evaluations every run has (by index):
+    ``iqm`` of all (run, task) scores, or ``mean``: the mean over runs of each run's mean over tasks."""
     length = min(len(run.steps) for run in runs)
     indices = np.unique(np.linspace(0, length - 1, min(points, length)).round().astype(int))
-    iqm = aggregate_functions(None)["IQM"]
     steps = np.array([np.mean([run.steps[index] for run in runs]) for index in indices])
-    estimates = [bootstrap_estimate(np.array([run.scores[index] for run in runs]), iqm, reps=reps)
-                 for index in indices]
-    return steps, estimates
+    if aggregate == "iqm":
+        matrices = [np.array([run.scores[index] for run in runs]) for index in indices]
+    else:
+        matrices = [np.array([[run.scores[index].mean()] for run in runs]) for index in indices]
+    statistic = aggregate_functions(None)["IQM" if aggregate == "iqm" else "Mean"]
+    return steps, [bootstrap_estimate(matrix, statistic, reps=reps) for matrix in matrices]
 
 
 def plot_curves(groups: dict[str, dict[str, list[SweepRun]]], colours: dict, points: int, reps: int,
-                out: Path, metric: str = "SuccessRate") -> Path:
+                out: Path, metric: str = "SuccessRate", aggregate: str = "iqm") -> Path:
     figure, panels = task_grid(len(groups))
     for (_, axis), (env, by_method) in zip(panels, groups.items()):
         for label, runs in by_method.items():
-            steps, estimates = curve(runs, points, reps)
+            steps, estimates = curve(runs, points, reps, aggregate)
             axis.plot(steps, [e.point for e in estimates], color=colours[label], label=f"{label} (n={len(runs)})")
             axis.fill_between(steps, [e.low for e in estimates], [e.high for e in estimates], color=colours[label],
                               alpha=0.2, linewidth=0)
@@ -69,8 +78,8 @@ def plot_curves(groups: dict[str, dict[str, list[SweepRun]]], colours: dict, poi
         axis.tick_params(labelsize=7)
         axis.legend(fontsize=6)
     figure.supxlabel("environment steps (all tasks)")
-    figure.supylabel(f"{metric}: IQM over runs x tasks, 95% CI")
-    return save(figure, out / "sweep_curves.png")
+    figure.supylabel(f"{metric}: {CURVE_LABELS[aggregate]}", fontsize=9)
+    return save(figure, out / "sweep_curves.png", tight=True)
 
 
 def aggregate_scores(groups: dict[str, dict[str, list[SweepRun]]], budgets: dict[str, float], last: int
@@ -88,12 +97,12 @@ def aggregate_scores(groups: dict[str, dict[str, list[SweepRun]]], budgets: dict
 
 
 def figure_command(sweep_dir: str, env_steps: float | None, out: str, last: int, reps: int, mode: str, points: int,
-                   curve_reps: int, metric: str = "SuccessRate") -> list[Path]:
+                   curve_reps: int, metric: str = "SuccessRate", aggregate: str = "iqm") -> list[Path]:
     runs = load_sweep(sweep_dir, mode, metric)
     groups = group(runs)
     colours = method_colours(list(dict.fromkeys(run.label for run in runs)))
     out_dir = Path(out)
-    written = [plot_curves(groups, colours, points, curve_reps, out_dir, metric)]
+    written = [plot_curves(groups, colours, points, curve_reps, out_dir, metric, aggregate)]
     scores = aggregate_scores(groups, env_budgets(groups, env_steps), last)
     if not scores:
         raise ResultsError("no method has scores in every environment at the budget; try a smaller --env_steps")
