@@ -318,42 +318,47 @@ def per_task_lines(table: Table) -> list[str]:
     return lines
 
 
+def per_run_lines(table: Table, caption: str, columns: Sequence[str],
+                  values: dict[tuple[str, str], list[float | None]], cells) -> list[str]:
+    """Markdown: a caption and one row per (environment, method) in ``values``; ``cells(env, values)``
+    gives the row's cells after env and method."""
+    lines = ["", caption, "", "| env | method | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for env in table.envs:
+        for label in table.methods:
+            if (env, label) in values:
+                lines.append(f"| {env} | {label} | " + " | ".join(cells(env, values[(env, label)])) + " |")
+    return lines
+
+
 def reach_lines(table: Table) -> list[str]:
     """Markdown: per environment and method, when each run's mean over tasks first reached the threshold."""
     if table.reach_threshold is None:
         return []
-    lines = ["", f"Env steps at which each run's mean {table.metric} over tasks first reached "
-             f"{table.reach_threshold:g} (median over the runs that reached it; runs that did not, up to the budget, "
-             "are counted apart):", "", "| env | method | median | reached / runs | per run |", "|---|---|---|---|---|"]
-    for env in table.envs:
-        for label in table.methods:
-            steps = table.reach_steps.get((env, label))
-            if steps is None:
-                continue
-            reached = [value for value in steps if value is not None]
-            median = steps_text(float(np.median(reached))) if reached else f"not by {steps_text(table.budgets[env])}"
-            per_run = ", ".join("never" if value is None else steps_text(value) for value in steps)
-            lines.append(f"| {env} | {label} | {median} | {len(reached)} / {len(steps)} | {per_run} |")
-    return lines
+
+    def cells(env: str, steps: list[float | None]) -> list[str]:
+        reached = [value for value in steps if value is not None]
+        median = steps_text(float(np.median(reached))) if reached else f"not by {steps_text(table.budgets[env])}"
+        return [median, f"{len(reached)} / {len(steps)}",
+                ", ".join("never" if value is None else steps_text(value) for value in steps)]
+
+    caption = (f"Env steps at which each run's mean {table.metric} over tasks first reached {table.reach_threshold:g} "
+               "(median over the runs that reached it; runs that did not, up to the budget, are counted apart):")
+    return per_run_lines(table, caption, ["median", "reached / runs", "per run"], table.reach_steps, cells)
 
 
 def wall_time_lines(table: Table) -> list[str]:
     """Markdown: per environment and method, the wall hours each run took to the budget."""
     if not table.wall_hours:
         return []
-    lines = ["", "Wall time of training up to the budget, in hours (sum of the epochs' `Time/EpochSeconds`: "
-             "collection, updates and evaluation, not checkpoints; it depends on the machine and its load):", "",
-             "| env | method | median | per run |", "|---|---|---|---|"]
-    for env in table.envs:
-        for label in table.methods:
-            hours = table.wall_hours.get((env, label))
-            if hours is None:
-                continue
-            known = [value for value in hours if value is not None]
-            median = f"{np.median(known):.2f}" if known else "-"
-            per_run = ", ".join("-" if value is None else f"{value:.2f}" for value in hours)
-            lines.append(f"| {env} | {label} | {median} | {per_run} |")
-    return lines
+
+    def cells(env: str, hours: list[float | None]) -> list[str]:
+        known = [value for value in hours if value is not None]
+        return [f"{np.median(known):.2f}" if known else "-",
+                ", ".join("-" if value is None else f"{value:.2f}" for value in hours)]
+
+    caption = ("Wall time of training up to the budget, in hours (sum of the epochs' `Time/EpochSeconds`: "
+               "collection, updates and evaluation, not checkpoints; it depends on the machine and its load):")
+    return per_run_lines(table, caption, ["median", "per run"], table.wall_hours, cells)
 
 
 def to_csv(table: Table) -> str:
