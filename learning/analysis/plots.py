@@ -406,7 +406,8 @@ def plot_acting_matrix(env: str, label: str, runs: Sequence[RunData], zero_diago
     axis.set_yticks(range(num_tasks), [f"{task}: {names[task]}" for task in range(num_tasks)], fontsize=7)
     axis.set(xlabel="acting policy j", ylabel="task i")
     diagonal = ", diagonal not coloured" if zero_diagonal else ""
-    axis.set_title(f"{env} {label}:\nshare of task i's steps acted by policy j (%{diagonal})", fontsize=9)  # two lines: fits the axes' width
+    title = f"{env} {label}:\nshare of task i's steps acted by policy j (%{diagonal})"  # two lines fit the axes
+    axis.set_title(title, fontsize=9)
     figure.colorbar(image, ax=axis, fraction=0.046)
     return save(figure, out / f"{file_slug(env)}_{file_slug(label)}_acting_matrix.png", tight=True)
 
