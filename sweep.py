@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sweep_dir", default=None, help="folder of the sweep's runs (default data/sweeps/GRID_NAME)")
     parser.add_argument("--budget_scale", type=float, default=1.0, help="multiply every run's epochs (e.g. 0.1)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run (default: the grid's)")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
+                        help="run only these methods of the grid (its labels, e.g. \"UDS\" \"QMP-Uniform\"), in this "
+                             "order (default: every method, in the grid's order)")
     parser.add_argument("--dry_run", action="store_true", help="print the runs and their commands, run nothing")
     parser.add_argument("--cpus_per_run", type=float, default=1.0, help="CPUs Ray reserves for each run")
     parser.add_argument("--gpus_per_run", type=float, default=0.0,
@@ -69,12 +72,14 @@ def main(argv: list[str]) -> int:
         fail("give a GRID: a recipe name (python sweep.py --list) or a .yaml/.toml grid file")
     if args.cpus_per_run <= 0 or args.gpus_per_run < 0 or args.max_retries < 0:
         fail("--cpus_per_run must be positive, --gpus_per_run and --max_retries not negative")
-    from learning.sweeps.grid import GridError, expand
+    from learning.sweeps.grid import GridError, expand, select_methods
     from learning.sweeps.recipes import load_grid
 
     try:
         grid = load_grid(args.grid)
         runs = expand(grid, args.budget_scale, tuple(args.seeds) if args.seeds else None)
+        if args.methods:
+            runs = select_methods(runs, args.methods)
     except GridError as error:
         fail(str(error))
     sweep_dir = Path(args.sweep_dir or Path("data/sweeps") / grid.name).resolve()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from learning.sweeps.grid import GridError, expand, grid_from_dict
+from learning.sweeps.grid import GridError, expand, grid_from_dict, select_methods
 from learning.sweeps.recipes import RECIPES, load_grid
 from learning.sweeps.runner import Reporter, RunProgress, SweepOptions, estimate_seconds_left, read_status, run_sweep, wandb_env
 
@@ -171,6 +171,17 @@ def test_every_recipe_command_is_accepted_by_run_py():
 def test_bad_grids_are_one_line_errors(data, message):
     with pytest.raises(GridError, match=message):
         expand(grid_from_dict(data, "bad"))
+
+
+def test_methods_select_and_order_a_grids_runs():
+    runs = expand(RECIPES["fig10"], seeds=(1, 2))
+    chosen = select_methods(runs, ["QMP-Domain", "QMP"])
+    assert [(run.label, run.seed) for run in chosen] == [("QMP-Domain", 1), ("QMP-Domain", 2), ("QMP", 1), ("QMP", 2)]
+    with pytest.raises(GridError, match="no method 'QMP-Softmax' in the grid; its methods: 'QMP', 'QMP-Uniform'"):
+        select_methods(runs, ["QMP-Softmax"])
+    out = subprocess.run([sys.executable, "sweep.py", "fig10", "--dry_run", "--seeds", "1", "--methods", "QMP-Uniform",
+                          "--sweep_dir", "/nonexistent/sweep"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.count("python run.py") == 1 and "--qmp_mixture uniform" in out.stdout
 
 
 def test_the_results_grid_files_expand():

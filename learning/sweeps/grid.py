@@ -28,7 +28,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 RUNS_FOLDER = "runs"
 MANIFEST_FILE = "sweep.json"
@@ -178,6 +178,16 @@ def expand(grid: Grid, budget_scale: float = 1.0, seeds: tuple[int, ...] | None 
     if duplicates:
         raise GridError(f"two runs share a directory ({duplicates[0]}); give the experiments distinct labels")
     return runs
+
+
+def select_methods(runs: list[RunSpec], labels: Sequence[str]) -> list[RunSpec]:
+    """The runs of the methods ``labels`` (a grid's labels), in that order of methods; raises GridError
+    naming the grid's labels when one is unknown."""
+    known = list(dict.fromkeys(run.label for run in runs))
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise GridError(f"no method {unknown[0]!r} in the grid; its methods: {', '.join(map(repr, known))}")
+    return [run for label in dict.fromkeys(labels) for run in runs if run.label == label]
 
 
 # ----------------------------------------------------------------------------------------- grid files
