@@ -184,6 +184,19 @@ def test_methods_select_and_order_a_grids_runs():
     assert out.returncode == 0 and out.stdout.count("python run.py") == 1 and "--qmp_mixture uniform" in out.stdout
 
 
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    """``python sweep.py fig7 --dry_run | head -1``: 180 runs' commands into a pipe closed after one line.
+    The long sweep folder (in every command) makes the output exceed the pipe's 64 KB buffer."""
+    sweep_dir = tmp_path / ("s" * 200)
+    process = subprocess.Popen([sys.executable, "sweep.py", "fig7", "--dry_run", "--sweep_dir", str(sweep_dir)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith(b"fig7: 180 runs")
+    process.stdout.close()
+    stderr = process.communicate(timeout=120)[1].decode()
+    assert stderr == "" and process.returncode == 141
+    assert not sweep_dir.exists()
+
+
 def test_the_results_grid_files_expand():
     """docs/results/*.yaml, the grids of the published reproductions, stay valid as flags change."""
     files = sorted((ROOT / "docs" / "results").glob("*.yaml"))
