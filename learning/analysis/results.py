@@ -240,7 +240,8 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
                 table.cells[(env, label)] = cell_of(matrix, reps)
                 if per_task:
                     table.task_means[(env, label)] = matrix.mean(axis=0)
-            reached_budget = [run for run in method_runs if all(run is not other for other in missing)]
+            left_out = {id(run) for run in missing}
+            reached_budget = [run for run in method_runs if id(run) not in left_out]
             if reach is not None and reached_budget:
                 table.reach_steps[(env, label)] = [first_reaching(run, reach, budget) for run in reached_budget]
             if wall_time and reached_budget:

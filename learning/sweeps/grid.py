@@ -168,9 +168,10 @@ def expand(grid: Grid, budget_scale: float = 1.0, seeds: tuple[int, ...] | None 
             budget_flags = ()
             if spec.distillations:
                 budget_flags = ("--distillation_period", str(max(1, epochs // spec.distillations)))
-            check_flags(spec, env, flag_tokens(flags), epochs, budget_flags)
+            tokens = flag_tokens(flags)
+            check_flags(spec, env, tokens, epochs, budget_flags)
             for seed in seeds or grid.seeds:
-                identity = ("--env", env, "--seed", str(seed), "--name", spec.slug, *flag_tokens(flags))
+                identity = ("--env", env, "--seed", str(seed), "--name", spec.slug, *tokens)
                 runs.append(RunSpec(grid.name, spec.label, spec.slug, spec.experiment, env, seed, identity, epochs,
                                     budget_flags))
     names = [run.run_name for run in runs]
