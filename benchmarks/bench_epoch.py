@@ -116,9 +116,8 @@ def run_in(tree: Path, argv: list[str], epochs: int) -> dict:
             "spec = importlib.util.spec_from_file_location('bench_epoch_probe', sys.argv[2]); "
             "probe = importlib.util.module_from_spec(spec); spec.loader.exec_module(probe); "
             "print('RESULT' + json.dumps(probe.measure(json.loads(sys.argv[3]), int(sys.argv[4]))))")
-    env = {**os.environ, "PYTHONPATH": ""}
     done = subprocess.run([sys.executable, "-c", code, str(tree), str(Path(__file__).resolve()), json.dumps(argv),
-                           str(epochs)], cwd=tree, capture_output=True, text=True, env=env)
+                           str(epochs)], cwd=tree, capture_output=True, text=True)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT"):
             return json.loads(line[len("RESULT"):])

@@ -6,6 +6,10 @@ between the two (interleaved, same process) so machine load affects both alike; 
 each is reported. Needs ``pip install -r benchmarks/requirements.txt``.
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_update [--threads 1] [--rounds 5] [--steps 50]
+        [--device cuda] [--batches 32 256]
+
+``--device cuda`` puts both sides' networks and buffers on the GPU (each round ends with a CUDA
+synchronisation, so the time covers the kernels, not only their launch).
 """
 
 from __future__ import annotations
@@ -40,12 +44,12 @@ class _SpacesOnly(gym.Env):
         return np.zeros(self.observation_space.shape, np.float32), 0.0, False, False, {}
 
 
-def ours(num_tasks: int, obs_dim: int, action_dim: int, batch: int):
+def ours(num_tasks: int, obs_dim: int, action_dim: int, batch: int, device: torch.device):
     """A batched SAC and its filled buffer; returns a function running ``steps`` updates."""
     policy = TanhGaussianPolicy("separate", num_tasks, obs_dim, action_dim, HIDDEN)
     critic = TwinQFunction("separate", num_tasks, obs_dim, action_dim, HIDDEN)
-    sac = MultiTaskSAC(policy, critic, SACSettings())
-    buffer = TaskReplayBuffer(num_tasks, obs_dim, action_dim, FILL)
+    sac = MultiTaskSAC(policy, critic, SACSettings()).to(device)
+    buffer = TaskReplayBuffer(num_tasks, obs_dim, action_dim, FILL, device)
     rng = np.random.default_rng(0)
     buffer.add(Transitions(rng.standard_normal((num_tasks, FILL, obs_dim), np.float32),
                            rng.uniform(-1, 1, (num_tasks, FILL, action_dim)).astype(np.float32),
@@ -60,7 +64,7 @@ def ours(num_tasks: int, obs_dim: int, action_dim: int, batch: int):
     return run
 
 
-def stable_baselines(num_tasks: int, obs_dim: int, action_dim: int, batch: int):
+def stable_baselines(num_tasks: int, obs_dim: int, action_dim: int, batch: int, device: torch.device):
     """T independent SB3 SAC models with filled buffers; returns a function running ``steps`` updates of each."""
     from stable_baselines3 import SAC
 
@@ -68,7 +72,7 @@ def stable_baselines(num_tasks: int, obs_dim: int, action_dim: int, batch: int):
     models = []
     for _ in range(num_tasks):
         model = SAC("MlpPolicy", _SpacesOnly(obs_dim, action_dim), learning_rate=3e-4, batch_size=batch,
-                    policy_kwargs={"net_arch": list(HIDDEN)}, learning_starts=0, buffer_size=FILL, device="cpu",
+                    policy_kwargs={"net_arch": list(HIDDEN)}, learning_starts=0, buffer_size=FILL, device=device,
                     verbose=0)
         model._setup_learn(total_timesteps=1)
         for _ in range(FILL):
@@ -86,9 +90,13 @@ def stable_baselines(num_tasks: int, obs_dim: int, action_dim: int, batch: int):
     return run
 
 
-def rate(run, num_tasks: int, steps: int) -> float:
+def rate(run, num_tasks: int, steps: int, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     started = time.perf_counter()
     run(steps)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return num_tasks * steps / (time.perf_counter() - started)
 
 
@@ -98,22 +106,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=40, help="updates per task per round")
     parser.add_argument("--tasks", type=int, default=10)
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 256], help="minibatch sizes per task")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:ID], for both sides")
     args = parser.parse_args()
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise SystemExit(f"--device {args.device!r} is not a device (cpu, cuda, cuda:1, ...)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__}, networks {HIDDEN}, T = {args.tasks}, best of {args.rounds} interleaved rounds, "
-          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+          f"on {where}, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print("threads  obs/act  batch  ours (task-updates/s)  SB3 (task-updates/s)  ratio")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for obs_dim, action_dim in ((4, 2), (39, 4)):
-            for batch in (32, 256):
+            for batch in args.batches:
                 torch.manual_seed(0)
-                mine, theirs = ours(args.tasks, obs_dim, action_dim, batch), stable_baselines(args.tasks, obs_dim, action_dim, batch)
+                mine = ours(args.tasks, obs_dim, action_dim, batch, device)
+                theirs = stable_baselines(args.tasks, obs_dim, action_dim, batch, device)
                 mine(2)
                 theirs(2)
                 rates_ours, rates_sb3 = [], []
                 for _ in range(args.rounds):
-                    rates_ours.append(rate(mine, args.tasks, args.steps))
-                    rates_sb3.append(rate(theirs, args.tasks, args.steps))
+                    rates_ours.append(rate(mine, args.tasks, args.steps, device))
+                    rates_sb3.append(rate(theirs, args.tasks, args.steps, device))
                 best_ours, best_sb3 = max(rates_ours), max(rates_sb3)
                 print(f"{threads:7d}  {obs_dim:>3}/{action_dim:<3}  {batch:5d}  {best_ours:21.0f}  {best_sb3:20.0f}  "
                       f"{best_ours / best_sb3:5.2f}", flush=True)
