@@ -54,12 +54,17 @@ def list_recipes() -> str:
 
 
 def dry_run(runs, sweep_dir: Path, gpu: bool) -> None:
-    from learning.sweeps.runner import command_for, next_action
+    from learning.sweeps.runner import command_for, latest_row, next_action
 
     for run in runs:
         action = next_action(sweep_dir, run)
         verb = {"skip": "skip (finished)", "resume": "resume", "start": "start"}[action]
-        print(f"{verb:<16}{run.run_name}  [{run.label}]")
+        done = ""
+        if action == "resume":  # how far the run got: its last logged epoch
+            row = latest_row(run.run_dir(sweep_dir))
+            done = (f"  (epoch {int(row['epoch']) + 1} of {run.n_epochs} done, "
+                    f"{int(row.get('Train/TotalEnvSteps') or 0):,} env steps)") if "epoch" in row else "  (no epoch logged)"
+        print(f"{verb:<16}{run.run_name}  [{run.label}]{done}")
         if action != "skip":
             print(f"    {shlex.join(command_for(sweep_dir, run, action, gpu))}")
 

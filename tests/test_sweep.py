@@ -230,3 +230,16 @@ def test_dry_run_prints_commands_and_bad_input_exits_2(tmp_path):
     assert out.stdout.count("python run.py") == 9
     bad = subprocess.run([sys.executable, "sweep.py", "fig99"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "neither a recipe" in bad.stderr
+
+
+def test_dry_run_says_how_far_a_run_to_resume_got(tmp_path):
+    run = expand(RECIPES["qmp_vs_ctpg"], seeds=(1,))[0]
+    run_dir = run.run_dir(tmp_path)
+    run_dir.mkdir(parents=True)
+    (run_dir / "checkpoint.pt").write_bytes(b"")  # only its presence matters to the plan
+    rows = [{"epoch": 0, "Train/TotalEnvSteps": 5000.0}, {"epoch": 1, "Train/TotalEnvSteps": 55000.0}]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = subprocess.run([sys.executable, "sweep.py", "qmp_vs_ctpg", "--dry_run", "--seeds", "1",
+                          "--sweep_dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    line = next(line for line in out.stdout.splitlines() if run.run_name in line)
+    assert line.startswith("resume") and f"(epoch 2 of {run.n_epochs} done, 55,000 env steps)" in line
