@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from learning.behaviour.ctpg import CTPGOptions
+from learning.behaviour.qswitch import QSwitchOptions
+from learning.experiments import build_parts, build_task_set
 from learning.training.config import ENV_PRESETS, Config, ConfigError, parse_command_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,3 +175,18 @@ def test_task_set_dependent_errors_come_before_anything_is_written(tmp_path, arg
     with pytest.raises(ConfigError, match=message):
         garage_experiments.prepare_run(parse_command_line([*args, "--log_dir", str(tmp_path / "runs")]))
     assert not (tmp_path / "runs").exists()
+
+
+
+@pytest.mark.parametrize("experiment, defaults, flag, option", [
+    ("qmp_dnc", QSwitchOptions(), "--policy_sampling_freq", "sampling_freq"),
+    ("ctpg_dnc", CTPGOptions(), "--guide_step", "guide_step"),
+])
+def test_default_flags_give_the_behaviours_default_options(tmp_path, experiment, defaults, flag, option):
+    """The defaults are declared twice (flags in Config, options beside the algorithm): they must agree,
+    and build_parts must pass the flags on."""
+    for extra, expected in (([], defaults), ([flag, "7"], replace(defaults, **{option: 7}))):
+        config = parse_command_line([experiment, "--env=PointReach-v0", "--log_dir", str(tmp_path), *extra])
+        parts = build_parts(config, build_task_set(config))
+        parts.sampler.close()
+        assert parts.sampler.behaviour.options == expected
