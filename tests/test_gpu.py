@@ -29,6 +29,7 @@ DEVICE = torch.device(os.environ.get("QMP_TEST_DEVICE", "cuda:0"))
 pytestmark = pytest.mark.skipif(DEVICE.type == "cuda" and not torch.cuda.is_available(), reason="no CUDA device")
 GPU_FLAGS = ["--gpu", str(DEVICE.index or 0)] if DEVICE.type == "cuda" else []
 
+TWO_MAZE_TASKS = ["--env=MazeLarge-10-v0", "--task_name", "0,4", "--n_policies", "2"]  # T = 2: tasks share
 TINY = ["--wandb", "False", "--n_epochs", "2", "--batch_size", "100", "--min_buffer_size", "20",
         "--gradient_steps_per_itr", "20", "--buffer_batch_size", "16", "--hidden_sizes", "16", "16",
         "--num_evaluation_episodes", "10"]
@@ -81,7 +82,7 @@ def test_an_update_on_the_gpu_matches_the_same_update_on_the_cpu(monkeypatch):
 ])
 def test_gradient_steps_do_not_wait_for_the_gpu(tmp_path, experiment, extra):
     """Sampling a minibatch and updating never copies to the host (the inner loop stays asynchronous)."""
-    config = parse_command_line([experiment, "--env=PointReach-v0", *TINY, *extra, *GPU_FLAGS,
+    config = parse_command_line([experiment, *TWO_MAZE_TASKS, *TINY, *extra, *GPU_FLAGS,
                                  "--log_dir", str(tmp_path)])
     parts = build_parts(config, build_task_set(config))
     try:
@@ -126,7 +127,7 @@ def comparable(rows: list[dict]) -> list[dict]:
 
 @pytest.mark.parametrize("experiment", ["qmp_dnc", "ctpg_dnc"])
 def test_a_gpu_run_resumes_exactly(tmp_path, experiment):
-    argv = [experiment, "--env=PointReach-v0", *TINY, "--batch_size", "60"]
+    argv = [experiment, *TWO_MAZE_TASKS, *TINY, "--batch_size", "700"]  # episodes cut mid-way by iterations
     straight = run([*argv, "--n_epochs", "3", "--name", "straight"], tmp_path)
     stopped = run([*argv, "--n_epochs", "2", "--name", "stopped"], tmp_path)
     resumed = parse_command_line(["resume", "--snapshot_dir", str(stopped.run_dir), "--n_epochs", "3"])
