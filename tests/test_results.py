@@ -16,9 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from learning.analysis.__main__ import main
+from learning.analysis.results import SweepRun, score_at
 
 QMP_AT_500K = [[0.0, 0.1, 0.2, 0.3], [0.4, 0.5, 0.6, 1.0]]
 
@@ -190,3 +192,18 @@ def test_sigterm_during_a_figure_is_one_line_exit_143_and_leaves_no_partial_file
     assert stderr.strip() == "learning.analysis: terminated (SIGTERM)"
     assert not [path for path in out.iterdir() if path.name.endswith(".tmp")]
     assert all(path.stat().st_size > 10_000 for path in out.iterdir())  # every file there is whole
+
+
+def test_a_run_that_trained_past_the_budget_between_evaluations_has_reached_it():
+    """Evaluating every k epochs, a run can end after its last evaluation: 1M env steps trained, the last
+    evaluation at 938k. It has reached 1M (scored by its evaluations up to 1M); one that trained only to
+    998k has not."""
+    steps = np.array([838_000.0, 938_000.0])
+    scores = np.array([[0.2, 0.4], [0.6, 0.8]])
+    finished = SweepRun(Path("a"), "A", "env", "dnc_sac", steps, scores,
+                        epoch_steps=np.array([838_000.0, 938_000.0, 1_018_000.0]), elapsed_seconds=np.zeros(3))
+    stopped = SweepRun(Path("b"), "A", "env", "dnc_sac", steps, scores,
+                       epoch_steps=np.array([838_000.0, 938_000.0, 998_000.0]), elapsed_seconds=np.zeros(3))
+    assert score_at(finished, 1_000_000, last=2).tolist() == pytest.approx([0.4, 0.6])
+    assert score_at(stopped, 1_000_000) is None
+    assert score_at(stopped, 990_000).tolist() == pytest.approx([0.6, 0.8])

@@ -123,10 +123,16 @@ def load_sweep(sweep_dir: Path | str, mode: str = "own", metric: str = "SuccessR
     return runs
 
 
+def trained_steps(run: SweepRun) -> float:
+    """The env steps a run has trained for: its last epoch's, evaluated or not."""
+    return float(max(run.steps[-1], run.epoch_steps[-1] if len(run.epoch_steps) else 0.0))
+
+
 def score_at(run: SweepRun, env_steps: float, last: int = 1) -> np.ndarray | None:
     """``[T]``: mean of the last ``last`` evaluations at or before ``env_steps``; None if the run has not
-    reached ``env_steps`` or has no evaluation before it."""
-    if run.steps[-1] < env_steps:
+    trained up to ``env_steps`` or has no evaluation before it. (A run that evaluates every k epochs
+    may end between evaluations: it has reached a budget it trained past.)"""
+    if trained_steps(run) < env_steps:
         return None
     before = np.nonzero(run.steps <= env_steps)[0]
     if not len(before):
@@ -216,7 +222,7 @@ def hours_to(run: SweepRun, env_steps: float) -> float | None:
 
 def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float | None) -> dict[str, float]:
     """Each environment's budget: ``env_steps``, else the most env steps every run of it reached."""
-    return {env: env_steps if env_steps is not None else min(run.steps[-1] for runs in by_method.values()
+    return {env: env_steps if env_steps is not None else min(trained_steps(run) for runs in by_method.values()
                                                              for run in runs)
             for env, by_method in groups.items()}
 
@@ -254,7 +260,7 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
                 continue
             method_runs = groups[reference.env][label]
             matrix, missing = scores_matrix(method_runs, reference.env_steps, last)
-            reached = max(run.steps[-1] for run in method_runs)
+            reached = max(trained_steps(run) for run in method_runs)
             note = "" if matrix.size else f"not reached (max {reached:,.0f} env steps)"
             table.paper.append(PaperRow(reference, label, mean_cell(matrix, reps) if matrix.size else None, note))
     return table
