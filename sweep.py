@@ -89,8 +89,8 @@ def main(argv: list[str]) -> int:
     except GridError as error:
         fail(str(error))
     sweep_dir = Path(args.sweep_dir or Path("data/sweeps") / grid.name).resolve()
-    methods = len({run.label for run in runs})
-    print(f"{grid.name}: {len(runs)} runs ({methods} methods, {len({run.env for run in runs})} envs, "
+    methods, envs = len({run.label for run in runs}), len({run.env for run in runs})
+    print(f"{grid.name}: {len(runs)} runs ({methods} method{'s' * (methods != 1)}, {envs} env{'s' * (envs != 1)}, "
           f"seeds {sorted({run.seed for run in runs})}), budget x{args.budget_scale:g}, folder {sweep_dir}")
     if args.dry_run:
         dry_run(runs, sweep_dir, args.gpus_per_run > 0)
