@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
         fail(str(error))
     sweep_dir = Path(args.sweep_dir or Path("data/sweeps") / grid.name).resolve()
     methods, envs = len({run.label for run in runs}), len({run.env for run in runs})
-    print(f"{grid.name}: {len(runs)} runs ({methods} method{'s' * (methods != 1)}, {envs} env{'s' * (envs != 1)}, "
+    print(f"{grid.name}: {len(runs)} run{'s' * (len(runs) != 1)} ({methods} method{'s' * (methods != 1)}, {envs} env{'s' * (envs != 1)}, "
           f"seeds {sorted({run.seed for run in runs})}), budget x{args.budget_scale:g}, folder {sweep_dir}")
     if args.dry_run:
         dry_run(runs, sweep_dir, args.gpus_per_run > 0)
