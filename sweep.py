@@ -62,7 +62,7 @@ def dry_run(runs, sweep_dir: Path, gpu: bool) -> None:
         done = ""
         if action == "resume":  # how far the run got: its last logged epoch
             row = latest_row(run.run_dir(sweep_dir))
-            done = (f"  (epoch {int(row['epoch']) + 1} of {run.n_epochs} done, "
+            done = (f"  ({int(row['epoch']) + 1} of {run.n_epochs} epochs done, "
                     f"{int(row.get('Train/TotalEnvSteps') or 0):,} env steps)") if "epoch" in row else "  (no epoch logged)"
         print(f"{verb:<16}{run.run_name}  [{run.label}]{done}")
         if action != "skip":
@@ -90,8 +90,8 @@ def main(argv: list[str]) -> int:
         fail(str(error))
     sweep_dir = Path(args.sweep_dir or Path("data/sweeps") / grid.name).resolve()
     methods, envs = len({run.label for run in runs}), len({run.env for run in runs})
-    print(f"{grid.name}: {len(runs)} run{'s' * (len(runs) != 1)} ({methods} method{'s' * (methods != 1)}, {envs} env{'s' * (envs != 1)}, "
-          f"seeds {sorted({run.seed for run in runs})}), budget x{args.budget_scale:g}, folder {sweep_dir}")
+    print(f"{grid.name}: {len(runs)} run{'s' * (len(runs) != 1)} ({methods} method{'s' * (methods != 1)}, "
+          f"{envs} env{'s' * (envs != 1)}, seeds {sorted({run.seed for run in runs})}), budget x{args.budget_scale:g}, folder {sweep_dir}")
     if args.dry_run:
         dry_run(runs, sweep_dir, args.gpus_per_run > 0)
         return 0

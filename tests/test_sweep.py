@@ -242,4 +242,4 @@ def test_dry_run_says_how_far_a_run_to_resume_got(tmp_path):
     out = subprocess.run([sys.executable, "sweep.py", "qmp_vs_ctpg", "--dry_run", "--seeds", "1",
                           "--sweep_dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     line = next(line for line in out.stdout.splitlines() if run.run_name in line)
-    assert line.startswith("resume") and f"(epoch 2 of {run.n_epochs} done, 55,000 env steps)" in line
+    assert line.startswith("resume") and f"(2 of {run.n_epochs} epochs done, 55,000 env steps)" in line
