@@ -12,10 +12,7 @@ the same way in its own process, alternating with this one (``--rounds``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -60,18 +57,6 @@ def measure(env_ids: list[str], steps: int) -> dict:
     return results
 
 
-def measure_in(tree: Path, env_ids: list[str], steps: int) -> dict:
-    """:func:`measure` in a separate process whose ``environments`` and ``learning`` come from ``tree``."""
-    code = ("import importlib.util, json, sys; sys.path.insert(0, sys.argv[1]); "
-            "spec = importlib.util.spec_from_file_location('collection_probe', sys.argv[2]); "
-            "probe = importlib.util.module_from_spec(spec); spec.loader.exec_module(probe); "
-            "print('RESULT' + json.dumps(probe.measure(json.loads(sys.argv[3]), int(sys.argv[4]))))")
-    done = subprocess.run([sys.executable, "-c", code, str(tree), str(Path(__file__).resolve()), json.dumps(env_ids),
-                           str(steps)], cwd=tree, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT"):
-            return json.loads(line[len("RESULT"):])
-    raise RuntimeError(f"measurement in {tree} failed:\n{done.stderr[-2000:]}")
 
 
 def report(label: str, env_id: str, row: dict) -> None:
@@ -80,6 +65,8 @@ def report(label: str, env_id: str, row: dict) -> None:
 
 
 def main() -> None:
+    from benchmarks.other_tree import measure_in  # not at the top: the probe process loads this file from the old tree
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["MazeLarge-10-v0", "JacoReachMT5-v1"])
     parser.add_argument("--steps", type=int, default=1000, help="lockstep steps timed (each steps every task)")
@@ -94,7 +81,7 @@ def main() -> None:
     best: dict[tuple[str, str], dict] = {}
     for _ in range(args.rounds):
         for label, tree in trees:
-            for env_id, row in measure_in(tree, args.envs, args.steps).items():
+            for env_id, row in measure_in(tree, __file__, args.envs, args.steps).items():
                 row["own"] = row["total"] - row["act"] - row["env"]
                 report(label, env_id, row)
                 kept = best.setdefault((label, env_id), row)

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -111,17 +108,10 @@ def report(label: str, result: dict) -> float:
 
 
 def run_in(tree: Path, argv: list[str], epochs: int) -> dict:
-    """Measure in a separate process whose ``learning`` and ``environments`` come from ``tree``."""
-    code = ("import importlib.util, json, sys; sys.path.insert(0, sys.argv[1]); "
-            "spec = importlib.util.spec_from_file_location('bench_epoch_probe', sys.argv[2]); "
-            "probe = importlib.util.module_from_spec(spec); spec.loader.exec_module(probe); "
-            "print('RESULT' + json.dumps(probe.measure(json.loads(sys.argv[3]), int(sys.argv[4]))))")
-    done = subprocess.run([sys.executable, "-c", code, str(tree), str(Path(__file__).resolve()), json.dumps(argv),
-                           str(epochs)], cwd=tree, capture_output=True, text=True)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT"):
-            return json.loads(line[len("RESULT"):])
-    raise RuntimeError(f"measurement in {tree} failed:\n{done.stderr[-2000:]}")
+    """:func:`measure` in a separate process whose ``learning`` and ``environments`` come from ``tree``."""
+    from benchmarks.other_tree import measure_in  # here: the probe process imports this file from the old tree
+
+    return measure_in(tree, __file__, argv, epochs)
 
 
 def main() -> None:

@@ -16,10 +16,7 @@ environments the same way in its own process, alternating with this one (``--rou
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -105,19 +102,6 @@ def measure(env_ids: list[str], steps: int | None, copies: int) -> dict:
     return results
 
 
-def measure_in(tree: Path, env_ids: list[str], steps: int | None, copies: int) -> dict:
-    """:func:`measure` in a separate process whose ``environments`` come from ``tree``."""
-    code = ("import importlib.util, json, sys; sys.path.insert(0, sys.argv[1]); "
-            "spec = importlib.util.spec_from_file_location('env_step_probe', sys.argv[2]); "
-            "probe = importlib.util.module_from_spec(spec); spec.loader.exec_module(probe); "
-            "print('RESULT' + json.dumps(probe.measure(json.loads(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5]))))")
-    done = subprocess.run([sys.executable, "-c", code, str(tree), str(Path(__file__).resolve()), json.dumps(env_ids),
-                           json.dumps(steps), str(copies)], cwd=tree, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": ""})
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT"):
-            return json.loads(line[len("RESULT"):])
-    raise RuntimeError(f"measurement in {tree} failed:\n{done.stderr[-2000:]}")
 
 
 def report(label: str, results: dict) -> None:
@@ -149,6 +133,7 @@ def report_mt50_build() -> None:
 
 
 def main() -> None:
+    from benchmarks.other_tree import measure_in  # not at the top: the probe process loads this file from the old tree
     from environments import available_env_ids
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,7 +155,7 @@ def main() -> None:
         best: dict[str, dict] = {}
         for _ in range(args.rounds):
             for label, tree in trees:
-                results = measure_in(tree, env_ids, args.steps, args.copies)
+                results = measure_in(tree, __file__, env_ids, args.steps, args.copies)
                 report(label, results)
                 for env_id, row in results.items():
                     kept = best.setdefault(label, {}).setdefault(env_id, row)
