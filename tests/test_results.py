@@ -207,3 +207,21 @@ def test_a_run_that_trained_past_the_budget_between_evaluations_has_reached_it()
     assert score_at(finished, 1_000_000, last=2).tolist() == pytest.approx([0.4, 0.6])
     assert score_at(stopped, 1_000_000) is None
     assert score_at(stopped, 990_000).tolist() == pytest.approx([0.6, 0.8])
+
+
+def test_a_paper_number_far_beyond_the_curves_is_a_level_line_not_a_far_star(sweep, tmp_path, monkeypatch):
+    """QMP-Uniform's "only 60%" is at 2M env steps; curves that stop at 0.75M keep their width."""
+    from learning.analysis import figures
+    from learning.analysis.results import group, load_sweep
+
+    write_run(sweep, "uniform_0", "QMP-Uniform", "qmp_dnc", [(250_000, [0.4] * 4), (750_000, [0.6] * 4)])
+    drawn = {}
+    monkeypatch.setattr(figures, "save", lambda figure, path, tight=False: drawn.setdefault("figure", figure))
+    groups = group(load_sweep(sweep))
+    colours = {label: f"C{index}" for index, label in enumerate(groups["JacoReachMT5-v1"])}
+    figures.plot_curves(groups, colours, points=3, reps=20, out=tmp_path, aggregate="mean")
+    axis = drawn["figure"].axes[0]
+    assert axis.get_xlim()[1] < 1_000_000
+    labels = [line.get_label() for line in axis.get_lines()]
+    assert "paper: QMP-Uniform ≈ 0.60 at 2M (beyond this plot)" in labels
+    assert "paper: Separated + QMP > 0.90 at 0.5M" in labels  # within the plotted steps: a star at 0.5M

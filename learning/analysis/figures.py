@@ -39,6 +39,9 @@ SWEEP = "sweep"
 sweep_profiles.png (rliable's plots, drawn by learning/analysis/plots.py)."""
 
 
+BEYOND = 1.5
+"""A paper number at more than this many times the plotted env steps is drawn as a dotted level line."""
+
 CURVE_LABELS = {"iqm": "IQM over runs x tasks, 95% CI", "mean": "mean over runs of the task mean, 95% CI"}
 
 
@@ -61,17 +64,24 @@ def plot_curves(groups: dict[str, dict[str, list[SweepRun]]], colours: dict, poi
                 out: Path, metric: str = "SuccessRate", aggregate: str = "iqm") -> Path:
     figure, panels = task_grid(len(groups))
     for (_, axis), (env, by_method) in zip(panels, groups.items()):
+        plotted_steps = 0.0
         for label, runs in by_method.items():
             steps, estimates = curve(runs, points, reps, aggregate)
+            plotted_steps = max(plotted_steps, float(steps[-1]))
             axis.plot(steps, [e.point for e in estimates], color=colours[label], label=f"{label} (n={len(runs)})")
             axis.fill_between(steps, [e.low for e in estimates], [e.high for e in estimates], color=colours[label],
                               alpha=0.2, linewidth=0)
         for reference in PAPER_NUMBERS if metric == "SuccessRate" else ():  # the paper states success rates
             matching = [label for label in reference.labels if label in by_method]
-            if reference.env == env and matching and reference.value is not None:
+            if reference.env != env or not matching or reference.value is None:
+                continue
+            text = f"paper: {matching[0]} {reference.text()} at {steps_text(reference.env_steps)}"
+            if reference.env_steps > BEYOND * plotted_steps:  # a star far right would squash the curves
+                axis.axhline(reference.value, color=colours[matching[0]], linestyle=":", linewidth=1.2,
+                             label=f"{text} (beyond this plot)")
+            else:
                 axis.plot([reference.env_steps], [reference.value], marker="*", markersize=11, linestyle="none",
-                          color=colours[matching[0]], markeredgecolor="black",
-                          label=f"paper: {matching[0]} {reference.text()} at {steps_text(reference.env_steps)}")
+                          color=colours[matching[0]], markeredgecolor="black", label=text)
         axis.set_title(env, fontsize=9)
         axis.set_ylim(-0.02, 1.02)
         axis.grid(alpha=0.3)
