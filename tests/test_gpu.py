@@ -1,8 +1,8 @@
 """The GPU path (``--gpu ID``, ``--compile``): skipped where there is no CUDA device.
 
-CI has no GPU; these run in ``benchmarks/gpu_check.sh`` on a GPU machine (docs/performance.md has the
-last results). Each compares the CUDA path with the CPU path it must agree with, or checks a property
-only CUDA has (no host synchronisation inside the update loop).
+CI has no GPU; these run in ``benchmarks/gpu_check.sh`` on a GPU machine (docs/performance.md: what
+they check, and where they last ran). Each compares the CUDA path with the CPU path it must agree with,
+or checks a property only CUDA has (no host synchronisation inside the update loop).
 """
 
 from __future__ import annotations
