@@ -37,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run only these methods of the grid (its labels, e.g. \"UDS\" \"QMP-Uniform\"), in this "
                              "order (default: every method, in the grid's order)")
     parser.add_argument("--dry_run", action="store_true", help="print the runs and their commands, run nothing")
+    parser.add_argument("--records", default=None, metavar="DIR",
+                        help="folder of the runs' records for git (config and metrics of each run, updated as runs "
+                             "end; tables and figures read it like a sweep folder) (default: the grid's 'records' "
+                             "key, else none)")
+    parser.add_argument("--record_only", action="store_true",
+                        help="update the records from the sweep folder now (e.g. the epochs of running runs) and "
+                             "run nothing")
     parser.add_argument("--cpus_per_run", type=float, default=1.0, help="CPUs Ray reserves for each run")
     parser.add_argument("--gpus_per_run", type=float, default=0.0,
                         help="GPUs per run, fractional allowed (0.25: four runs share a GPU); runs get --gpu 0")
@@ -69,6 +76,22 @@ def dry_run(runs, sweep_dir: Path, gpu: bool) -> None:
             print(f"    {shlex.join(command_for(sweep_dir, run, action, gpu))}")
 
 
+def record_only(runs, sweep_dir: Path, records_dir: Path | None) -> int:
+    """Update the records of ``runs`` from the sweep folder; print what happened to each."""
+    from learning.sweeps.records import RecordsError, update_records
+
+    if records_dir is None:
+        fail("--record_only needs a records folder: --records DIR or the grid's 'records' key")
+    try:
+        updates = update_records(sweep_dir, records_dir, [run.run_name for run in runs])
+    except RecordsError as error:
+        fail(str(error))
+    for update in updates:
+        print(update.describe())
+    print(f"{sum(update.action == 'written' for update in updates)} record(s) written to {records_dir}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
@@ -89,17 +112,21 @@ def main(argv: list[str]) -> int:
     except GridError as error:
         fail(str(error))
     sweep_dir = Path(args.sweep_dir or Path("data/sweeps") / grid.name).resolve()
+    records_dir = Path(args.records).resolve() if args.records else grid.records and grid.records.resolve()
     methods, envs = len({run.label for run in runs}), len({run.env for run in runs})
     print(f"{grid.name}: {len(runs)} run{'s' * (len(runs) != 1)} ({methods} method{'s' * (methods != 1)}, "
-          f"{envs} env{'s' * (envs != 1)}, seeds {sorted({run.seed for run in runs})}), budget x{args.budget_scale:g}, folder {sweep_dir}")
+          f"{envs} env{'s' * (envs != 1)}, seeds {sorted({run.seed for run in runs})}), budget x{args.budget_scale:g}, folder {sweep_dir}"
+          f"{f', records {records_dir}' if records_dir else ''}")
     if args.dry_run:
         dry_run(runs, sweep_dir, args.gpus_per_run > 0)
         return 0
+    if args.record_only:
+        return record_only(runs, sweep_dir, records_dir)
 
     from learning.sweeps.runner import Reporter, SweepError, SweepOptions, run_sweep
 
     options = SweepOptions(cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                           max_retries=args.max_retries, address=args.address)
+                           max_retries=args.max_retries, address=args.address, records_dir=records_dir)
     try:
         result = run_sweep(runs, sweep_dir, options, Reporter())
     except SweepError as error:

@@ -17,6 +17,7 @@ import pytest
 
 from learning.sweeps.grid import GridError, expand, grid_from_dict, select_methods
 from learning.sweeps.recipes import RECIPES, load_grid
+from learning.training.logger import read_metrics
 from learning.sweeps.runner import Reporter, RunProgress, SweepOptions, estimate_seconds_left, read_status, run_sweep, wandb_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,16 +50,19 @@ def quiet() -> Reporter:
 def test_two_by_two_grid_of_one_epoch_runs_then_nothing_to_do(ray_instance, tmp_path):
     runs = expand(tiny_grid([{"label": "SAC", "experiment": "dnc_sac"}, {"label": "QMP", "experiment": "qmp_dnc"}],
                             seeds=(1, 2)))
-    result = run_sweep(runs, tmp_path, SweepOptions(poll_seconds=0.5), quiet())
+    sweep_dir, records = tmp_path / "sweep", tmp_path / "records"
+    result = run_sweep(runs, sweep_dir, SweepOptions(poll_seconds=0.5, records_dir=records), quiet())
     assert sorted(item.state for item in result.progress) == ["finished"] * 4
     for run in runs:
-        config = json.loads((run.run_dir(tmp_path) / "config.json").read_text())
+        config = json.loads((run.run_dir(sweep_dir) / "config.json").read_text())
         assert (config["experiment"], config["seed"], config["n_epochs"]) == (run.experiment, run.seed, 1)
-        assert metric_epochs(run.run_dir(tmp_path)) == [0]
-    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == [
+        assert metric_epochs(run.run_dir(sweep_dir)) == [0]
+        assert read_metrics(records / "runs" / run.run_name) == read_metrics(run.run_dir(sweep_dir))  # recorded
+    assert sorted(path.name for path in (sweep_dir / "runs").iterdir()) == [
         "dnc_sac_PointReach-v0_sac_1", "dnc_sac_PointReach-v0_sac_2", "qmp_dnc_PointReach-v0_qmp_1",
         "qmp_dnc_PointReach-v0_qmp_2"]
-    again = run_sweep(runs, tmp_path, SweepOptions(poll_seconds=0.5), quiet())
+    assert json.loads((records / "sweep.json").read_text())["runs"]["qmp_dnc_PointReach-v0_qmp_2"]["label"] == "QMP"
+    again = run_sweep(runs, sweep_dir, SweepOptions(poll_seconds=0.5), quiet())
     assert [item.state for item in again.progress] == ["skipped"] * 4
     assert all(item.attempts == 0 for item in again.progress)
 

@@ -48,7 +48,8 @@ from tqdm import tqdm  # noqa: E402
 
 from learning.analysis.cli import PlotError, parse_arguments, report  # noqa: E402
 from learning.training.checkpoint import CONFIG_FILE  # noqa: E402
-from learning.training.logger import METRICS_FILE, is_terminal, read_metrics  # noqa: E402
+from learning.training.logger import (METRICS_FILE, is_terminal, read_metrics,  # noqa: E402
+                                      run_dirs_under)
 from learning.analysis.statistics import (Estimate, aggregate_estimates, improvement_probability,  # noqa: E402
                                          performance_profiles)
 from learning.training.video import candidate_colours, file_slug  # noqa: E402
@@ -154,13 +155,12 @@ class RunData:
 
 
 def find_run_dirs(paths: Sequence[Path | str]) -> list[Path]:
-    """Every directory at or below ``paths`` that holds both config.json and metrics.jsonl."""
+    """Every run directory (config.json and a metrics file, live or recorded) at or below ``paths``."""
     found = set()
     for path in map(Path, paths):
         if not path.exists():
             raise PlotError(f"{path} does not exist")
-        candidates = [path / METRICS_FILE] if (path / METRICS_FILE).is_file() else path.rglob(METRICS_FILE)
-        found.update(metrics.parent for metrics in candidates if (metrics.parent / CONFIG_FILE).is_file())
+        found.update(run_dirs_under(path))
     return sorted(found)
 
 

@@ -34,13 +34,13 @@ import numpy as np
 
 from learning.analysis.statistics import Estimate, aggregate_functions, bootstrap_estimate
 from learning.sweeps.grid import read_manifest
+from learning.training.checkpoint import CONFIG_FILE
+from learning.training.logger import read_metrics, run_dirs_under
 from learning.training.run_guard import write_atomically
 from learning.sweeps.recipes import PAPER_NUMBERS, PaperNumber
 
 STEPS_KEY = "Train/TotalEnvSteps"
 SECONDS_KEY = "Time/EpochSeconds"
-METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.json"
 FORMATS = ("markdown", "csv", "latex")
 
 
@@ -103,13 +103,9 @@ def load_sweep(sweep_dir: Path | str, mode: str = "own", metric: str = "SuccessR
     manifest = read_manifest(sweep_dir)
     order = {name: index for index, name in enumerate(manifest)}  # the grid's order: methods as in the recipe
     runs = []
-    for metrics_path in sorted(sweep_dir.rglob(METRICS_FILE), key=lambda path: (order.get(path.parent.name, len(order)),
-                                                                                 str(path))):
-        run_dir = metrics_path.parent
-        if not (run_dir / CONFIG_FILE).is_file():
-            continue
+    for run_dir in sorted(run_dirs_under(sweep_dir), key=lambda path: (order.get(path.name, len(order)), str(path))):
         config = json.loads((run_dir / CONFIG_FILE).read_text())
-        rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        rows = read_metrics(run_dir)
         experiment = str(config.get("experiment"))
         steps, scores = run_scores(rows, evaluation_prefix(experiment, mode), metric)
         if not len(steps):
@@ -119,7 +115,7 @@ def load_sweep(sweep_dir: Path | str, mode: str = "own", metric: str = "SuccessR
         label = entry.get("label") or (experiment if name == "None" else f"{experiment}:{name}")
         runs.append(SweepRun(run_dir, label, str(config.get("env")), experiment, steps, scores, *elapsed(rows)))
     if not runs:
-        raise ResultsError(f"no run with config.json and per-task {metric} in metrics.jsonl under {sweep_dir}")
+        raise ResultsError(f"no run with config.json and per-task {metric} in its metrics under {sweep_dir}")
     return runs
 
 

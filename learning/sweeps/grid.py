@@ -7,6 +7,8 @@ A grid is a named recipe (learning/sweeps/recipes.py) or a small YAML/TOML file:
     envs: [JacoReachMT5-v1]
     n_epochs: 100                   # optional; or {env: epochs}; default: each env's preset (SPEC §1.4)
     overrides: {wandb: false}       # flags added to every run
+    records: records/demo           # optional: the runs' records folder for git (learning/sweeps/records.py),
+                                    # relative to this file
     experiments:
       - label: Separated + QMP      # optional; default: the experiment name
         experiment: qmp_dnc
@@ -23,12 +25,15 @@ so re-running a sweep finds its runs again. ``--budget_scale`` multiplies every 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from learning.training.run_guard import write_atomically
 
 RUNS_FOLDER = "runs"
 MANIFEST_FILE = "sweep.json"
@@ -65,6 +70,8 @@ class Grid:
     """One epoch count for every environment, or environment -> epochs; default: the presets."""
     overrides: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    records: Path | None = None
+    """The folder of the runs' records (learning/sweeps/records.py); None: none."""
 
     def epochs(self, spec: ExperimentSpec, env: str) -> int:
         """Epochs of ``spec`` on ``env`` before any budget scale."""
@@ -238,7 +245,7 @@ def grid_from_dict(data: Any, default_name: str) -> Grid:
     """Validate a parsed YAML/TOML grid; raises GridError naming the bad key."""
     if not isinstance(data, dict):
         raise GridError("a grid file must hold a mapping with at least 'envs' and 'experiments'")
-    known = {"name", "description", "seeds", "envs", "n_epochs", "overrides", "experiments"}
+    known = {"name", "description", "seeds", "envs", "n_epochs", "overrides", "experiments", "records"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise GridError(f"unknown grid key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
@@ -267,7 +274,16 @@ def grid_from_dict(data: Any, default_name: str) -> Grid:
     return Grid(name=str(data.get("name", default_name)), experiments=tuple(experiments), envs=envs,
                 seeds=_seeds(data.get("seeds", 1), "seeds"),
                 n_epochs=_epochs(data.get("n_epochs")),
-                overrides=_mapping(data.get("overrides"), "overrides"), description=str(data.get("description", "")))
+                overrides=_mapping(data.get("overrides"), "overrides"), description=str(data.get("description", "")),
+                records=_records(data.get("records")))
+
+
+def _records(value: Any) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise GridError("'records' must be a folder path")
+    return Path(value)
 
 
 def load_grid_file(path: Path) -> Grid:
@@ -287,7 +303,10 @@ def load_grid_file(path: Path) -> Grid:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:
             raise GridError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    return grid_from_dict(data, path.stem)
+    grid = grid_from_dict(data, path.stem)
+    if grid.records is not None and not grid.records.is_absolute():
+        grid = dataclasses.replace(grid, records=path.parent / grid.records)
+    return grid
 
 
 # ----------------------------------------------------------------------------------------- manifest
@@ -301,12 +320,14 @@ def read_manifest(sweep_dir: Path) -> dict[str, dict[str, Any]]:
 
 def write_manifest(sweep_dir: Path, runs: list[RunSpec]) -> None:
     """Add ``runs`` to the manifest (earlier grids' runs in the same folder are kept), atomically."""
-    entries = {**read_manifest(sweep_dir), **{run.run_name: run.manifest_entry() for run in runs}}
-    path = Path(sweep_dir) / MANIFEST_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps({"runs": entries}, indent=1))
-    temporary.replace(path)
+    save_manifest(sweep_dir, {**read_manifest(sweep_dir), **{run.run_name: run.manifest_entry() for run in runs}})
+
+
+def save_manifest(sweep_dir: Path, entries: dict[str, dict[str, Any]]) -> None:
+    """Write the manifest of ``sweep_dir`` whole or not at all (a kill or a full disk keeps the old one)."""
+    text = json.dumps({"runs": entries}, indent=1).encode()
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    write_atomically(Path(sweep_dir) / MANIFEST_FILE, lambda handle: handle.write(text))
 
 
 def changed_runs(sweep_dir: Path, runs: list[RunSpec]) -> list[str]:

@@ -14,6 +14,9 @@ machine) continues where the last one stopped:
 * ``logs/{run}.log``: stdout and stderr of every attempt;
 * ``sweep.json``: the manifest (label, experiment, env, seed, flags of every planned run).
 
+With a records folder (``SweepOptions.records_dir``), each run's record (config and metrics, for git;
+learning/sweeps/records.py) is updated when an attempt ends and for every run when the sweep stops.
+
 A run is finished when its last attempt exited 0 with at least the requested epochs and its
 checkpoint exists: it is skipped. A run with a checkpoint is continued with ``run.py resume
 --n_epochs N`` (which also extends a run trained with a smaller budget). A run without one starts
@@ -216,6 +219,8 @@ class SweepOptions:
     max_retries: int = 1
     address: str | None = None
     poll_seconds: float = 2.0
+    records_dir: Path | None = None
+    """Where each run's record goes as it ends (learning/sweeps/records.py); None: no records."""
 
 
 @dataclass
@@ -243,6 +248,22 @@ def connect(address: str | None) -> bool:
         raise SweepError(f"cannot start Ray{f' at {address}' if address else ''}: "
                          f"{str(error).strip().splitlines()[0]}") from None
     return True
+
+
+def record(sweep_dir: Path, records_dir: Path | None, runs: list[RunSpec], reporter: Reporter) -> None:
+    """Update the records of ``runs`` (no records folder: nothing); a record not written is an event."""
+    from learning.sweeps.records import RecordsError, update_records
+
+    if records_dir is None:
+        return
+    try:
+        updates = update_records(sweep_dir, records_dir, [run.run_name for run in runs])
+    except RecordsError as error:
+        reporter.event(f"records not updated: {error}")
+        return
+    for update in updates:
+        if update.action in ("kept", "refused"):
+            reporter.event(f"record {update.describe()}")
 
 
 def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, reporter: Reporter | None = None
@@ -311,6 +332,7 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
                 except ray.exceptions.RayError as error:  # the worker died (out of memory, node lost)
                     code, last_line = -1, f"Ray: {str(error).strip().splitlines()[0]}"
                 item.read_metrics(sweep_dir)
+                record(sweep_dir, options.records_dir, [item.run], reporter)
                 minutes = format_duration(time.time() - item.started_at)
                 if code == 0:
                     item.state = "finished"
@@ -337,6 +359,7 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
             ray.cancel(ref, force=True)
         raise
     finally:
+        record(sweep_dir, options.records_dir, runs, reporter)
         if started_ray:
             ray.shutdown()
     reporter.table(progress, slots)

@@ -7,10 +7,14 @@ WANDB_PROJECT, WANDB_ENTITY, WANDB_RUN_GROUP, WANDB_TAGS, WANDB_NOTES, WANDB_MOD
 over them. Every epoch also appends one JSON row to ``metrics.jsonl`` in the run directory, whatever
 W&B does, so runs can be compared and plotted without any service. Acting-policy matrices go to the
 JSONL row as they are and to W&B, at evaluation epochs, as a heatmap image and a table.
+
+A run's record (learning/sweeps/records.py) keeps the same rows gzip-compressed as
+``metrics.jsonl.gz``; :func:`read_metrics` and :func:`find_run_dirs` read either.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -21,9 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from learning.training.checkpoint import CONFIG_FILE
 from learning.training.config import Config
 
 METRICS_FILE = "metrics.jsonl"
+RECORDED_METRICS_FILE = "metrics.jsonl.gz"
 WANDB_ID_FILE = "wandb_run_id.txt"
 STEP_METRIC = "Train/TotalEnvSteps"
 
@@ -194,10 +200,33 @@ def parse_metrics_lines(text: str) -> list[dict[str, Any]]:
     return rows
 
 
+def metrics_file(run_dir: Path) -> Path | None:
+    """A run directory's metrics: the live ``metrics.jsonl``, else a record's ``metrics.jsonl.gz``."""
+    for name in (METRICS_FILE, RECORDED_METRICS_FILE):
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    return None
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """All rows of a run's ``metrics.jsonl`` (a torn last row of a killed run is left out)."""
-    path = Path(run_dir) / METRICS_FILE
-    return parse_metrics_lines(path.read_text(errors="replace"))
+    """All rows of a run's metrics file (a torn last row of a killed run is left out); [] without one."""
+    path = metrics_file(run_dir)
+    if path is None:
+        return []
+    data = path.read_bytes()
+    if path.name == RECORDED_METRICS_FILE:
+        data = gzip.decompress(data)
+    return parse_metrics_lines(data.decode(errors="replace"))
+
+
+def run_dirs_under(root: Path) -> list[Path]:
+    """``root`` if it is a run directory (``config.json`` and a metrics file), else every run directory
+    below it, sorted."""
+    root = Path(root)
+    if (root / CONFIG_FILE).is_file() and metrics_file(root):
+        return [root]
+    found = {metrics.parent for name in (METRICS_FILE, RECORDED_METRICS_FILE) for metrics in root.rglob(name)}
+    return sorted(run_dir for run_dir in found if (run_dir / CONFIG_FILE).is_file())
 
 
 def is_terminal() -> bool:
