@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from learning.sweeps.grid import RunSpec, changed_runs, write_manifest
+from learning.sweeps.grid import RUNS_FOLDER, RunSpec, changed_runs, write_manifest
 from learning.sweeps import task
 from learning.training.checkpoint import CHECKPOINT_FILE
 
@@ -254,7 +254,7 @@ def record(sweep_dir: Path, records_dir: Path | None, runs: list[RunSpec], repor
     """Update the records of ``runs`` (no records folder: nothing); a record not written is an event."""
     from learning.sweeps.records import RecordsError, update_records
 
-    if records_dir is None:
+    if records_dir is None or not (sweep_dir / RUNS_FOLDER).is_dir():  # no records, or no run has started
         return
     try:
         updates = update_records(sweep_dir, records_dir, [run.run_name for run in runs])
