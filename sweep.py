@@ -3,7 +3,7 @@
 GRID is a recipe of the paper (fig7, fig7_reacher, ..., fig8, fig8_maze, ..., table2, fig10, hstep,
 qmp_vs_ctpg) or a YAML/TOML grid file (learning/sweeps/grid.py). Every run is its own run.py process
 under SWEEP_DIR/runs/. Re-running the same command skips finished runs, resumes half-finished ones
-and retries failed ones. Bad input: one line on stderr, exit 2. Exit 1 when runs failed, 130 on Ctrl-C.
+and retries failed ones. Bad input: one line on stderr, exit 2. Exit 1 when runs failed, 130 on Ctrl-C, 143 on SIGTERM.
 See docs/reproducing.md.
 """
 
@@ -124,6 +124,7 @@ def main(argv: list[str]) -> int:
         return record_only(runs, sweep_dir, records_dir)
 
     from learning.sweeps.runner import Reporter, SweepError, SweepOptions, run_sweep
+    from learning.training.run_guard import Terminated, interruption_exit_code, interruption_name
 
     options = SweepOptions(cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                            max_retries=args.max_retries, address=args.address, records_dir=records_dir)
@@ -131,10 +132,10 @@ def main(argv: list[str]) -> int:
         result = run_sweep(runs, sweep_dir, options, Reporter())
     except SweepError as error:
         fail(str(error))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; finished epochs are checkpointed. Continue with: python sweep.py "
+    except (KeyboardInterrupt, Terminated) as error:
+        print(f"\n{interruption_name(error)}; finished epochs are checkpointed. Continue with: python sweep.py "
               f"{shlex.join(argv)}", file=sys.stderr)
-        return 130
+        return interruption_exit_code(error)
     failed = result.of("failed")
     done = len(result.of("finished")) + len(result.of("skipped"))
     print(f"{done} of {len(runs)} runs finished, {len(failed)} failed; results: python -m learning.analysis table "

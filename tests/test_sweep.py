@@ -67,7 +67,8 @@ def test_two_by_two_grid_of_one_epoch_runs_then_nothing_to_do(ray_instance, tmp_
     assert all(item.attempts == 0 for item in again.progress)
 
 
-def test_killed_sweep_reruns_only_what_is_left_and_resumes_the_half_finished_run(ray_instance, tmp_path):
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_killed_sweep_reruns_only_what_is_left_and_resumes_the_half_finished_run(ray_instance, tmp_path, stop, code):
     grid_file = tmp_path / "grid.yaml"
     grid_file.write_text(json.dumps({  # JSON is YAML
         "name": "kill", "envs": ["PointReach-v0"], "seeds": [1], "overrides": TINY,
@@ -75,19 +76,22 @@ def test_killed_sweep_reruns_only_what_is_left_and_resumes_the_half_finished_run
                         {"label": "second", "experiment": "dnc_sac", "n_epochs": 40}]}))
     sweep_dir = tmp_path / "sweep"
     first, second = expand(load_grid(str(grid_file)))
+    records = tmp_path / "records"
     driver = subprocess.Popen([sys.executable, "sweep.py", str(grid_file), "--sweep_dir", str(sweep_dir), "--address",
-                               ray_instance, "--cpus_per_run", "2"], cwd=ROOT, stdout=subprocess.PIPE,
+                               ray_instance, "--cpus_per_run", "2", "--records", str(records)], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 120
     while time.time() < deadline and not (
             read_status(sweep_dir, first).get("state") == "finished"
             and (second.run_dir(sweep_dir) / "checkpoint.pt").exists()):
         time.sleep(0.2)
-    driver.send_signal(signal.SIGINT)
+    driver.send_signal(stop)
     output = driver.communicate(timeout=60)[0].decode()
-    assert driver.returncode == 130, output
+    assert driver.returncode == code, output
+    assert "finished epochs are checkpointed. Continue with: python sweep.py" in output and "Traceback" not in output
     done_before = metric_epochs(second.run_dir(sweep_dir))
     assert 1 <= len(done_before) < 40
+    assert len(read_metrics(records / "runs" / second.run_name)) >= len(done_before) - 1  # recorded as it stopped
     first_checkpoint = (first.run_dir(sweep_dir) / "checkpoint.pt").stat().st_mtime_ns
     time.sleep(1.0)  # a killed run.py still writing would show up as extra or repeated epochs below
 

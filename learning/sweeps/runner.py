@@ -31,7 +31,9 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,7 @@ from typing import Any
 from learning.sweeps.grid import RUNS_FOLDER, RunSpec, changed_runs, write_manifest
 from learning.sweeps import task
 from learning.training.checkpoint import CHECKPOINT_FILE
+from learning.training.run_guard import Terminated
 
 STATUS_FOLDER = "status"
 LOGS_FOLDER = "logs"
@@ -269,7 +272,8 @@ def record(sweep_dir: Path, records_dir: Path | None, runs: list[RunSpec], repor
 def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, reporter: Reporter | None = None
               ) -> SweepResult:
     """Run every unfinished run of ``runs``; returns each run's final progress. Ctrl-C cancels the
-    running attempts (their last checkpoints stay) and re-raises KeyboardInterrupt."""
+    running attempts (their last checkpoints stay) and re-raises KeyboardInterrupt; so does SIGTERM, raising
+    run_guard.Terminated."""
     import ray
 
     sweep_dir = Path(sweep_dir).resolve()
@@ -294,6 +298,11 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
             queue.append(item)
 
     started_ray = connect(options.address)
+    terminated = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM stops the sweep as Ctrl-C does. Installed after ray.init (which has its own handler), and
+        # only a flag: an exception raised inside Ray's wait breaks it.
+        signal.signal(signal.SIGTERM, lambda signum, frame: terminated.set())
     ray.cloudpickle.register_pickle_by_value(task)  # workers need not import the repository
     remote = ray.remote(task.execute_run).options(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run,
                                                   max_retries=0)
@@ -323,6 +332,8 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
         for item in queue:
             submit(item)
         while pending:
+            if terminated.is_set():
+                raise Terminated()
             done, _ = ray.wait(list(pending), num_returns=1, timeout=options.poll_seconds)
             for ref in done:
                 item = pending.pop(ref)
@@ -354,7 +365,7 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
                 notice_started(item)
                 item.read_metrics(sweep_dir)
             reporter.table(progress, slots)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
