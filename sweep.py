@@ -76,14 +76,14 @@ def dry_run(runs, sweep_dir: Path, gpu: bool) -> None:
             print(f"    {shlex.join(command_for(sweep_dir, run, action, gpu))}")
 
 
-def record_only(runs, sweep_dir: Path, records_dir: Path | None) -> int:
+def record_only(runs, sweep_dir: Path, records_dir: Path | None, method_order: tuple[str, ...]) -> int:
     """Update the records of ``runs`` from the sweep folder; print what happened to each."""
     from learning.sweeps.records import RecordsError, update_records
 
     if records_dir is None:
         fail("--record_only needs a records folder: --records DIR or the grid's 'records' key")
     try:
-        updates = update_records(sweep_dir, records_dir, [run.run_name for run in runs])
+        updates = update_records(sweep_dir, records_dir, [run.run_name for run in runs], method_order)
     except RecordsError as error:
         fail(str(error))
     for update in updates:
@@ -113,6 +113,7 @@ def main(argv: list[str]) -> int:
         fail(str(error))
     sweep_dir = Path(args.sweep_dir or Path("data/sweeps") / grid.name).resolve()
     records_dir = Path(args.records).resolve() if args.records else grid.records and grid.records.resolve()
+    method_order = tuple(spec.label for spec in grid.experiments)
     methods, envs = len({run.label for run in runs}), len({run.env for run in runs})
     print(f"{grid.name}: {len(runs)} run{'s' * (len(runs) != 1)} ({methods} method{'s' * (methods != 1)}, "
           f"{envs} env{'s' * (envs != 1)}, seeds {sorted({run.seed for run in runs})}), budget x{args.budget_scale:g}, folder {sweep_dir}"
@@ -121,13 +122,14 @@ def main(argv: list[str]) -> int:
         dry_run(runs, sweep_dir, args.gpus_per_run > 0)
         return 0
     if args.record_only:
-        return record_only(runs, sweep_dir, records_dir)
+        return record_only(runs, sweep_dir, records_dir, method_order)
 
     from learning.sweeps.runner import Reporter, SweepError, SweepOptions, run_sweep
     from learning.training.run_guard import Terminated, interruption_exit_code, interruption_name
 
     options = SweepOptions(cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                           max_retries=args.max_retries, address=args.address, records_dir=records_dir)
+                           max_retries=args.max_retries, address=args.address, records_dir=records_dir,
+                           method_order=method_order)
     try:
         result = run_sweep(runs, sweep_dir, options, Reporter())
     except SweepError as error:

@@ -35,6 +35,10 @@ def test_records_read_like_the_sweep_folder(sweep, tmp_path_factory, capsys):  #
         tables.append(capsys.readouterr().out)
     assert tables[0] == tables[1] and "0.39" in tables[0]  # (.15 + .625) / 2 for Separated + QMP
     assert json.loads((records / "sweep.json").read_text())["runs"]["qmp_0"] == {"label": "Separated + QMP"}
+    update_records(sweep, records, method_order=("Separated", "Separated + QMP"))  # the grid's order: tables follow it
+    assert list(json.loads((records / "sweep.json").read_text())["runs"]) == [
+        "sep_0", "sep_1", "sep_short", "qmp_0", "qmp_1"]
+    assert [run.label for run in load_sweep(records)][:3] == ["Separated"] * 3
 
 
 def test_an_unchanged_run_keeps_its_bytes_and_a_record_is_never_shortened(sweep, tmp_path_factory):  # noqa: F811

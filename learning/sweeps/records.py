@@ -24,7 +24,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from learning.sweeps.grid import MANIFEST_FILE, RUNS_FOLDER, read_manifest, save_manifest
 from learning.training.checkpoint import CONFIG_FILE
@@ -83,11 +83,12 @@ def record_run(run_dir: Path, records_dir: Path, entry: dict[str, Any] | None) -
     return RecordUpdate(name, "written", len(rows))
 
 
-def update_records(sweep_dir: Path | str, records_dir: Path | str, run_names: list[str] | None = None
-                   ) -> list[RecordUpdate]:
+def update_records(sweep_dir: Path | str, records_dir: Path | str, run_names: list[str] | None = None,
+                   method_order: Sequence[str] = ()) -> list[RecordUpdate]:
     """Record every run of the sweep folder that has logged an epoch (or only ``run_names``), then
-    add their manifest entries to the records' ``sweep.json``. Raises RecordsError on bad input or
-    when the records cannot be written (a full disk: files already written stay whole)."""
+    add their manifest entries to the records' ``sweep.json``, ordered by method (``method_order``: the
+    grid's labels, which the tables follow) and seed. Raises RecordsError on bad input or when the
+    records cannot be written (a full disk: files already written stay whole)."""
     sweep_dir, records_dir = Path(sweep_dir), Path(records_dir)
     runs_dir = sweep_dir / RUNS_FOLDER
     if not runs_dir.is_dir():
@@ -105,8 +106,15 @@ def update_records(sweep_dir: Path | str, records_dir: Path | str, run_names: li
                 updates.append(record_run(runs_dir / name, records_dir, manifest.get(name)))
         recorded = {update.run_name for update in updates if update.action in ("written", "unchanged")}
         entries = read_manifest(records_dir)
-        new_entries = {**entries, **{name: entry for name, entry in manifest.items() if name in recorded}}
-        if new_entries != entries or not (records_dir / MANIFEST_FILE).is_file():
+        merged = {**entries, **{name: entry for name, entry in manifest.items() if name in recorded}}
+        methods = list(method_order)
+
+        def position(name: str) -> tuple[int, int]:
+            label = merged[name].get("label")
+            return (methods.index(label) if label in methods else len(methods), int(merged[name].get("seed", 0)))
+
+        new_entries = {name: merged[name] for name in sorted(merged, key=position)}
+        if list(new_entries.items()) != list(entries.items()) or not (records_dir / MANIFEST_FILE).is_file():
             save_manifest(records_dir, new_entries)
     except OSError as error:
         raise RecordsError(f"cannot write the records in {records_dir}: {error.strerror or error}") from None

@@ -224,6 +224,8 @@ class SweepOptions:
     poll_seconds: float = 2.0
     records_dir: Path | None = None
     """Where each run's record goes as it ends (learning/sweeps/records.py); None: no records."""
+    method_order: tuple[str, ...] = ()
+    """The grid's method labels, in order: the records' manifest follows it."""
 
 
 @dataclass
@@ -253,14 +255,14 @@ def connect(address: str | None) -> bool:
     return True
 
 
-def record(sweep_dir: Path, records_dir: Path | None, runs: list[RunSpec], reporter: Reporter) -> None:
+def record(sweep_dir: Path, options: SweepOptions, runs: list[RunSpec], reporter: Reporter) -> None:
     """Update the records of ``runs`` (no records folder: nothing); a record not written is an event."""
     from learning.sweeps.records import RecordsError, update_records
 
-    if records_dir is None or not (sweep_dir / RUNS_FOLDER).is_dir():  # no records, or no run has started
+    if options.records_dir is None or not (sweep_dir / RUNS_FOLDER).is_dir():  # no records, or no run started
         return
     try:
-        updates = update_records(sweep_dir, records_dir, [run.run_name for run in runs])
+        updates = update_records(sweep_dir, options.records_dir, [run.run_name for run in runs], options.method_order)
     except RecordsError as error:
         reporter.event(f"records not updated: {error}")
         return
@@ -343,7 +345,7 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
                 except ray.exceptions.RayError as error:  # the worker died (out of memory, node lost)
                     code, last_line = -1, f"Ray: {str(error).strip().splitlines()[0]}"
                 item.read_metrics(sweep_dir)
-                record(sweep_dir, options.records_dir, [item.run], reporter)
+                record(sweep_dir, options, [item.run], reporter)
                 minutes = format_duration(time.time() - item.started_at)
                 if code == 0:
                     item.state = "finished"
@@ -370,7 +372,7 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
             ray.cancel(ref, force=True)
         raise
     finally:
-        record(sweep_dir, options.records_dir, runs, reporter)
+        record(sweep_dir, options, runs, reporter)
         if started_ray:
             ray.shutdown()
     reporter.table(progress, slots)
