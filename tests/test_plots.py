@@ -42,6 +42,7 @@ def write_run(root: Path, experiment: str, seed: int, success: list[list[float]]
         if "qmp" in experiment:
             row["Evaluation/SuccessRate"] = 1.0 - float(np.mean(rates))
             row.update({f"Evaluation/Task{task}/SuccessRate": 1.0 - rate for task, rate in enumerate(rates)})
+        if counts is not None:
             row["Train/ActingPolicyCounts"] = counts[epoch]
         rows.append(row)
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -115,6 +116,17 @@ def test_metrics_command_writes_every_figure(run_root, tmp_path, capsys):
     assert summary["methods"]["QMP"]["runs"] == 2
     assert summary["probability_of_improvement"]["QMP > Separated"][0] == 1.0  # every QMP score beats every other
     assert "P(QMP > Separated)" in capsys.readouterr().out
+
+
+def test_a_ctpg_run_gets_the_acting_figures_and_separated_none(run_root, tmp_path):
+    """CTPG's guide picks the acting policy in collection, as the Q-switch does: its matrix is drawn too."""
+    write_run(run_root, "ctpg_dnc", 0, [[0.0, 0.2], [0.4, 0.6], [0.8, 1.0]], [[[3, 1], [0, 4]]] * 3)
+    out = tmp_path / "figures"
+    assert plots.main(["metrics", str(run_root), "--out", str(out), "--label", "qmp_dnc=QMP", "--label",
+                       "ctpg_dnc=CTPG", "--reps", "50"]) == 0
+    written = {path.name for path in out.iterdir()}
+    assert {"MazeLarge-10-v0_CTPG_acting_matrix.png", "MazeLarge-10-v0_CTPG_policy_shares.png"} <= written
+    assert not any("Separated_acting" in name or "Separated_policy" in name for name in written)
 
 
 def test_metrics_command_without_runs_fails_in_one_line(tmp_path, capsys):

@@ -8,9 +8,9 @@ with ``--label``), treats the runs of a group as seeds, and writes PNGs to ``--o
   standard deviation over seeds, one line per method (paper Figs. 7, 8);
 * ``{env}_tasks.png``: the same per task (Fig. 13);
 * ``{env}_{method}_acting_matrix.png``: share of task i's training steps acted by policy j, summed
-  over training and seeds, diagonal zeroed for contrast (Fig. 18; QMP runs);
+  over training and seeds, diagonal zeroed for contrast (Fig. 18; runs that log who acted: QMP, CTPG);
 * ``{env}_{method}_policy_shares.png``: per task, each policy's share of the steps over training,
-  the own policy dashed (Figs. 9a, 19; QMP runs);
+  the own policy dashed (Figs. 9a, 19; QMP and CTPG runs);
 * ``{env}_aggregates.png`` / ``{env}_profiles.png`` / ``{env}_improvement.png`` /
   ``{env}_aggregates.json``: IQM, mean, median, optimality gap of the final scores with 95 %
   stratified-bootstrap intervals, performance profiles, and the probability of improvement between
@@ -707,7 +707,7 @@ def metrics_command(args: argparse.Namespace) -> list[Path]:
         written.append(plot_curves(env, methods, args.metric, args.mode, args.spread, args.smooth, out))
         written.append(plot_task_curves(env, methods, args.metric, args.mode, args.spread, args.smooth, out))
         for label, method_runs in methods.items():
-            if any(run.is_qmp for run in method_runs):
+            if any(len(acting_counts(run)[0]) for run in method_runs):  # QMP, CTPG: who acted in collection
                 written.append(plot_acting_matrix(env, label, method_runs, not args.keep_diagonal, out))
                 written.append(plot_policy_shares(env, label, method_runs, args.smooth, out))
         estimates, improvements, run_counts = compare_methods(methods, args.metric, args.mode, args.last, args.reps,
