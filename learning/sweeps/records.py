@@ -96,9 +96,7 @@ def update_records(sweep_dir: Path | str, records_dir: Path | str, run_names: li
     if records_dir.resolve().is_relative_to(sweep_dir.resolve()):
         raise RecordsError("the records folder must be outside the sweep folder (tables would count its runs twice)")
     manifest = read_manifest(sweep_dir)
-    names = run_names if run_names is not None else sorted(
-        path.name for path in runs_dir.iterdir()
-        if (path / METRICS_FILE).is_file() and (path / CONFIG_FILE).is_file())
+    names = run_names if run_names is not None else sorted(path.name for path in runs_dir.iterdir())
     updates = []
     try:
         for name in names:
