@@ -11,8 +11,8 @@ tables and figures read, in the sweep folder's layout:
 
 ``python -m learning.analysis table|figure|metrics`` read a records folder as they read a sweep folder.
 ``sweep.py`` updates the grid's records folder (the grid's ``records`` key, or ``--records DIR``) as each
-run ends and when it stops; ``python -m learning.analysis records SWEEP_DIR RECORDS_DIR`` does it at any
-moment, e.g. to commit the rows a running run has so far. A record is never shortened: a run with fewer
+run ends and when it stops; ``python sweep.py GRID --record_only`` does it at any moment, e.g. to commit
+the rows a running run has so far. A record is never shortened: a run with fewer
 epochs than its record (started again from scratch on a new machine) leaves the record as it is until it
 has caught up, and a run made with other flags than its record is refused.
 """
