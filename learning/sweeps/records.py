@@ -59,13 +59,14 @@ def compressed_rows(rows: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue()
 
 
-def record_run(run_dir: Path, records_dir: Path, entry: dict[str, Any] | None) -> RecordUpdate:
-    """Write (or keep) the record of the run in ``run_dir``; ``entry`` is its sweep manifest entry."""
+def record_run(run_dir: Path, records_dir: Path, entry: dict[str, Any] | None, previous: dict[str, Any] | None
+               ) -> RecordUpdate:
+    """Write (or keep) the record of the run in ``run_dir``; ``entry`` is its sweep manifest entry,
+    ``previous`` its entry in the records' manifest (None: not recorded yet)."""
     name = run_dir.name
     rows = read_metrics(run_dir)
     target = records_dir / RUNS_FOLDER / name
     recorded = read_metrics(target) if target.is_dir() else []
-    previous = read_manifest(records_dir).get(name)
     if previous is not None and entry is not None and previous.get("flags") != entry.get("flags"):
         return RecordUpdate(name, "refused", len(recorded), "its record was made with other flags "
                                                             f"({' '.join(previous.get('flags', [])) or 'none'})")
@@ -95,15 +96,14 @@ def update_records(sweep_dir: Path | str, records_dir: Path | str, run_names: li
         raise RecordsError(f"{sweep_dir} holds no {RUNS_FOLDER}/ folder; is it a sweep folder of sweep.py?")
     if records_dir.resolve().is_relative_to(sweep_dir.resolve()):
         raise RecordsError("the records folder must be outside the sweep folder (tables would count its runs twice)")
-    manifest = read_manifest(sweep_dir)
+    manifest, entries = read_manifest(sweep_dir), read_manifest(records_dir)
     names = run_names if run_names is not None else sorted(path.name for path in runs_dir.iterdir())
     updates = []
     try:
         for name in names:
             if (runs_dir / name / METRICS_FILE).is_file() and (runs_dir / name / CONFIG_FILE).is_file():
-                updates.append(record_run(runs_dir / name, records_dir, manifest.get(name)))
+                updates.append(record_run(runs_dir / name, records_dir, manifest.get(name), entries.get(name)))
         recorded = {update.run_name for update in updates if update.action in ("written", "unchanged")}
-        entries = read_manifest(records_dir)
         merged = {**entries, **{name: entry for name, entry in manifest.items() if name in recorded}}
         methods = list(method_order)
 

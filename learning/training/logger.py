@@ -9,7 +9,7 @@ W&B does, so runs can be compared and plotted without any service. Acting-policy
 JSONL row as they are and to W&B, at evaluation epochs, as a heatmap image and a table.
 
 A run's record (learning/sweeps/records.py) keeps the same rows gzip-compressed as
-``metrics.jsonl.gz``; :func:`read_metrics` and :func:`find_run_dirs` read either.
+``metrics.jsonl.gz``; :func:`read_metrics` and :func:`run_dirs_under` read either.
 """
 
 from __future__ import annotations
