@@ -336,7 +336,9 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
         while pending:
             if terminated.is_set():
                 raise Terminated()
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=options.poll_seconds)
+            done, deadline = [], time.time() + options.poll_seconds
+            while not done and not terminated.is_set() and time.time() < deadline:  # SIGTERM seen within 0.2 s
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=min(0.2, options.poll_seconds))
             for ref in done:
                 item = pending.pop(ref)
                 notice_started(item)
