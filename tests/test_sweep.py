@@ -251,3 +251,29 @@ def test_dry_run_says_how_far_a_run_to_resume_got(tmp_path):
                           "--sweep_dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     line = next(line for line in out.stdout.splitlines() if run.run_name in line)
     assert line.startswith("resume") and f"(2 of {run.n_epochs} epochs done, 55,000 env steps)" in line
+
+
+def add_seeds_to_manifest(sweep_dir: str, first_seed: int, count: int) -> None:
+    """One of several processes adding runs to a shared manifest, one write per run."""
+    from learning.sweeps.grid import write_manifest
+
+    grid = tiny_grid([{"experiment": "dnc_sac"}])
+    for seed in range(first_seed, first_seed + count):
+        write_manifest(Path(sweep_dir), expand(grid, seeds=(seed,)))
+
+
+def test_sweeps_sharing_a_folder_keep_every_manifest_entry(tmp_path):
+    """Two drivers on one Ray cluster write the same sweep.json; without the folder lock one driver's
+    read-modify-write drops the other's entries."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=add_seeds_to_manifest, args=(str(tmp_path), 1000 * k, 40)) for k in range(1, 5)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+        assert writer.exitcode == 0
+    seeds = sorted(entry["seed"] for entry in json.loads((tmp_path / "sweep.json").read_text())["runs"].values())
+    assert seeds == [1000 * k + i for k in range(1, 5) for i in range(40)]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["sweep.json"]  # no lock or temporary file left

@@ -25,13 +25,16 @@ so re-running a sweep finds its runs again. ``--budget_scale`` multiplies every 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from learning.training.run_guard import write_atomically
 
@@ -318,9 +321,24 @@ def read_manifest(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text()).get("runs", {})
 
 
+@contextlib.contextmanager
+def manifest_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (created if missing) while its manifest is read, changed and
+    written: two sweeps sharing a folder (two drivers on one Ray cluster) never drop each other's entries.
+    The lock is the folder's own (flock on its descriptor), so no lock file is left behind."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
 def write_manifest(sweep_dir: Path, runs: list[RunSpec]) -> None:
     """Add ``runs`` to the manifest (earlier grids' runs in the same folder are kept), atomically."""
-    save_manifest(sweep_dir, {**read_manifest(sweep_dir), **{run.run_name: run.manifest_entry() for run in runs}})
+    with manifest_lock(sweep_dir):
+        save_manifest(sweep_dir, {**read_manifest(sweep_dir), **{run.run_name: run.manifest_entry() for run in runs}})
 
 
 def save_manifest(sweep_dir: Path, entries: dict[str, dict[str, Any]]) -> None:

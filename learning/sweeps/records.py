@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from learning.sweeps.grid import MANIFEST_FILE, RUNS_FOLDER, read_manifest, save_manifest
+from learning.sweeps.grid import MANIFEST_FILE, RUNS_FOLDER, manifest_lock, read_manifest, save_manifest
 from learning.training.checkpoint import CONFIG_FILE
 from learning.training.logger import METRICS_FILE, RECORDED_METRICS_FILE, read_metrics
 from learning.training.run_guard import write_atomically
@@ -96,24 +96,32 @@ def update_records(sweep_dir: Path | str, records_dir: Path | str, run_names: li
         raise RecordsError(f"{sweep_dir} holds no {RUNS_FOLDER}/ folder; is it a sweep folder of sweep.py?")
     if records_dir.resolve().is_relative_to(sweep_dir.resolve()):
         raise RecordsError("the records folder must be outside the sweep folder (tables would count its runs twice)")
+    try:
+        with manifest_lock(records_dir):
+            return _update_locked(sweep_dir, records_dir, run_names, method_order)
+    except OSError as error:
+        raise RecordsError(f"cannot write the records in {records_dir}: {error.strerror or error}") from None
+
+
+def _update_locked(sweep_dir: Path, records_dir: Path, run_names: list[str] | None, method_order: Sequence[str]
+                   ) -> list[RecordUpdate]:
+    """update_records with the records folder locked (two sweeps may record into it at once)."""
+    runs_dir = sweep_dir / RUNS_FOLDER
     manifest, entries = read_manifest(sweep_dir), read_manifest(records_dir)
     names = run_names if run_names is not None else sorted(path.name for path in runs_dir.iterdir())
     updates = []
-    try:
-        for name in names:
-            if (runs_dir / name / METRICS_FILE).is_file() and (runs_dir / name / CONFIG_FILE).is_file():
-                updates.append(record_run(runs_dir / name, records_dir, manifest.get(name), entries.get(name)))
-        recorded = {update.run_name for update in updates if update.action in ("written", "unchanged")}
-        merged = {**entries, **{name: entry for name, entry in manifest.items() if name in recorded}}
-        methods = list(method_order)
+    for name in names:
+        if (runs_dir / name / METRICS_FILE).is_file() and (runs_dir / name / CONFIG_FILE).is_file():
+            updates.append(record_run(runs_dir / name, records_dir, manifest.get(name), entries.get(name)))
+    recorded = {update.run_name for update in updates if update.action in ("written", "unchanged")}
+    merged = {**entries, **{name: entry for name, entry in manifest.items() if name in recorded}}
+    methods = list(method_order)
 
-        def position(name: str) -> tuple[int, int]:
-            label = merged[name].get("label")
-            return (methods.index(label) if label in methods else len(methods), int(merged[name].get("seed", 0)))
+    def position(name: str) -> tuple[int, int]:
+        label = merged[name].get("label")
+        return (methods.index(label) if label in methods else len(methods), int(merged[name].get("seed", 0)))
 
-        new_entries = {name: merged[name] for name in sorted(merged, key=position)}
-        if list(new_entries.items()) != list(entries.items()) or not (records_dir / MANIFEST_FILE).is_file():
-            save_manifest(records_dir, new_entries)
-    except OSError as error:
-        raise RecordsError(f"cannot write the records in {records_dir}: {error.strerror or error}") from None
+    new_entries = {name: merged[name] for name in sorted(merged, key=position)}
+    if list(new_entries.items()) != list(entries.items()) or not (records_dir / MANIFEST_FILE).is_file():
+        save_manifest(records_dir, new_entries)
     return updates
