@@ -277,3 +277,11 @@ def test_sweeps_sharing_a_folder_keep_every_manifest_entry(tmp_path):
     seeds = sorted(entry["seed"] for entry in json.loads((tmp_path / "sweep.json").read_text())["runs"].values())
     assert seeds == [1000 * k + i for k in range(1, 5) for i in range(40)]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["sweep.json"]  # no lock or temporary file left
+
+
+def test_a_sweep_driver_imports_its_code_when_it_starts():
+    """A driver that imported the records code only when its first run ended crashed (ImportError) when
+    the working tree had changed in between; everything the loop needs is imported with the runner."""
+    probe = "import sys, learning.sweeps.runner; print('learning.sweeps.records' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"

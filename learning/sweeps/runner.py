@@ -41,6 +41,7 @@ from typing import Any
 
 from learning.sweeps.grid import RUNS_FOLDER, RunSpec, changed_runs, write_manifest
 from learning.sweeps import task
+from learning.sweeps.records import RecordsError, update_records
 from learning.training.checkpoint import CHECKPOINT_FILE
 from learning.training.run_guard import Terminated
 
@@ -257,8 +258,6 @@ def connect(address: str | None) -> bool:
 
 def record(sweep_dir: Path, options: SweepOptions, runs: list[RunSpec], reporter: Reporter) -> None:
     """Update the records of ``runs`` (no records folder: nothing); a record not written is an event."""
-    from learning.sweeps.records import RecordsError, update_records
-
     if options.records_dir is None or not (sweep_dir / RUNS_FOLDER).is_dir():  # no records, or no run started
         return
     try:
