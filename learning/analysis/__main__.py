@@ -1,14 +1,19 @@
 """``python -m learning.analysis COMMAND ...``: figures and tables from run directories and sweeps.
 
 Commands: ``metrics`` and ``trajectories`` (learning/analysis/plots.py), ``table`` and ``figure`` (a
-sweep folder of sweep.py; learning/analysis/results.py and figures.py). Arguments are parsed before
+sweep folder of sweep.py; learning/analysis/results.py and figures.py), ``docs`` (the tables a markdown
+file marks with their commands, regenerated or checked; learning/analysis/docs.py). Arguments are parsed before
 numpy, scipy, torch or matplotlib are imported, so a typo costs no start-up time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import shlex
 import sys
+from pathlib import Path
 from typing import Sequence
 
 PLOT_COMMANDS = ("metrics", "trajectories")
@@ -51,6 +56,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", default="SuccessRate",
                         help="per-task evaluation metric to score (default SuccessRate; e.g. TerminationRate, the "
                              "Reacher's full completion)")
+    parser.add_argument("--methods", nargs="+", default=(), metavar="LABEL",
+                        help="only these methods (the grid's labels), in this order (default: all, in the "
+                             "grid's order)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +93,44 @@ def build_parser() -> argparse.ArgumentParser:
                         help="curves: iqm: IQM over runs x tasks with stratified-bootstrap bands (default); mean: "
                              "the paper's aggregation, each run's mean over tasks, then the mean over runs with a "
                              "bootstrap band over runs")
+    docs = commands.add_parser("docs", help="regenerate the tables a markdown file marks with their commands "
+                               "(<!-- output -->, a ```bash block with one table command, its output, "
+                               "<!-- /output -->; learning/analysis/docs.py)")
+    docs.add_argument("file", help="markdown file, e.g. docs/results.md; its commands run from the current folder")
+    docs.add_argument("--check", action="store_true",
+                      help="change nothing; exit 1 naming each table that differs from what its command prints now")
     return parser
+
+
+def captured_table(arguments: list[str]) -> str:
+    """What ``python -m learning.analysis ARGUMENTS`` prints, run in this process (for ``docs``)."""
+    from learning.analysis.docs import DocsError
+
+    output, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(errors):
+        code = _main(arguments)
+    if code != 0:
+        message = (errors.getvalue().strip().splitlines() or ["failed"])[-1].removeprefix("learning.analysis: error: ")
+        raise DocsError(f"'python -m learning.analysis {shlex.join(arguments)}': {message}")
+    return output.getvalue()
+
+
+def docs_command(file: str, check: bool) -> int:
+    """Regenerate (or with ``check``, compare) the marked tables of ``file``; 1 when a check finds a difference."""
+    from learning.analysis.docs import DocsError, regenerate
+
+    try:
+        stale = regenerate(Path(file), captured_table, check)
+    except DocsError as error:
+        raise AnalysisError(str(error)) from None
+    lines = ", ".join(str(line) for line in stale)
+    if check and stale:
+        print(f"{file}: {len(stale)} table(s) differ from what their commands print now (line {lines}); "
+              f"run: python -m learning.analysis docs {file}", file=sys.stderr)
+        return 1
+    verb = "would change" if check else "rewritten"
+    print(f"{file}: {len(stale)} table(s) {verb}{f' (line {lines})' if stale else ''}")
+    return 0
 
 
 def main(argv: Sequence[str]) -> int:
@@ -114,13 +159,15 @@ def _main(argv: list[str]) -> int:
         return plots_main(argv)
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "docs":
+            return docs_command(args.file, args.check)
         if args.command == "table":
             from learning.analysis.results import ResultsError, table_command
 
             try:
                 written = table_command(args.sweep_dir, args.env_steps, args.formats or ["markdown"], args.out,
                                         args.last, args.reps, args.mode, args.aggregate, args.metric,
-                                        args.per_task, args.reach, args.wall_time)
+                                        args.per_task, args.reach, args.wall_time, args.methods)
             except ResultsError as error:
                 raise AnalysisError(str(error)) from None
         else:
@@ -129,7 +176,7 @@ def _main(argv: list[str]) -> int:
 
             try:
                 written = figure_command(args.sweep_dir, args.env_steps, args.out, args.last, args.reps, args.mode,
-                                         args.points, args.curve_reps, args.metric, args.aggregate)
+                                         args.points, args.curve_reps, args.metric, args.aggregate, args.methods)
             except ResultsError as error:
                 raise AnalysisError(str(error)) from None
     except AnalysisError as error:

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from learning.analysis.plots import (method_colours, plot_aggregates, plot_improvement, plot_profiles,  # noqa: E402
                                      save, task_grid)
 from learning.analysis.results import (ResultsError, SweepRun, env_budgets, group, load_sweep,  # noqa: E402
-                                       scores_matrix, steps_text)
+                                       scores_matrix, select_methods, steps_text)
 from learning.analysis.statistics import (Estimate, aggregate_estimates, aggregate_functions,  # noqa: E402
                                           bootstrap_estimate, improvement_probability)
 from learning.sweeps.recipes import PAPER_NUMBERS  # noqa: E402
@@ -107,8 +107,9 @@ def aggregate_scores(groups: dict[str, dict[str, list[SweepRun]]], budgets: dict
 
 
 def figure_command(sweep_dir: str, env_steps: float | None, out: str, last: int, reps: int, mode: str, points: int,
-                   curve_reps: int, metric: str = "SuccessRate", aggregate: str = "iqm") -> list[Path]:
-    runs = load_sweep(sweep_dir, mode, metric)
+                   curve_reps: int, metric: str = "SuccessRate", aggregate: str = "iqm", methods: Sequence[str] = ()
+                   ) -> list[Path]:
+    runs = select_methods(load_sweep(sweep_dir, mode, metric), methods)
     groups = group(runs)
     colours = method_colours(list(dict.fromkeys(run.label for run in runs)))
     out_dir = Path(out)

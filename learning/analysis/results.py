@@ -119,6 +119,18 @@ def load_sweep(sweep_dir: Path | str, mode: str = "own", metric: str = "SuccessR
     return runs
 
 
+def select_methods(runs: Sequence[SweepRun], methods: Sequence[str]) -> list[SweepRun]:
+    """Only the runs of the method labels ``methods``, in that order (none given: all, as they are).
+    Raises ResultsError for a label no run has."""
+    if not methods:
+        return list(runs)
+    known = list(dict.fromkeys(run.label for run in runs))
+    unknown = [label for label in methods if label not in known]
+    if unknown:
+        raise ResultsError(f"no run has the method label {unknown[0]!r}; the labels are: {', '.join(known)}")
+    return [run for label in dict.fromkeys(methods) for run in runs if run.label == label]
+
+
 def trained_steps(run: SweepRun) -> float:
     """The env steps a run has trained for: its last epoch's, evaluated or not."""
     return float(max(run.steps[-1], run.epoch_steps[-1] if len(run.epoch_steps) else 0.0))
@@ -423,10 +435,11 @@ RENDERERS = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
 
 def table_command(sweep_dir: str, env_steps: float | None, formats: Sequence[str], out: str | None, last: int,
                   reps: int, mode: str, aggregate: str = "iqm", metric: str = "SuccessRate", per_task: bool = False,
-                  reach: float | None = None, wall_time: bool = False) -> list[Path]:
-    """Print the table in ``formats`` (and write ``out``.md/.csv/.tex when given); returns files written."""
-    table = build_table(load_sweep(sweep_dir, mode, metric), env_steps, last, reps, mode, aggregate, metric, reach,
-                        per_task, wall_time)
+                  reach: float | None = None, wall_time: bool = False, methods: Sequence[str] = ()) -> list[Path]:
+    """Print the table in ``formats`` (and write ``out``.md/.csv/.tex when given); returns files written.
+    ``methods``: only these method labels, in this order."""
+    runs = select_methods(load_sweep(sweep_dir, mode, metric), methods)
+    table = build_table(runs, env_steps, last, reps, mode, aggregate, metric, reach, per_task, wall_time)
     written = []
     suffixes = {"markdown": ".md", "csv": ".csv", "latex": ".tex"}
     for name in formats:
