@@ -287,7 +287,7 @@ def draw_curve(axis, steps: np.ndarray, values: np.ndarray, label: str, colour, 
 def metric_label(metric: str, mode: str) -> str:
     if metric.startswith("Train/"):
         return f"{metric.removeprefix('Train/')} of the collected episodes (QMP: the Q-switch acting)"
-    return f"{metric} (QMP: {'own policies' if mode == 'own' else 'Q-switch mixture'})"
+    return f"{metric} (QMP: {'own policies' if mode == 'own' else 'the mixture that collected the data'})"
 
 
 def rate_axis(axis, metric: str) -> None:

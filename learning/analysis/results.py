@@ -288,7 +288,7 @@ def steps_text(steps: float) -> str:
 
 
 def caption(table: Table) -> str:
-    policy = "own policies" if table.mode == "own" else "Q-switch mixture"
+    policy = "own policies" if table.mode == "own" else "the mixture that collected the data"
     how = ("IQM over runs x tasks [95% stratified-bootstrap CI]" if table.aggregate == "iqm"
            else "mean over runs of each run's mean over tasks ± std over runs [95% bootstrap CI over runs]")
     return f"{table.metric}: {how} (n runs), at the env-step budget of each row (QMP runs: {policy})"
