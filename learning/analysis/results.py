@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from learning.analysis.statistics import Estimate, aggregate_functions, bootstrap_estimate
-from learning.sweeps.grid import read_manifest
+from learning.sweeps.grid import labelled, read_manifest
 from learning.training.checkpoint import CONFIG_FILE
 from learning.training.logger import read_metrics, run_dirs_under
 from learning.training.run_guard import write_atomically
@@ -124,11 +124,10 @@ def select_methods(runs: Sequence[SweepRun], methods: Sequence[str]) -> list[Swe
     Raises ResultsError for a label no run has."""
     if not methods:
         return list(runs)
-    known = list(dict.fromkeys(run.label for run in runs))
-    unknown = [label for label in methods if label not in known]
-    if unknown:
-        raise ResultsError(f"no run has the method label {unknown[0]!r}; the labels are: {', '.join(known)}")
-    return [run for label in dict.fromkeys(methods) for run in runs if run.label == label]
+    chosen, unknown, known = labelled(runs, methods)
+    if unknown is not None:
+        raise ResultsError(f"no run has the method label {unknown!r}; the labels are: {', '.join(known)}")
+    return chosen
 
 
 def trained_steps(run: SweepRun) -> float:

@@ -34,7 +34,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, TypeVar
 
 from learning.training.run_guard import write_atomically
 
@@ -191,14 +191,26 @@ def expand(grid: Grid, budget_scale: float = 1.0, seeds: tuple[int, ...] | None 
     return runs
 
 
+LabelledT = TypeVar("LabelledT")
+
+
+def labelled(items: Sequence[LabelledT], labels: Sequence[str]) -> tuple[list[LabelledT], str | None, list[str]]:
+    """The items (anything with a ``label``) of ``labels``, in that order of labels; the first label no item
+    has (None when every label is known); and the items' labels in their order."""
+    label_of = [getattr(item, "label") for item in items]
+    known = list(dict.fromkeys(label_of))
+    unknown = next((label for label in labels if label not in known), None)
+    chosen = [item for label in dict.fromkeys(labels) for item, own in zip(items, label_of) if own == label]
+    return chosen, unknown, known
+
+
 def select_methods(runs: list[RunSpec], labels: Sequence[str]) -> list[RunSpec]:
     """The runs of the methods ``labels`` (a grid's labels), in that order of methods; raises GridError
     naming the grid's labels when one is unknown."""
-    known = list(dict.fromkeys(run.label for run in runs))
-    unknown = [label for label in labels if label not in known]
-    if unknown:
-        raise GridError(f"no method {unknown[0]!r} in the grid; its methods: {', '.join(map(repr, known))}")
-    return [run for label in dict.fromkeys(labels) for run in runs if run.label == label]
+    chosen, unknown, known = labelled(runs, labels)
+    if unknown is not None:
+        raise GridError(f"no method {unknown!r} in the grid; its methods: {', '.join(map(repr, known))}")
+    return chosen
 
 
 # ----------------------------------------------------------------------------------------- grid files
