@@ -15,6 +15,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from learning.sweeps.grid import RUN_ORDERS
+
 
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -36,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
                         help="run only these methods of the grid (its labels, e.g. \"UDS\" \"QMP-Uniform\"), in this "
                              "order (default: every method, in the grid's order)")
+    parser.add_argument("--order", choices=RUN_ORDERS, default="seed",
+                        help="which runs start first: 'seed' (every method of the first seed, then the next seed; "
+                             "a grid cut short still compares every method) or 'method' (every seed of the first "
+                             "method first, the grid's order) (default: seed)")
     parser.add_argument("--dry_run", action="store_true", help="print the runs and their commands, run nothing")
     parser.add_argument("--records", default=None, metavar="DIR",
                         help="folder of the runs' records for git (config and metrics of each run, updated as runs "
@@ -101,7 +107,7 @@ def main(argv: list[str]) -> int:
         fail("give a GRID: a recipe name (python sweep.py --list) or a .yaml/.toml grid file")
     if args.cpus_per_run <= 0 or args.gpus_per_run < 0 or args.max_retries < 0:
         fail("--cpus_per_run must be positive, --gpus_per_run and --max_retries not negative")
-    from learning.sweeps.grid import GridError, expand, select_methods
+    from learning.sweeps.grid import GridError, expand, in_order, select_methods
     from learning.sweeps.recipes import load_grid
 
     try:
@@ -109,6 +115,7 @@ def main(argv: list[str]) -> int:
         runs = expand(grid, args.budget_scale, tuple(args.seeds) if args.seeds else None)
         if args.methods:
             runs = select_methods(runs, args.methods)
+        runs = in_order(runs, args.order)
     except GridError as error:
         fail(str(error))
     sweep_dir = Path(args.sweep_dir or Path("data/sweeps") / grid.name).resolve()

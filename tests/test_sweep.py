@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from learning.sweeps.grid import GridError, expand, grid_from_dict, select_methods
+from learning.sweeps.grid import GridError, expand, grid_from_dict, in_order, select_methods
 from learning.sweeps.recipes import RECIPES, load_grid
 from learning.training.logger import read_metrics
 from learning.sweeps.runner import Reporter, RunProgress, SweepOptions, estimate_seconds_left, read_status, run_sweep, wandb_env
@@ -191,6 +191,33 @@ def test_methods_select_and_order_a_grids_runs():
                           "--sweep_dir", "/nonexistent/sweep"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.count("python run.py") == 1 and "--qmp_mixture uniform" in out.stdout
 
+
+
+def test_seed_order_starts_every_method_of_a_seed_before_the_next_seed():
+    runs = select_methods(expand(RECIPES["fig10"], seeds=(2, 1)), ["QMP-Domain", "QMP"])
+    assert [(run.label, run.seed) for run in in_order(runs, "seed")] == [
+        ("QMP-Domain", 2), ("QMP", 2), ("QMP-Domain", 1), ("QMP", 1)]  # the seeds in the order given
+    assert in_order(runs, "method") == runs
+    with pytest.raises(GridError, match="unknown run order 'env'"):
+        in_order(runs, "env")
+    out = subprocess.run([sys.executable, "sweep.py", "fig10", "--dry_run", "--seeds", "1", "2", "--methods", "QMP",
+                          "QMP-Uniform", "--sweep_dir", "/nonexistent/sweep"], cwd=ROOT, capture_output=True, text=True)
+    names = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("start")]
+    assert [name.rsplit("_", 2)[-2:] for name in names] == [["qmp", "1"], ["qmp-uniform", "1"], ["qmp", "2"],
+                                                             ["qmp-uniform", "2"]]
+
+
+def test_progress_shows_the_newest_evaluation_when_the_last_epoch_has_none(tmp_path):
+    run = expand(RECIPES["qmp_vs_ctpg"], seeds=(1,))[0]
+    run_dir = run.run_dir(tmp_path)
+    run_dir.mkdir(parents=True)
+    rows = [{"epoch": 4, "Train/TotalEnvSteps": 5000.0, "Evaluation/SuccessRate": 0.25, "Time/EpochSeconds": 3.0},
+            {"epoch": 9, "Train/TotalEnvSteps": 10000.0, "Evaluation/SuccessRate": 0.75, "Time/EpochSeconds": 3.0},
+            {"epoch": 10, "Train/TotalEnvSteps": 11000.0, "Time/EpochSeconds": 2.0}]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"epoch": 11, "Tr')
+    progress = RunProgress(run)
+    progress.read_metrics(tmp_path)  # the torn last line (a row being written) is skipped
+    assert (progress.epoch, progress.env_steps, progress.success, progress.epoch_seconds) == (10, 11000.0, 0.75, 2.0)
 
 def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
     """``python sweep.py fig7 --dry_run | head -1``: 180 runs' commands into a pipe closed after one line.

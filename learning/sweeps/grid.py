@@ -213,6 +213,21 @@ def select_methods(runs: list[RunSpec], labels: Sequence[str]) -> list[RunSpec]:
     return chosen
 
 
+
+RUN_ORDERS = ("seed", "method")
+
+
+def in_order(runs: list[RunSpec], order: str) -> list[RunSpec]:
+    """The runs in the order a sweep starts them: ``seed`` puts every method's run of the first seed before
+    any run of the second (a grid cut short still compares every method), ``method`` keeps the grid's order
+    (every seed of the first method first). Stable: within a seed, the grid's order of methods and envs."""
+    if order == "method":
+        return list(runs)
+    if order != "seed":
+        raise GridError(f"unknown run order {order!r}; the orders: {', '.join(RUN_ORDERS)}")
+    position = {seed: index for index, seed in enumerate(dict.fromkeys(run.seed for run in runs))}
+    return sorted(runs, key=lambda run: position[run.seed])
+
 # ----------------------------------------------------------------------------------------- grid files
 def _seeds(value: Any, where: str) -> tuple[int, ...]:
     if isinstance(value, bool):

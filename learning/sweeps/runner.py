@@ -98,22 +98,29 @@ def clear_unstarted(sweep_dir: Path, run: RunSpec) -> None:
         shutil.rmtree(run_dir)
 
 
-def latest_row(run_dir: Path) -> dict[str, Any]:
-    """The last complete row of a run's metrics.jsonl (read from the end of the file), or {}."""
+def recent_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The complete rows of the last 64 KB of a run's metrics.jsonl, newest first ([] without one)."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
-        return {}
+        return []
     with path.open("rb") as handle:
         handle.seek(0, os.SEEK_END)
         size = handle.tell()
         handle.seek(max(0, size - 65536))
         lines = handle.read().decode(errors="replace").splitlines()
+    rows = []
     for line in reversed(lines):
         try:
-            return json.loads(line)
-        except json.JSONDecodeError:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # the first (cut) line of the tail, or a line being written
             continue
-    return {}
+    return rows
+
+
+def latest_row(run_dir: Path) -> dict[str, Any]:
+    """The last complete row of a run's metrics.jsonl (read from the end of the file), or {}."""
+    rows = recent_rows(run_dir)
+    return rows[0] if rows else {}
 
 
 # ----------------------------------------------------------------------------------------- progress
@@ -134,14 +141,18 @@ class RunProgress:
     command: str = ""
 
     def read_metrics(self, sweep_dir: Path) -> None:
-        row = latest_row(self.run.run_dir(sweep_dir))
-        if not row:
+        rows = recent_rows(self.run.run_dir(sweep_dir))
+        if not rows:
             return
+        row = rows[0]
         self.epoch = int(row.get("epoch", -1))
         self.env_steps = float(row.get("Train/TotalEnvSteps") or 0.0)
-        key = "Evaluation/p/SuccessRate" if "Evaluation/p/SuccessRate" in row else "Evaluation/SuccessRate"
-        self.success = row.get(key, self.success)
         self.epoch_seconds = row.get("Time/EpochSeconds", self.epoch_seconds)
+        for evaluated in rows:  # the newest evaluation: epochs between evaluations log none
+            key = "Evaluation/p/SuccessRate" if "Evaluation/p/SuccessRate" in evaluated else "Evaluation/SuccessRate"
+            if key in evaluated:
+                self.success = evaluated[key]
+                break
 
     @property
     def remaining_epochs(self) -> int:
