@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from learning.sweeps.grid import RUN_ORDERS
+from learning.sweeps.grid import RUN_ORDERS, GridError, expand, in_order, select_methods
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -60,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_recipes() -> str:
-    from learning.sweeps.grid import expand
     from learning.sweeps.recipes import RECIPES
 
     return "\n".join(f"{name:<16}{len(expand(grid)):>5} runs  {grid.description}" for name, grid in RECIPES.items())
@@ -107,7 +106,6 @@ def main(argv: list[str]) -> int:
         fail("give a GRID: a recipe name (python sweep.py --list) or a .yaml/.toml grid file")
     if args.cpus_per_run <= 0 or args.gpus_per_run < 0 or args.max_retries < 0:
         fail("--cpus_per_run must be positive, --gpus_per_run and --max_retries not negative")
-    from learning.sweeps.grid import GridError, expand, in_order, select_methods
     from learning.sweeps.recipes import load_grid
 
     try:

@@ -192,7 +192,6 @@ def test_methods_select_and_order_a_grids_runs():
     assert out.returncode == 0 and out.stdout.count("python run.py") == 1 and "--qmp_mixture uniform" in out.stdout
 
 
-
 def test_seed_order_starts_every_method_of_a_seed_before_the_next_seed():
     runs = select_methods(expand(RECIPES["fig10"], seeds=(2, 1)), ["QMP-Domain", "QMP"])
     assert [(run.label, run.seed) for run in in_order(runs, "seed")] == [

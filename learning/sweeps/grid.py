@@ -213,7 +213,6 @@ def select_methods(runs: list[RunSpec], labels: Sequence[str]) -> list[RunSpec]:
     return chosen
 
 
-
 RUN_ORDERS = ("seed", "method")
 
 
@@ -227,6 +226,7 @@ def in_order(runs: list[RunSpec], order: str) -> list[RunSpec]:
         raise GridError(f"unknown run order {order!r}; the orders: {', '.join(RUN_ORDERS)}")
     position = {seed: index for index, seed in enumerate(dict.fromkeys(run.seed for run in runs))}
     return sorted(runs, key=lambda run: position[run.seed])
+
 
 # ----------------------------------------------------------------------------------------- grid files
 def _seeds(value: Any, where: str) -> tuple[int, ...]:
