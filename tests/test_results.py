@@ -26,9 +26,10 @@ QMP_AT_500K = [[0.0, 0.1, 0.2, 0.3], [0.4, 0.5, 0.6, 1.0]]
 
 
 def write_run(sweep_dir: Path, name: str, label: str, experiment: str, rows: list[tuple[int, list[float]]],
-              mixture: float | None = None, seconds: tuple[float, ...] = ()) -> None:
+              mixture: float | None = None, seconds: tuple[float, ...] = (),
+              acting: tuple[list[list[int]], ...] = ()) -> None:
     """A run directory with config.json and metrics.jsonl: (env steps, per-task success) per evaluation,
-    and each epoch's wall seconds when ``seconds`` gives them."""
+    each epoch's wall seconds when ``seconds`` gives them and its acting-policy counts when ``acting`` does."""
     run_dir = sweep_dir / "runs" / name
     run_dir.mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps({"experiment": experiment, "env": "JacoReachMT5-v1",
@@ -43,6 +44,8 @@ def write_run(sweep_dir: Path, name: str, label: str, experiment: str, rows: lis
             row.update({f"Evaluation/Task{task}/SuccessRate": mixture for task in range(len(scores))})
         if seconds:
             row["Time/EpochSeconds"] = seconds[epoch]
+        if acting:
+            row["Train/ActingPolicyCounts"] = acting[epoch]
         lines.append(json.dumps(row))
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     manifest_path = sweep_dir / "sweep.json"
@@ -141,6 +144,26 @@ def test_wall_time_to_the_budget_sums_every_epoch_up_to_it(tmp_path, capsys):
     assert "| JacoReachMT5-v1 | Separated | 1.62 | 1.75, 1.50 |" in out
     assert main(["table", str(tmp_path), "--env_steps", "500000", "--reps", "50"]) == 0
     assert "Wall time" not in capsys.readouterr().out
+
+
+def test_who_acted_summed_up_to_the_budget_with_each_runs_own_share(tmp_path, capsys):
+    # two QMP runs of 2 tasks; counts [task i, policy j] per epoch; the 750k epoch is past the budget
+    write_run(tmp_path, "qmp_1", "Separated + QMP", "qmp_dnc", [(250_000, [0.5, 0.5]), (500_000, [0.5, 0.5]),
+                                                                (750_000, [0.5, 0.5])],
+              acting=([[30, 10], [20, 20]], [[50, 10], [0, 40]], [[0, 1000], [1000, 0]]))
+    write_run(tmp_path, "qmp_2", "Separated + QMP", "qmp_dnc", [(250_000, [0.5, 0.5]), (500_000, [0.5, 0.5])],
+              acting=([[20, 20], [10, 30]], [[20, 0], [30, 70]]))
+    write_run(tmp_path, "sep_1", "Separated", "dnc_sac", [(250_000, [0.5, 0.5]), (500_000, [0.5, 0.5])])
+    assert main(["table", str(tmp_path), "--env_steps", "500000", "--acting", "--reps", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "Who acted in Separated + QMP's collection, JacoReachMT5-v1, up to 0.5M" in out
+    assert "the 2 run(s)" in out and "uniform choice would give 50%" in out and "Who acted in Separated'" not in out
+    # task 0 over both runs: own 30 + 50 + 20 + 20 = 120 of 160 steps (75%); run 1: 80 of 100, run 2: 40 of 60
+    assert "| task 0 | **75** | 25 | 80, 67 |" in out
+    # task 1: policy 0 acted 20 + 0 + 10 + 30 = 60 of 220 (27%), its own 160 (73%); run 1 60 of 80, run 2 100 of 140
+    assert "| task 1 | 27 | **73** | 75, 71 |" in out
+    assert main(["table", str(tmp_path), "--env_steps", "500000", "--reps", "50"]) == 0
+    assert "Who acted" not in capsys.readouterr().out
 
 
 def test_latex_and_bad_input(sweep, capsys, tmp_path):

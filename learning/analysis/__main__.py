@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="markdown: also the env steps at which each run's mean over tasks first reached X")
     table.add_argument("--wall_time", action="store_true",
                        help="markdown: also the wall hours each run's training took up to the budget")
+    table.add_argument("--acting", action="store_true",
+                       help="markdown: also who acted in each QMP method's collection up to the budget (share of "
+                            "task i's steps acted by policy j, the paper's Fig. 18) and each run's own-policy share")
     figure = commands.add_parser("figure", help="success vs env steps per env with CI bands, and rliable "
                                  "aggregates (IQM, probability of improvement, performance profiles)")
     add_sweep_arguments(figure)
@@ -167,7 +170,7 @@ def _main(argv: list[str]) -> int:
             try:
                 written = table_command(args.sweep_dir, args.env_steps, args.formats or ["markdown"], args.out,
                                         args.last, args.reps, args.mode, args.aggregate, args.metric,
-                                        args.per_task, args.reach, args.wall_time, args.methods)
+                                        args.per_task, args.reach, args.wall_time, args.methods, args.acting)
             except ResultsError as error:
                 raise AnalysisError(str(error)) from None
         else:

@@ -50,13 +50,13 @@ from learning.analysis.cli import PlotError, parse_arguments, report  # noqa: E4
 from learning.training.checkpoint import CONFIG_FILE  # noqa: E402
 from learning.training.logger import (METRICS_FILE, is_terminal, read_metrics,  # noqa: E402
                                       run_dirs_under)
+from learning.analysis.results import ACTING_KEY, acting_counts  # noqa: E402
 from learning.analysis.statistics import (Estimate, aggregate_estimates, improvement_probability,  # noqa: E402
                                          performance_profiles)
 from learning.training.video import candidate_colours, file_slug  # noqa: E402
 from learning.training.run_guard import write_atomically  # noqa: E402
 
 STEPS_KEY = "Train/TotalEnvSteps"
-ACTING_KEY = "Train/ActingPolicyCounts"
 RATE_METRICS = ("SuccessRate", "TerminationRate", "MixtureProbs")
 BOOKKEEPING_KEYS = {"seed", "log_dir", "notes", "wandb", "wandb_project", "wandb_entity", "explicit_flags", "gpu",
                     "num_threads", "snapshot_dir", "name"}
@@ -359,14 +359,6 @@ def plot_task_curves(env: str, methods: dict[str, list[RunData]], metric: str, m
 
 
 # ----------------------------------------------------------------------------------------- behaviour sharing
-def acting_counts(run: RunData) -> tuple[np.ndarray, np.ndarray]:
-    """Steps ``[E]`` and acting-policy counts ``[E, T, C]`` of the epochs that logged them."""
-    rows = [row for row in run.rows if row.get(ACTING_KEY) is not None]
-    if not rows:
-        return np.zeros(0), np.zeros((0, 0, 0))
-    return np.array([float(row[STEPS_KEY]) for row in rows]), np.array([row[ACTING_KEY] for row in rows], dtype=float)
-
-
 def candidate_labels(num_tasks: int, num_candidates: int, run: RunData) -> list[str]:
     """"policy j" for learned policies, then the guide policies' names from the configuration."""
     guides = [name.strip() for name in str(run.config.get("guide_policies", "")).split(",") if name.strip()]
@@ -377,7 +369,7 @@ def candidate_labels(num_tasks: int, num_candidates: int, run: RunData) -> list[
 
 def acting_shares(runs: Sequence[RunData]) -> np.ndarray | None:
     """``[T, C]``: share of task i's training steps acted by candidate j, over all epochs and runs."""
-    totals = [counts.sum(axis=0) for counts in (acting_counts(run)[1] for run in runs) if counts.size]
+    totals = [counts.sum(axis=0) for counts in (acting_counts(run.rows)[1] for run in runs) if counts.size]
     if not totals or len({total.shape for total in totals}) != 1:
         return None
     counts = np.sum(totals, axis=0)
@@ -415,7 +407,7 @@ def plot_acting_matrix(env: str, label: str, runs: Sequence[RunData], zero_diago
 def policy_share_curves(runs: Sequence[RunData]) -> tuple[np.ndarray, np.ndarray] | None:
     """Steps ``[E]`` and ``[E, T, C]`` shares of each epoch's steps of task i acted by candidate j,
     averaged over runs (truncated to the shortest run)."""
-    per_run = [(steps, counts) for steps, counts in map(acting_counts, runs) if counts.size]
+    per_run = [(steps, counts) for steps, counts in (acting_counts(run.rows) for run in runs) if counts.size]
     if not per_run or len({counts.shape[1:] for _, counts in per_run}) != 1:
         return None
     length = min(counts.shape[0] for _, counts in per_run)
@@ -707,7 +699,7 @@ def metrics_command(args: argparse.Namespace) -> list[Path]:
         written.append(plot_curves(env, methods, args.metric, args.mode, args.spread, args.smooth, out))
         written.append(plot_task_curves(env, methods, args.metric, args.mode, args.spread, args.smooth, out))
         for label, method_runs in methods.items():
-            if any(len(acting_counts(run)[0]) for run in method_runs):  # QMP, CTPG: who acted in collection
+            if any(len(acting_counts(run.rows)[0]) for run in method_runs):  # QMP, CTPG: who acted in collection
                 written.append(plot_acting_matrix(env, label, method_runs, not args.keep_diagonal, out))
                 written.append(plot_policy_shares(env, label, method_runs, args.smooth, out))
         estimates, improvements, run_counts = compare_methods(methods, args.metric, args.mode, args.last, args.reps,

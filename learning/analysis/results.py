@@ -13,7 +13,10 @@ The numbers the paper states (learning/sweeps/recipes.py PAPER_NUMBERS) are list
 the paper's budget, always in the paper's aggregation (mean over tasks, then over runs). In markdown,
 ``--per_task`` adds each method's per-task means over runs, ``--reach X`` the env steps at which
 each run's mean over tasks first reached X (the "how many steps to the maximum" claims), and
-``--wall_time`` the hours each run took to the budget (the sum of its epochs' ``Time/EpochSeconds``).
+``--wall_time`` the hours each run took to the budget (the sum of its epochs' ``Time/EpochSeconds``),
+and ``--acting`` who acted in the collection of QMP runs (the paper's Fig. 18, as numbers): the share of
+task i's collection steps acted by policy j, summed over the epochs up to the budget and over the runs,
+with each run's own-policy share beside it.
 
 A run's score at budget B is the mean of its last ``last`` evaluations taken at or before B env steps
 (all tasks together, ``Train/TotalEnvSteps``). A run that has not reached B is left out (and named in
@@ -41,6 +44,7 @@ from learning.sweeps.recipes import PAPER_NUMBERS, PaperNumber
 
 STEPS_KEY = "Train/TotalEnvSteps"
 SECONDS_KEY = "Time/EpochSeconds"
+ACTING_KEY = "Train/ActingPolicyCounts"
 FORMATS = ("markdown", "csv", "latex")
 
 
@@ -64,6 +68,10 @@ class SweepRun:
     """[N] total env steps after each epoch (every metrics row, evaluated or not)."""
     elapsed_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """[N] wall seconds of training up to the end of each epoch (running sum of ``Time/EpochSeconds``)."""
+    acting_steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """[M] total env steps after each epoch that logged who acted (QMP runs; none for the others)."""
+    acting: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
+    """[M, T, C] per epoch, how many of task i's collection steps candidate j acted."""
 
 
 def evaluation_prefix(experiment: str, mode: str) -> str:
@@ -95,6 +103,15 @@ def elapsed(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     return steps, np.cumsum([float(row[SECONDS_KEY]) for row in timed])
 
 
+def acting_counts(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Env steps ``[M]`` and acting-policy counts ``[M, T, C]`` of the epochs that logged them."""
+    logged = [row for row in rows if row.get(ACTING_KEY) is not None and row.get(STEPS_KEY) is not None]
+    if not logged:
+        return np.zeros(0), np.zeros((0, 0, 0))
+    return (np.array([float(row[STEPS_KEY]) for row in logged]),
+            np.array([row[ACTING_KEY] for row in logged], dtype=float))
+
+
 def load_sweep(sweep_dir: Path | str, mode: str = "own", metric: str = "SuccessRate") -> list[SweepRun]:
     """Every run under ``sweep_dir`` with at least one evaluation of ``metric``. Raises ResultsError."""
     sweep_dir = Path(sweep_dir)
@@ -113,7 +130,8 @@ def load_sweep(sweep_dir: Path | str, mode: str = "own", metric: str = "SuccessR
         entry = manifest.get(run_dir.name, {})
         name = str(config.get("name", "None"))
         label = entry.get("label") or (experiment if name == "None" else f"{experiment}:{name}")
-        runs.append(SweepRun(run_dir, label, str(config.get("env")), experiment, steps, scores, *elapsed(rows)))
+        runs.append(SweepRun(run_dir, label, str(config.get("env")), experiment, steps, scores, *elapsed(rows),
+                             *acting_counts(rows)))
     if not runs:
         raise ResultsError(f"no run with config.json and per-task {metric} in its metrics under {sweep_dir}")
     return runs
@@ -190,6 +208,9 @@ class Table:
     threshold (None: never, up to the budget)."""
     wall_hours: dict[tuple[str, str], list[float | None]] = field(default_factory=dict)
     """(env, method) -> per run that reached the budget, its wall hours up to it (filled when asked for)."""
+    acting: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    """(env, method) -> ``[runs, T, C]`` acting counts summed over each run's epochs up to the budget (QMP
+    methods, filled when asked for)."""
 
 
 def iqm_cell(matrix: np.ndarray, reps: int) -> Cell:
@@ -236,7 +257,8 @@ def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float |
 
 def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: int = 1, reps: int = 2000,
                 mode: str = "own", aggregate: str = "iqm", metric: str = "SuccessRate",
-                reach: float | None = None, per_task: bool = False, wall_time: bool = False) -> Table:
+                reach: float | None = None, per_task: bool = False, wall_time: bool = False,
+                acting: bool = False) -> Table:
     groups = group(runs)
     methods = list(dict.fromkeys(run.label for run in runs))
     table = Table(list(groups), methods, env_budgets(groups, env_steps), {}, mode=mode, aggregate=aggregate,
@@ -259,6 +281,11 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
                 table.reach_steps[(env, label)] = [first_reaching(run, reach, budget) for run in reached_budget]
             if wall_time and reached_budget:
                 table.wall_hours[(env, label)] = [hours_to(run, budget) for run in reached_budget]
+            if acting:
+                counts = [run.acting[run.acting_steps <= budget].sum(axis=0) for run in reached_budget
+                          if run.acting.size]
+                if counts and len({count.shape for count in counts}) == 1:
+                    table.acting[(env, label)] = np.stack(counts)
     if metric != "SuccessRate":  # the paper states success rates only
         return table
     for reference in PAPER_NUMBERS:
@@ -311,7 +338,7 @@ def to_markdown(table: Table) -> str:
         lines += ["", "Numbers the paper states, beside ours at the same budget:", "",
                   "| " + " | ".join(PAPER_HEADER) + " |", "|" + "---|" * len(PAPER_HEADER)]
         lines += ["| " + " | ".join(row) + " |" for row in paper_lines(table)]
-    lines += per_task_lines(table) + reach_lines(table) + wall_time_lines(table)
+    lines += per_task_lines(table) + reach_lines(table) + wall_time_lines(table) + acting_lines(table)
     lines += [f"\nnote: {note}" for note in table.notes]
     return "\n".join(lines) + "\n"
 
@@ -375,6 +402,31 @@ def wall_time_lines(table: Table) -> list[str]:
     return per_run_lines(table, caption, ["median", "per run"], table.wall_hours, cells)
 
 
+def acting_lines(table: Table) -> list[str]:
+    """Markdown: per QMP method, the share of task i's collection steps acted by candidate j (percent of
+    the counts summed over runs; the own policy in bold) and each run's own-policy share."""
+    lines = []
+    for env in table.envs:
+        for label in table.methods:
+            counts = table.acting.get((env, label))
+            if counts is None:
+                continue
+            runs, tasks, candidates = counts.shape
+            total = counts.sum(axis=0)
+            shares = 100 * total / np.maximum(total.sum(axis=1, keepdims=True), 1)
+            own = 100 * counts[:, np.arange(tasks), np.arange(tasks)] / np.maximum(counts.sum(axis=2), 1)  # [runs, T]
+            names = [f"policy {j}" if j < tasks else f"guide {j - tasks}" for j in range(candidates)]
+            lines += ["", f"Who acted in {label}'s collection, {env}, up to {steps_text(table.budgets[env])}: % of task "
+                      f"i's steps acted by policy j, summed over training and the {runs} run(s) (own policy in bold; "
+                      f"a uniform choice would give {100 / candidates:.0f}%), and each run's own-policy %:", "",
+                      "| task | " + " | ".join(names) + " | own, per run |", "|---|" + "---|" * (candidates + 1)]
+            for task in range(tasks):
+                cells = [f"**{share:.0f}**" if j == task else f"{share:.0f}" for j, share in enumerate(shares[task])]
+                lines.append(f"| task {task} | " + " | ".join(cells) + " | "
+                             + ", ".join(f"{value:.0f}" for value in own[:, task]) + " |")
+    return lines
+
+
 def to_csv(table: Table) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
@@ -434,11 +486,12 @@ RENDERERS = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
 
 def table_command(sweep_dir: str, env_steps: float | None, formats: Sequence[str], out: str | None, last: int,
                   reps: int, mode: str, aggregate: str = "iqm", metric: str = "SuccessRate", per_task: bool = False,
-                  reach: float | None = None, wall_time: bool = False, methods: Sequence[str] = ()) -> list[Path]:
+                  reach: float | None = None, wall_time: bool = False, methods: Sequence[str] = (),
+                  acting: bool = False) -> list[Path]:
     """Print the table in ``formats`` (and write ``out``.md/.csv/.tex when given); returns files written.
     ``methods``: only these method labels, in this order."""
     runs = select_methods(load_sweep(sweep_dir, mode, metric), methods)
-    table = build_table(runs, env_steps, last, reps, mode, aggregate, metric, reach, per_task, wall_time)
+    table = build_table(runs, env_steps, last, reps, mode, aggregate, metric, reach, per_task, wall_time, acting)
     written = []
     suffixes = {"markdown": ".md", "csv": ".csv", "latex": ".tex"}
     for name in formats:
