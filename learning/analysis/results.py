@@ -14,7 +14,7 @@ the paper's budget, always in the paper's aggregation (mean over tasks, then ove
 ``--per_task`` adds each method's per-task means over runs, ``--reach X`` the env steps at which
 each run's mean over tasks first reached X (the "how many steps to the maximum" claims), and
 ``--wall_time`` the hours each run took to the budget (the sum of its epochs' ``Time/EpochSeconds``),
-and ``--acting`` who acted in the collection of QMP runs (the paper's Fig. 18, as numbers): the share of
+and ``--acting`` who acted in the collection of QMP (and CTPG) runs (the paper's Fig. 18, as numbers): the share of
 task i's collection steps acted by policy j, summed over the epochs up to the budget and over the runs,
 with each run's own-policy share beside it.
 
@@ -403,7 +403,7 @@ def wall_time_lines(table: Table) -> list[str]:
 
 
 def acting_lines(table: Table) -> list[str]:
-    """Markdown: per QMP method, the share of task i's collection steps acted by candidate j (percent of
+    """Markdown: per method whose runs log who acted (QMP, CTPG), the share of task i's collection steps acted by candidate j (percent of
     the counts summed over runs; the own policy in bold) and each run's own-policy share."""
     lines = []
     for env in table.envs:
