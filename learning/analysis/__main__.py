@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--wall_time", action="store_true",
                        help="markdown: also the wall hours each run's training took up to the budget")
     table.add_argument("--acting", action="store_true",
-                       help="markdown: also who acted in each QMP (or CTPG) method's collection up to the budget (share of "
-                            "task i's steps acted by policy j, the paper's Fig. 18) and each run's own-policy share")
+                       help="markdown: also who acted in each QMP (or CTPG) method's collection up to the budget "
+                            "(share of task i's steps acted by policy j, the paper's Fig. 18) and each run's "
+                            "own-policy share")
     figure = commands.add_parser("figure", help="success vs env steps per env with CI bands, and rliable "
                                  "aggregates (IQM, probability of improvement, performance profiles)")
     add_sweep_arguments(figure)

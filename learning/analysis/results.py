@@ -14,9 +14,9 @@ the paper's budget, always in the paper's aggregation (mean over tasks, then ove
 ``--per_task`` adds each method's per-task means over runs, ``--reach X`` the env steps at which
 each run's mean over tasks first reached X (the "how many steps to the maximum" claims), and
 ``--wall_time`` the hours each run took to the budget (the sum of its epochs' ``Time/EpochSeconds``),
-and ``--acting`` who acted in the collection of QMP (and CTPG) runs (the paper's Fig. 18, as numbers): the share of
-task i's collection steps acted by policy j, summed over the epochs up to the budget and over the runs,
-with each run's own-policy share beside it.
+and ``--acting`` who acted in the collection of QMP (and CTPG) runs (the paper's Fig. 18, as numbers):
+the share of task i's collection steps acted by policy j, summed over the epochs up to the budget and
+over the runs, with each run's own-policy share beside it.
 
 A run's score at budget B is the mean of its last ``last`` evaluations taken at or before B env steps
 (all tasks together, ``Train/TotalEnvSteps``). A run that has not reached B is left out (and named in
@@ -403,8 +403,9 @@ def wall_time_lines(table: Table) -> list[str]:
 
 
 def acting_lines(table: Table) -> list[str]:
-    """Markdown: per method whose runs log who acted (QMP, CTPG), the share of task i's collection steps acted by candidate j (percent of
-    the counts summed over runs; the own policy in bold) and each run's own-policy share."""
+    """Markdown: per method whose runs log who acted (QMP, CTPG), the share of task i's collection steps
+    acted by candidate j (percent of the counts summed over runs; the own policy in bold) and each run's
+    own-policy share."""
     lines = []
     for env in table.envs:
         for label in table.methods:
@@ -414,7 +415,8 @@ def acting_lines(table: Table) -> list[str]:
             runs, tasks, candidates = counts.shape
             total = counts.sum(axis=0)
             shares = 100 * total / np.maximum(total.sum(axis=1, keepdims=True), 1)
-            own = 100 * counts[:, np.arange(tasks), np.arange(tasks)] / np.maximum(counts.sum(axis=2), 1)  # [runs, T]
+            diagonal = counts[:, np.arange(tasks), np.arange(tasks)]
+            own = 100 * diagonal / np.maximum(counts.sum(axis=2), 1)  # [runs, T]
             names = [f"policy {j}" if j < tasks else f"guide {j - tasks}" for j in range(candidates)]
             lines += ["", f"Who acted in {label}'s collection, {env}, up to {steps_text(table.budgets[env])}: % of task "
                       f"i's steps acted by policy j, summed over training and the {runs} run(s) (own policy in bold; "
