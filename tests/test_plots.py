@@ -96,6 +96,18 @@ def test_acting_shares_sum_the_counts_over_epochs_and_seeds(run_root):
     assert shares[0] == pytest.approx(np.array([[0.6, 0.4], [0.1, 0.9]]))
 
 
+def test_a_budget_keeps_only_the_epochs_up_to_it(run_root, tmp_path):
+    runs = plots.group_runs(plots.read_runs([run_root], env_steps=250), {})["MazeLarge-10-v0"]["Separated + QMP"]
+    # epochs at 100 and 200 env steps: task 0's policy 0 acted 6 + 10 of 20 steps, task 1's 1 + 5 of 20
+    assert plots.acting_shares(runs) == pytest.approx(np.array([[0.8, 0.2], [0.3, 0.7]]))
+    np.testing.assert_allclose(plots.final_scores(runs, "SuccessRate", "own", last=5), [[0.2, 0.4], [0.4, 0.2]])
+    out = tmp_path / "figures"
+    assert plots.main(["metrics", str(run_root), "--out", str(out), "--env_steps", "250", "--reps", "50"]) == 0
+    summary = json.loads((out / "MazeLarge-10-v0_aggregates.json").read_text())
+    assert summary["methods"]["Separated + QMP"]["Mean"][0] == pytest.approx(0.3)
+    assert plots.main(["metrics", str(run_root), "--env_steps", "0"]) == 2
+
+
 def test_smoothing_is_a_trailing_moving_average():
     assert plots.smooth(np.array([0.0, 3.0, 6.0, 9.0]), 2).tolist() == [0.0, 1.5, 4.5, 7.5]
     assert plots.smooth(np.array([1.0, 2.0]), 1).tolist() == [1.0, 2.0]

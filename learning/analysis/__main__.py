@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from learning.analysis.arguments import positive_int, positive_number
+
 PLOT_COMMANDS = ("metrics", "trajectories")
 
 
@@ -26,23 +28,6 @@ class AnalysisError(RuntimeError):
 class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise AnalysisError(message)
-
-
-def positive_number(text: str) -> float:
-    try:
-        value = float(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = int(positive_number(text))
-    if value != float(text.replace("_", "")):
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from learning.analysis.arguments import positive_number
 from learning.training.config import BOOL_FLAG
 
 
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "under PATHS, per environment (docs/analysis.md)")
     metrics.add_argument("paths", nargs="+", help="run directories or folders holding them")
     metrics.add_argument("--out", default="plots", help="folder for the PNG (and JSON) files [default: plots]")
+    metrics.add_argument("--env_steps", type=positive_number, default=None,
+                         help="only each run's epochs up to this many env steps (all tasks together), e.g. to "
+                              "redraw a claim's figures at its budget after its runs were extended [default: all]")
     metrics.add_argument("--metric", default="SuccessRate",
                          help="an evaluation metric (SuccessRate, AverageReturn, StagesCompleted, ...) or a "
                               "collection metric under Train/ (Train/SuccessRate, Train/AverageReturn, "

@@ -164,11 +164,14 @@ def find_run_dirs(paths: Sequence[Path | str]) -> list[Path]:
     return sorted(found)
 
 
-def read_runs(paths: Sequence[Path | str]) -> list[RunData]:
-    """Load every run under ``paths`` (a progress bar on a terminal); runs without rows are skipped."""
+def read_runs(paths: Sequence[Path | str], env_steps: float | None = None) -> list[RunData]:
+    """Load every run under ``paths`` (a progress bar on a terminal), only its epochs up to ``env_steps``
+    (all tasks together) when given; runs without rows are skipped."""
     runs = []
     for run_dir in tqdm(find_run_dirs(paths), desc="reading runs", unit="run", disable=not is_terminal()):
         rows = read_metrics(run_dir)
+        if env_steps is not None:
+            rows = [row for row in rows if row.get(STEPS_KEY) is not None and float(row[STEPS_KEY]) <= env_steps]
         if rows:
             runs.append(RunData(run_dir, json.loads((run_dir / CONFIG_FILE).read_text()), rows))
     if not runs:
@@ -687,7 +690,7 @@ def save(figure, path: Path, tight: bool = False) -> Path:
 def metrics_command(args: argparse.Namespace) -> list[Path]:
     """Every metrics figure for every environment found; returns the files written."""
     out = Path(args.out)
-    runs = read_runs(args.paths)
+    runs = read_runs(args.paths, args.env_steps)
     check_metric(runs, args.metric, args.mode)
     groups = group_runs(runs, parse_labels(args.label))
     written: list[Path | None] = []
