@@ -108,6 +108,17 @@ def test_a_budget_keeps_only_the_epochs_up_to_it(run_root, tmp_path):
     assert plots.main(["metrics", str(run_root), "--env_steps", "0"]) == 2
 
 
+def test_a_method_keeps_its_colour_in_every_figure():
+    alone = plots.method_colours(["Separated + CTPG", "Separated"])
+    grid = plots.method_colours(["Separated", "Separated + QMP", "DnC (reg.)", "UDS", "Separated + CTPG"])
+    assert alone["Separated"] == grid["Separated"] and alone["Separated + CTPG"] == grid["Separated + CTPG"]
+    assert len(set(grid.values())) == 5
+    # other labels take the palette's free colours, never a colour of a fixed method in the same figure
+    mixed = plots.method_colours(["QMP", "Separated + QMP", "mine"])
+    assert mixed["Separated + QMP"] == grid["Separated + QMP"] and len(set(mixed.values())) == 3
+    assert mixed["QMP"] == plots.method_colours(["Separated"])["Separated"]  # the first free colour
+
+
 def test_smoothing_is_a_trailing_moving_average():
     assert plots.smooth(np.array([0.0, 3.0, 6.0, 9.0]), 2).tolist() == [0.0, 1.5, 4.5, 7.5]
     assert plots.smooth(np.array([1.0, 2.0]), 1).tolist() == [1.0, 2.0]

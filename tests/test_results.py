@@ -198,6 +198,10 @@ def test_curves_in_the_papers_aggregation_and_as_iqm(sweep):
     assert [round(e.point, 4) for e in iqms] == [0.15, 0.35, 1.0]
     # the band of the mean is over runs: resampling two runs gives .15, .3875 or .625
     assert 0.15 <= means[1].low <= means[1].point <= means[1].high <= 0.625
+    # a budget ends the curve at the last evaluation every run has up to it (a claim's figure stays the
+    # same after its runs are extended)
+    steps, means = curve(qmp, points=3, reps=50, aggregate="mean", budget=600_000)
+    assert list(steps) == [250_000, 500_000] and [round(e.point, 4) for e in means] == [0.15, 0.3875]
 
 
 def test_sigterm_during_a_figure_is_one_line_exit_143_and_leaves_no_partial_file(sweep, tmp_path):
@@ -242,7 +246,7 @@ def test_a_paper_number_far_beyond_the_curves_is_a_level_line_not_a_far_star(swe
     monkeypatch.setattr(figures, "save", lambda figure, path, tight=False: drawn.setdefault("figure", figure))
     groups = group(load_sweep(sweep))
     colours = {label: f"C{index}" for index, label in enumerate(groups["JacoReachMT5-v1"])}
-    figures.plot_curves(groups, colours, points=3, reps=20, out=tmp_path, aggregate="mean")
+    figures.plot_curves(groups, {"JacoReachMT5-v1": 750_000}, colours, points=3, reps=20, out=tmp_path, aggregate="mean")
     axis = drawn["figure"].axes[0]
     assert axis.get_xlim()[1] < 1_000_000
     labels = [line.get_label() for line in axis.get_lines()]

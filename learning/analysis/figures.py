@@ -45,11 +45,12 @@ BEYOND = 1.5
 CURVE_LABELS = {"iqm": "IQM over runs x tasks, 95% CI", "mean": "mean over runs of the task mean, 95% CI"}
 
 
-def curve(runs: Sequence[SweepRun], points: int, reps: int, aggregate: str = "iqm"
+def curve(runs: Sequence[SweepRun], points: int, reps: int, aggregate: str = "iqm", budget: float = np.inf
           ) -> tuple[np.ndarray, list[Estimate]]:
-    """Mean env steps and the estimate at up to ``points`` evaluations every run has (by index):
-    ``iqm`` of all (run, task) scores, or ``mean``: the mean over runs of each run's mean over tasks."""
-    length = min(len(run.steps) for run in runs)
+    """Mean env steps and the estimate at up to ``points`` evaluations every run has (by index) up to
+    ``budget`` env steps: ``iqm`` of all (run, task) scores, or ``mean``: the mean over runs of each run's
+    mean over tasks."""
+    length = min(int(np.count_nonzero(run.steps <= budget)) for run in runs)
     indices = np.unique(np.linspace(0, length - 1, min(points, length)).round().astype(int))
     steps = np.array([np.mean([run.steps[index] for run in runs]) for index in indices])
     if aggregate == "iqm":
@@ -60,13 +61,16 @@ def curve(runs: Sequence[SweepRun], points: int, reps: int, aggregate: str = "iq
     return steps, [bootstrap_estimate(matrix, statistic, reps=reps) for matrix in matrices]
 
 
-def plot_curves(groups: dict[str, dict[str, list[SweepRun]]], colours: dict, points: int, reps: int,
-                out: Path, metric: str = "SuccessRate", aggregate: str = "iqm") -> Path:
+def plot_curves(groups: dict[str, dict[str, list[SweepRun]]], budgets: dict[str, float], colours: dict, points: int,
+                reps: int, out: Path, metric: str = "SuccessRate", aggregate: str = "iqm") -> Path:
+    """Each environment's curves up to its budget, one panel per environment."""
     figure, panels = task_grid(len(groups))
     for (_, axis), (env, by_method) in zip(panels, groups.items()):
         plotted_steps = 0.0
         for label, runs in by_method.items():
-            steps, estimates = curve(runs, points, reps, aggregate)
+            steps, estimates = curve(runs, points, reps, aggregate, budgets[env])
+            if not len(steps):
+                continue
             plotted_steps = max(plotted_steps, float(steps[-1]))
             axis.plot(steps, [e.point for e in estimates], color=colours[label], label=f"{label} (n={len(runs)})")
             axis.fill_between(steps, [e.low for e in estimates], [e.high for e in estimates], color=colours[label],
@@ -113,8 +117,9 @@ def figure_command(sweep_dir: str, env_steps: float | None, out: str, last: int,
     groups = group(runs)
     colours = method_colours(list(dict.fromkeys(run.label for run in runs)))
     out_dir = Path(out)
-    written = [plot_curves(groups, colours, points, curve_reps, out_dir, metric, aggregate)]
-    scores = aggregate_scores(groups, env_budgets(groups, env_steps), last)
+    budgets = env_budgets(groups, env_steps)
+    written = [plot_curves(groups, budgets, colours, points, curve_reps, out_dir, metric, aggregate)]
+    scores = aggregate_scores(groups, budgets, last)
     if not scores:
         raise ResultsError("no method has scores in every environment at the budget; try a smaller --env_steps")
     estimates = aggregate_estimates(scores, reps=reps, optimality_threshold=1.0)

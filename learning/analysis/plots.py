@@ -277,8 +277,20 @@ def spread_of(values: np.ndarray, spread: str) -> np.ndarray:
     return std / np.sqrt(values.shape[0]) if spread == "sem" else std
 
 
+FIXED_COLOURS = ("Separated + QMP", "Separated", "DnC (reg.)", "UDS", "QMP-Uniform", "QMP-Domain", "Separated + CTPG",
+                 "Parameters + QMP", "Parameters", "DnC")
+"""Method labels (the grids' and the paper's names) with a colour of their own, the i-th colour of the
+palette, so a method looks the same in every figure whatever the other methods in it."""
+
+
 def method_colours(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    return {method: tuple(c / 255 for c in colour) for method, colour in zip(methods, candidate_colours(len(methods)))}
+    """A colour per method: the fixed one for the names in FIXED_COLOURS, the free palette colours in
+    order for the others."""
+    palette = candidate_colours(len(FIXED_COLOURS) + len(methods))
+    taken = {FIXED_COLOURS.index(method) for method in methods if method in FIXED_COLOURS}
+    free = iter(index for index in range(len(palette)) if index not in taken)
+    indices = {method: FIXED_COLOURS.index(method) if method in FIXED_COLOURS else next(free) for method in methods}
+    return {method: tuple(c / 255 for c in palette[index]) for method, index in indices.items()}
 
 
 def draw_curve(axis, steps: np.ndarray, values: np.ndarray, label: str, colour, spread: str, window: int) -> None:
