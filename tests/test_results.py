@@ -127,6 +127,12 @@ def test_per_task_means_and_steps_to_a_threshold(sweep, capsys):
     # short run (250k) is left out
     assert "| JacoReachMT5-v1 | Separated + QMP | 0.625M | 2 / 2 | 0.75M, 0.5M |" in out
     assert "| JacoReachMT5-v1 | Separated | not by 0.75M | 0 / 2 | never, never |" in out
+    # several thresholds: one table each, in the order asked for; QMP's task means reach 1.0 at 750k only
+    assert main(["table", str(sweep), "--env_steps", "750000", "--reach", "1", "0.5", "--reps", "50"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("first reached 1 (") < out.index("first reached 0.5 (")
+    assert "| JacoReachMT5-v1 | Separated + QMP | 0.75M | 2 / 2 | 0.75M, 0.75M |" in out
+    assert "| JacoReachMT5-v1 | Separated + QMP | 0.625M | 2 / 2 | 0.75M, 0.5M |" in out
 
 
 def test_wall_time_to_the_budget_sums_every_epoch_up_to_it(tmp_path, capsys):

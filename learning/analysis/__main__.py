@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "numbers, each run's mean over tasks, then mean ± std over runs")
     table.add_argument("--per_task", action="store_true",
                        help="markdown: also each method's per-task means over runs")
-    table.add_argument("--reach", type=positive_number, default=None, metavar="X",
-                       help="markdown: also the env steps at which each run's mean over tasks first reached X")
+    table.add_argument("--reach", type=positive_number, nargs="+", default=(), metavar="X",
+                       help="markdown: also the env steps at which each run's mean over tasks first reached X "
+                            "(one table per X)")
     table.add_argument("--wall_time", action="store_true",
                        help="markdown: also the wall hours each run's training took up to the budget")
     table.add_argument("--acting", action="store_true",

@@ -11,8 +11,8 @@ an environment-step budget and reports, per environment and method, as markdown,
 
 The numbers the paper states (learning/sweeps/recipes.py PAPER_NUMBERS) are listed beside ours at
 the paper's budget, always in the paper's aggregation (mean over tasks, then over runs). In markdown,
-``--per_task`` adds each method's per-task means over runs, ``--reach X`` the env steps at which
-each run's mean over tasks first reached X (the "how many steps to the maximum" claims), and
+``--per_task`` adds each method's per-task means over runs, ``--reach X [X ...]`` the env steps at
+which each run's mean over tasks first reached each X (the "how many steps to the maximum" claims), and
 ``--wall_time`` the hours each run took to the budget (the sum of its epochs' ``Time/EpochSeconds``),
 and ``--acting`` who acted in the collection of QMP (and CTPG) runs (the paper's Fig. 18, as numbers):
 the share of task i's collection steps acted by policy j, summed over the epochs up to the budget and
@@ -202,10 +202,9 @@ class Table:
     metric: str = "SuccessRate"
     task_means: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     """(env, method) -> ``[tasks]`` means over the runs at the budget (filled when asked for, ``per_task``)."""
-    reach_threshold: float | None = None
-    reach_steps: dict[tuple[str, str], list[float | None]] = field(default_factory=dict)
-    """(env, method) -> per run, the env steps of its first evaluation whose mean over tasks reached the
-    threshold (None: never, up to the budget)."""
+    reach_steps: dict[float, dict[tuple[str, str], list[float | None]]] = field(default_factory=dict)
+    """threshold -> (env, method) -> per run, the env steps of its first evaluation whose mean over tasks
+    reached the threshold (None: never, up to the budget); thresholds in the order asked for."""
     wall_hours: dict[tuple[str, str], list[float | None]] = field(default_factory=dict)
     """(env, method) -> per run that reached the budget, its wall hours up to it (filled when asked for)."""
     acting: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
@@ -257,12 +256,12 @@ def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float |
 
 def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: int = 1, reps: int = 2000,
                 mode: str = "own", aggregate: str = "iqm", metric: str = "SuccessRate",
-                reach: float | None = None, per_task: bool = False, wall_time: bool = False,
+                reach: Sequence[float] = (), per_task: bool = False, wall_time: bool = False,
                 acting: bool = False) -> Table:
     groups = group(runs)
     methods = list(dict.fromkeys(run.label for run in runs))
     table = Table(list(groups), methods, env_budgets(groups, env_steps), {}, mode=mode, aggregate=aggregate,
-                  metric=metric, reach_threshold=reach)
+                  metric=metric, reach_steps={threshold: {} for threshold in reach})
     cell_of = AGGREGATES[aggregate]
     for env, by_method in groups.items():
         budget = table.budgets[env]
@@ -277,8 +276,9 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
                     table.task_means[(env, label)] = matrix.mean(axis=0)
             left_out = {id(run) for run in missing}
             reached_budget = [run for run in method_runs if id(run) not in left_out]
-            if reach is not None and reached_budget:
-                table.reach_steps[(env, label)] = [first_reaching(run, reach, budget) for run in reached_budget]
+            for threshold in reach if reached_budget else ():
+                table.reach_steps[threshold][(env, label)] = [first_reaching(run, threshold, budget)
+                                                              for run in reached_budget]
             if wall_time and reached_budget:
                 table.wall_hours[(env, label)] = [hours_to(run, budget) for run in reached_budget]
             if acting:
@@ -372,9 +372,7 @@ def per_run_lines(table: Table, caption: str, columns: Sequence[str],
 
 
 def reach_lines(table: Table) -> list[str]:
-    """Markdown: per environment and method, when each run's mean over tasks first reached the threshold."""
-    if table.reach_threshold is None:
-        return []
+    """Markdown: per threshold, environment and method, when each run's mean over tasks first reached it."""
 
     def cells(env: str, steps: list[float | None]) -> list[str]:
         reached = [value for value in steps if value is not None]
@@ -382,9 +380,12 @@ def reach_lines(table: Table) -> list[str]:
         return [median, f"{len(reached)} / {len(steps)}",
                 ", ".join("never" if value is None else steps_text(value) for value in steps)]
 
-    caption = (f"Env steps at which each run's mean {table.metric} over tasks first reached {table.reach_threshold:g} "
-               "(median over the runs that reached it; runs that did not, up to the budget, are counted apart):")
-    return per_run_lines(table, caption, ["median", "reached / runs", "per run"], table.reach_steps, cells)
+    lines = []
+    for threshold, steps_of in table.reach_steps.items():
+        caption = (f"Env steps at which each run's mean {table.metric} over tasks first reached {threshold:g} "
+                   "(median over the runs that reached it; runs that did not, up to the budget, are counted apart):")
+        lines += per_run_lines(table, caption, ["median", "reached / runs", "per run"], steps_of, cells)
+    return lines
 
 
 def wall_time_lines(table: Table) -> list[str]:
@@ -488,7 +489,7 @@ RENDERERS = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
 
 def table_command(sweep_dir: str, env_steps: float | None, formats: Sequence[str], out: str | None, last: int,
                   reps: int, mode: str, aggregate: str = "iqm", metric: str = "SuccessRate", per_task: bool = False,
-                  reach: float | None = None, wall_time: bool = False, methods: Sequence[str] = (),
+                  reach: Sequence[float] = (), wall_time: bool = False, methods: Sequence[str] = (),
                   acting: bool = False) -> list[Path]:
     """Print the table in ``formats`` (and write ``out``.md/.csv/.tex when given); returns files written.
     ``methods``: only these method labels, in this order."""
