@@ -49,14 +49,13 @@ from tqdm import tqdm  # noqa: E402
 from learning.analysis.cli import PlotError, parse_arguments, report  # noqa: E402
 from learning.training.checkpoint import CONFIG_FILE  # noqa: E402
 from learning.training.logger import (METRICS_FILE, is_terminal, read_metrics,  # noqa: E402
-                                      run_dirs_under)
-from learning.analysis.results import ACTING_KEY, acting_counts  # noqa: E402
+                                      row_shares, run_dirs_under)
+from learning.analysis.results import ACTING_KEY, STEPS_KEY, acting_counts  # noqa: E402
 from learning.analysis.statistics import (Estimate, aggregate_estimates, improvement_probability,  # noqa: E402
                                          performance_profiles)
 from learning.training.video import candidate_colours, file_slug  # noqa: E402
 from learning.training.run_guard import write_atomically  # noqa: E402
 
-STEPS_KEY = "Train/TotalEnvSteps"
 RATE_METRICS = ("SuccessRate", "TerminationRate", "MixtureProbs")
 BOOKKEEPING_KEYS = {"seed", "log_dir", "notes", "wandb", "wandb_project", "wandb_entity", "explicit_flags", "gpu",
                     "num_threads", "snapshot_dir", "name"}
@@ -388,7 +387,7 @@ def acting_shares(runs: Sequence[RunData]) -> np.ndarray | None:
     if not totals or len({total.shape for total in totals}) != 1:
         return None
     counts = np.sum(totals, axis=0)
-    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    return row_shares(counts)
 
 
 def plot_acting_matrix(env: str, label: str, runs: Sequence[RunData], zero_diagonal: bool, out: Path) -> Path | None:
@@ -428,7 +427,7 @@ def policy_share_curves(runs: Sequence[RunData]) -> tuple[np.ndarray, np.ndarray
     length = min(counts.shape[0] for _, counts in per_run)
     steps = np.mean([s[:length] for s, _ in per_run], axis=0)
     counts = np.stack([c[:length] for _, c in per_run])
-    return steps, (counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1)).mean(axis=0)
+    return steps, row_shares(counts).mean(axis=0)
 
 
 def plot_policy_shares(env: str, label: str, runs: Sequence[RunData], window: int, out: Path) -> Path | None:

@@ -12,9 +12,9 @@ an environment-step budget and reports, per environment and method, as markdown,
 The numbers the paper states (learning/sweeps/recipes.py PAPER_NUMBERS) are listed beside ours at
 the paper's budget, always in the paper's aggregation (mean over tasks, then over runs). In markdown,
 ``--per_task`` adds each method's per-task means over runs, ``--reach X [X ...]`` the env steps at
-which each run's mean over tasks first reached each X (the "how many steps to the maximum" claims), and
-``--wall_time`` the hours each run took to the budget (the sum of its epochs' ``Time/EpochSeconds``),
-and ``--acting`` who acted in the collection of QMP (and CTPG) runs (the paper's Fig. 18, as numbers):
+which each run's mean over tasks first reached each X (the "how many steps to the maximum" claims),
+and ``--wall_time`` the hours each run took to the budget (the sum of its epochs' ``Time/EpochSeconds``);
+``--acting`` adds who acted in the collection of QMP (and CTPG) runs (the paper's Fig. 18, as numbers):
 the share of task i's collection steps acted by policy j, summed over the epochs up to the budget and
 over the runs, with each run's own-policy share beside it.
 
@@ -38,7 +38,7 @@ import numpy as np
 from learning.analysis.statistics import Estimate, aggregate_functions, bootstrap_estimate
 from learning.sweeps.grid import labelled, read_manifest
 from learning.training.checkpoint import CONFIG_FILE
-from learning.training.logger import read_metrics, run_dirs_under
+from learning.training.logger import read_metrics, row_shares, run_dirs_under
 from learning.training.run_guard import write_atomically
 from learning.sweeps.recipes import PAPER_NUMBERS, PaperNumber
 
@@ -414,10 +414,8 @@ def acting_lines(table: Table) -> list[str]:
             if counts is None:
                 continue
             runs, tasks, candidates = counts.shape
-            total = counts.sum(axis=0)
-            shares = 100 * total / np.maximum(total.sum(axis=1, keepdims=True), 1)
-            diagonal = counts[:, np.arange(tasks), np.arange(tasks)]
-            own = 100 * diagonal / np.maximum(counts.sum(axis=2), 1)  # [runs, T]
+            shares = 100 * row_shares(counts.sum(axis=0))  # [T, C] over the runs together
+            own = 100 * row_shares(counts)[:, np.arange(tasks), np.arange(tasks)]  # [runs, T]
             names = [f"policy {j}" if j < tasks else f"guide {j - tasks}" for j in range(candidates)]
             lines += ["", f"Who acted in {label}'s collection, {env}, up to {steps_text(table.budgets[env])}: % of task "
                       f"i's steps acted by policy j, summed over training and the {runs} run(s) (own policy in bold; "

@@ -81,6 +81,13 @@ def wandb_init_kwargs(config: Config, run_dir: Path, run_id: str, mode: str) -> 
     )
 
 
+def row_shares(counts: np.ndarray) -> np.ndarray:
+    """Acting counts ``[..., T, C]`` as shares of each task's steps (over the last axis); a task without
+    steps keeps shares of 0."""
+    counts = np.asarray(counts, dtype=float)
+    return counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1)
+
+
 def acting_matrix_media(counts: np.ndarray, epoch: int) -> tuple[Any, Any]:
     """A ``[T, C]`` acting-count matrix as a W&B heatmap image (row shares, epoch in the title) and a
     W&B table with one row per (task, acting policy): steps and share of the task's steps."""
@@ -91,7 +98,7 @@ def acting_matrix_media(counts: np.ndarray, epoch: int) -> tuple[Any, Any]:
     import wandb
 
     counts = np.asarray(counts, dtype=float)
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    shares = row_shares(counts)
     tasks, candidates = shares.shape
     figure, axis = plt.subplots(figsize=(max(3.6, 2.0 + 0.25 * candidates), max(2.8, 1.6 + 0.25 * tasks)),
                                 layout="constrained")

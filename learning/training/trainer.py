@@ -21,7 +21,7 @@ from environments.base import TaskSet
 from learning.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from learning.training.config import Config
 from learning.training.evaluation import Evaluator, metric_name, summarize_episodes
-from learning.training.logger import RunLogger, is_terminal
+from learning.training.logger import RunLogger, is_terminal, row_shares
 from learning.training.replay_files import FORMAT as REPLAY_FILES_FORMAT, ReplayFiles
 from learning.training.run_guard import TrainingDiverged, first_non_finite
 from learning.core.replay_buffer import TaskReplayBuffer
@@ -91,7 +91,7 @@ def training_metrics(episodes: list[EpisodeRecord], acting_counts: np.ndarray, u
         out[f"Train/LocalPolicy{task}/ReplayBufferSize"] = float(buffer_size)
         out[f"Train/LocalPolicy{task}/EnvSteps"] = float(env_steps_per_task[task])
     if is_qmp:
-        shares = acting_counts / np.maximum(acting_counts.sum(axis=1, keepdims=True), 1)
+        shares = row_shares(acting_counts)
         for task in range(num_tasks):  # the whole matrix is logged as Train/ActingPolicyCounts
             out[f"Train/LocalPolicy{task}/MixtureProbs"] = float(shares[task, task])
         out["Train/MixtureProbs"] = float(np.mean([shares[task, task] for task in range(num_tasks)]))
