@@ -70,9 +70,11 @@ def print_config(config) -> None:
 def print_final_table(task_names: tuple[str, ...], training: dict[str, float], evaluation: dict[str, float]) -> None:
     """Per-task returns and success rates: the last epoch's data collection and the last evaluation
     (for QMP both the Q-switch mixture and each task's own policy)."""
+    from learning.training.metric_names import EVALUATION_PREFIX, OWN_EVALUATION_PREFIX
+
     columns = [("collection", "Train/LocalPolicy{task}/", "Train/", training)]
     columns += [(label, f"{prefix}Task{{task}}/", prefix, evaluation)
-                for label, prefix in (("evaluation", "Evaluation/"), ("own policy", "Evaluation/p/"))
+                for label, prefix in (("evaluation", EVALUATION_PREFIX), ("own policy", OWN_EVALUATION_PREFIX))
                 if f"{prefix}AverageReturn" in evaluation]
     print(f"{'task':<28}" + "".join(f"{label + ' return':>22}{label + ' success':>22}" for label, *_ in columns))
     rows = [(name, index) for index, name in enumerate(task_names)] + [("all tasks", None)]

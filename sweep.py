@@ -67,6 +67,7 @@ def list_recipes() -> str:
 
 def dry_run(runs, sweep_dir: Path, gpu: bool) -> None:
     from learning.sweeps.runner import command_for, latest_row, next_action
+    from learning.training.metric_names import STEP_METRIC
 
     for run in runs:
         action = next_action(sweep_dir, run)
@@ -75,7 +76,7 @@ def dry_run(runs, sweep_dir: Path, gpu: bool) -> None:
         if action == "resume":  # how far the run got: its last logged epoch
             row = latest_row(run.run_dir(sweep_dir))
             done = (f"  ({int(row['epoch']) + 1} of {run.n_epochs} epochs done, "
-                    f"{int(row.get('Train/TotalEnvSteps') or 0):,} env steps)") if "epoch" in row else "  (no epoch logged)"
+                    f"{int(row.get(STEP_METRIC) or 0):,} env steps)") if "epoch" in row else "  (no epoch logged)"
         print(f"{verb:<16}{run.run_name}  [{run.label}]{done}")
         if action != "skip":
             print(f"    {shlex.join(command_for(sweep_dir, run, action, gpu))}")

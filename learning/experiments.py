@@ -33,6 +33,7 @@ from learning.baselines.decaf import DecafTwinQFunction
 from learning.baselines.dnc import DnCSAC
 from learning.training.evaluation import Evaluator
 from learning.training.memory import check_memory
+from learning.training.metric_names import EVALUATION_PREFIX, OWN_EVALUATION_PREFIX
 from learning.baselines.mcal import MultiCriticActorSAC
 from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 from learning.baselines.pcgrad import PCGradSAC
@@ -188,7 +189,7 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
             return QSwitchBehaviour(sac.policy, sac.critic, sac.alpha, options, task_set.guide_policies, table)
 
         sampler.behaviour = qswitch()
-        evaluation_behaviours = {"Evaluation/": qswitch(), "Evaluation/p/": own()}
+        evaluation_behaviours = {EVALUATION_PREFIX: qswitch(), OWN_EVALUATION_PREFIX: own()}
     elif config.is_ctpg:
         options = CTPGOptions(
             guide_step=config.guide_step, guide_update_freq=config.guide_update_freq, guide_lr=config.guide_lr,
@@ -200,10 +201,10 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
         behaviour = CTPGBehaviour(sac.policy, sac.critic, sac.alpha, guide, options, task_set.guide_policies)
         sampler.behaviour = behaviour
         behaviour_learner = CTPGLearner(sac, guide, behaviour, buffer, options, config.discount, config.reward_scale)
-        evaluation_behaviours = {"Evaluation/": own()}  # CTPG evaluates each task's own policy
+        evaluation_behaviours = {EVALUATION_PREFIX: own()}  # CTPG evaluates each task's own policy
     else:
         sampler.behaviour = own()
-        evaluation_behaviours = {"Evaluation/": own()}
+        evaluation_behaviours = {EVALUATION_PREFIX: own()}
 
     evaluator = Evaluator(task_set, network_input, device, config.seed + EVALUATION_SEED_OFFSET, config.discount)
     return RunParts(config, task_set, device, sac, sampler, evaluator, buffer, evaluation_behaviours,

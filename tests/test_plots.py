@@ -11,6 +11,7 @@ from rliable import metrics
 
 import garage_experiments
 from learning.analysis import plots, statistics
+from learning.analysis.run_data import RunData
 from learning.training.config import Config, parse_command_line
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -290,7 +291,7 @@ def test_notes_for_a_short_history_and_for_pooling_return_scales(run_root):
 
 def test_method_labels_are_the_papers_names():
     def label(experiment: str, **config) -> str:
-        return plots.RunData(Path("."), {"experiment": experiment, "name": "None", **config}, []).method_name()
+        return RunData(Path("."), {"experiment": experiment, "name": "None", **config}, []).method_name()
 
     assert label("qmp_dnc") == "Separated + QMP" and label("dnc_sac", kl_coeff=[0.001]) == "DnC"
     assert label("uds_dnc", unsupervised=False) == "CDS" and label("mtsac", name="long") == "Parameters (long)"

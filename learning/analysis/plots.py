@@ -31,12 +31,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import re
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import matplotlib
 
@@ -48,9 +46,9 @@ from tqdm import tqdm  # noqa: E402
 
 from learning.analysis.cli import PlotError, parse_arguments, report  # noqa: E402
 from learning.training.checkpoint import CONFIG_FILE  # noqa: E402
-from learning.training.logger import (METRICS_FILE, is_terminal, read_metrics,  # noqa: E402
+from learning.training.logger import (METRICS_FILE, is_terminal,  # noqa: E402
                                       row_shares, run_dirs_under)
-from learning.analysis.results import ACTING_KEY, STEPS_KEY, acting_counts  # noqa: E402
+from learning.analysis.run_data import RunData, acting_counts, summed_acting, task_scores  # noqa: E402
 from learning.analysis.statistics import (Estimate, aggregate_estimates, improvement_probability,  # noqa: E402
                                          performance_profiles)
 from learning.training.video import candidate_colours, file_slug  # noqa: E402
@@ -59,100 +57,11 @@ from learning.training.run_guard import write_atomically  # noqa: E402
 RATE_METRICS = ("SuccessRate", "TerminationRate", "MixtureProbs")
 BOOKKEEPING_KEYS = {"seed", "log_dir", "notes", "wandb", "wandb_project", "wandb_entity", "explicit_flags", "gpu",
                     "num_threads", "snapshot_dir", "name"}
-METHOD_NAMES = {
-    "sac": "Fully shared", "mtsac": "Parameters", "qmp_sac": "Parameters + QMP", "dnc_sac": "Separated",
-    "qmp_dnc": "Separated + QMP", "uds_dnc": "UDS", "qmp_uds_dnc": "UDS + QMP", "decaf": "DECAF", "mcal": "MCAL",
-    "qmp_mcal": "MCAL + QMP",
-}
-"""The paper's method names, the default legend labels (DnC, CDS and the mixture ablations are
-recognised from the configuration)."""
 TRAJECTORY_ENVS = ("PointReach-v0", "MazeLarge-10-v0")
 """Environments whose first two raw observation dimensions are the agent's (x, y) position."""
 
 
 # ----------------------------------------------------------------------------------------- run data
-@dataclass
-class RunData:
-    """One run directory's configuration (as saved) and metric rows."""
-
-    run_dir: Path
-    config: dict[str, Any]
-    rows: list[dict[str, Any]]
-
-    @property
-    def env(self) -> str:
-        return str(self.config.get("env"))
-
-    @property
-    def experiment(self) -> str:
-        return str(self.config.get("experiment"))
-
-    @property
-    def is_qmp(self) -> bool:
-        return "qmp" in self.experiment
-
-    def default_label(self) -> str:
-        """The key ``--label`` renames: the experiment, or ``experiment:name`` for a named run."""
-        name = str(self.config.get("name", "None"))
-        return self.experiment if name == "None" else f"{self.experiment}:{name}"
-
-    def method_name(self) -> str:
-        """The paper's name of the run's method (e.g. "Separated + QMP", "DnC"), the run's --name in
-        parentheses when it has one."""
-        config = self.config
-        base = METHOD_NAMES.get(self.experiment, self.experiment)
-        if self.experiment in ("dnc_sac", "qmp_dnc") and (
-                any(value != 0 for value in config.get("kl_coeff") or [0]) or config.get("distillation_period")):
-            base = base.replace("Separated", "DnC")
-        if "uds" in self.experiment and config.get("unsupervised") is False:
-            base = base.replace("UDS", "CDS")
-        if self.is_qmp and config.get("qmp_mixture", "qswitch") != "qswitch":
-            base = base.replace("QMP", f"{config['qmp_mixture']} mixture")
-        name = str(config.get("name", "None"))
-        return base if name == "None" else f"{base} ({name})"
-
-    def evaluation_prefix(self, mode: str) -> str:
-        """Where this run's comparable evaluation lives: own policy of QMP runs unless mode is mixture."""
-        return "Evaluation/p/" if self.is_qmp and mode == "own" else "Evaluation/"
-
-    def series(self, key: str) -> dict[int, tuple[float, float]]:
-        """Epoch -> (total env steps, value) over the rows that have ``key``."""
-        return {int(row["epoch"]): (float(row[STEPS_KEY]), float(row[key])) for row in self.rows
-                if row.get(key) is not None and row.get(STEPS_KEY) is not None}
-
-    def metric_keys(self, metric: str, mode: str) -> tuple[str, str]:
-        """The all-task key and the per-task key template (``{task}``) of ``metric``: a ``Train/`` metric
-        of data collection, or an evaluation metric of the run's comparable evaluation."""
-        if metric.startswith("Train/"):
-            return metric, f"Train/LocalPolicy{{task}}/{metric[len('Train/'):]}"
-        prefix = self.evaluation_prefix(mode)
-        return f"{prefix}{metric}", f"{prefix}Task{{task}}/{metric}"
-
-    def task_count(self, template: str) -> int:
-        """Tasks that have the per-task key ``template`` in some row."""
-        count = 0
-        while any(template.format(task=count) in row for row in self.rows):
-            count += 1
-        return count
-
-    def num_tasks(self, prefix: str, metric: str) -> int:
-        """Tasks with the metric ``{prefix}Task{k}/{metric}`` in some row."""
-        return self.task_count(f"{prefix}Task{{task}}/{metric}")
-
-    def metric_names(self, mode: str) -> set[str]:
-        """What ``--metric`` accepts for this run: its evaluation metrics and its ``Train/`` metrics."""
-        prefix = self.evaluation_prefix(mode)
-        names = set()
-        for row in self.rows:
-            for key in row:
-                rest = key[len(prefix):] if key.startswith(prefix) else None
-                if rest is not None and (match := re.fullmatch(r"(?:Task\d+/)?([^/]+)", rest)):
-                    names.add(match.group(1))
-                elif match := re.fullmatch(r"Train/(?:LocalPolicy\d+/)?([^/]+)", key):
-                    names.add(f"Train/{match.group(1)}")
-        return names - {ACTING_KEY}
-
-
 def find_run_dirs(paths: Sequence[Path | str]) -> list[Path]:
     """Every run directory (config.json and a metrics file, live or recorded) at or below ``paths``."""
     found = set()
@@ -168,11 +77,9 @@ def read_runs(paths: Sequence[Path | str], env_steps: float | None = None) -> li
     (all tasks together) when given; runs without rows are skipped."""
     runs = []
     for run_dir in tqdm(find_run_dirs(paths), desc="reading runs", unit="run", disable=not is_terminal()):
-        rows = read_metrics(run_dir)
-        if env_steps is not None:
-            rows = [row for row in rows if row.get(STEPS_KEY) is not None and float(row[STEPS_KEY]) <= env_steps]
-        if rows:
-            runs.append(RunData(run_dir, json.loads((run_dir / CONFIG_FILE).read_text()), rows))
+        run = RunData.load(run_dir, env_steps)
+        if run.rows:
+            runs.append(run)
     if not runs:
         raise PlotError(f"no run directory with {CONFIG_FILE} and a non-empty {METRICS_FILE} under "
                         f"{', '.join(map(str, paths))}")
@@ -383,11 +290,8 @@ def candidate_labels(num_tasks: int, num_candidates: int, run: RunData) -> list[
 
 def acting_shares(runs: Sequence[RunData]) -> np.ndarray | None:
     """``[T, C]``: share of task i's training steps acted by candidate j, over all epochs and runs."""
-    totals = [counts.sum(axis=0) for counts in (acting_counts(run.rows)[1] for run in runs) if counts.size]
-    if not totals or len({total.shape for total in totals}) != 1:
-        return None
-    counts = np.sum(totals, axis=0)
-    return row_shares(counts)
+    totals = summed_acting([acting_counts(run.rows) for run in runs])
+    return None if totals is None else row_shares(totals.sum(axis=0))
 
 
 def plot_acting_matrix(env: str, label: str, runs: Sequence[RunData], zero_diagonal: bool, out: Path) -> Path | None:
@@ -461,21 +365,13 @@ def plot_policy_shares(env: str, label: str, runs: Sequence[RunData], window: in
 
 
 # ----------------------------------------------------------------------------------------- aggregates
-def scored_rows(run: RunData, template: str, count: int) -> list[dict[str, Any]]:
-    """The run's rows that have the per-task key ``template`` for every one of ``count`` tasks."""
-    return [row for row in run.rows
-            if count and all(row.get(template.format(task=task)) is not None for task in range(count))]
-
-
 def final_scores(runs: Sequence[RunData], metric: str, mode: str, last: int) -> np.ndarray:
     """``[runs, tasks]``: each run's per-task metric averaged over its last ``last`` evaluations."""
     matrix = []
     for run in runs:
-        template = run.metric_keys(metric, mode)[1]
-        count = run.task_count(template)
-        rows = scored_rows(run, template, count)[-last:]
-        if rows:
-            matrix.append([np.mean([row[template.format(task=task)] for row in rows]) for task in range(count)])
+        values = task_scores(run.rows, run.metric_keys(metric, mode)[1])[1]
+        if len(values):
+            matrix.append(values[-last:].mean(axis=0))
     return np.array(matrix, dtype=float)
 
 
@@ -483,8 +379,7 @@ def short_runs(runs: Sequence[RunData], metric: str, mode: str, last: int) -> li
     """Runs with fewer than ``last`` evaluations of ``metric``: (run directory name, evaluations)."""
     short = []
     for run in runs:
-        template = run.metric_keys(metric, mode)[1]
-        available = len(scored_rows(run, template, run.task_count(template)))
+        available = len(task_scores(run.rows, run.metric_keys(metric, mode)[1])[0])
         if available < last:
             short.append((run.run_dir.name, available))
     return short

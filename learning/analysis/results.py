@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,14 +36,12 @@ import numpy as np
 
 from learning.analysis.statistics import Estimate, aggregate_functions, bootstrap_estimate
 from learning.sweeps.grid import labelled, read_manifest
-from learning.training.checkpoint import CONFIG_FILE
-from learning.training.logger import read_metrics, row_shares, run_dirs_under
+from learning.analysis.run_data import RunData, acting_counts, summed_acting, task_scores
+from learning.training.logger import row_shares, run_dirs_under
+from learning.training.metric_names import EPOCH_SECONDS_METRIC, STEP_METRIC
 from learning.training.run_guard import write_atomically
 from learning.sweeps.recipes import PAPER_NUMBERS, PaperNumber
 
-STEPS_KEY = "Train/TotalEnvSteps"
-SECONDS_KEY = "Time/EpochSeconds"
-ACTING_KEY = "Train/ActingPolicyCounts"
 FORMATS = ("markdown", "csv", "latex")
 
 
@@ -74,42 +71,11 @@ class SweepRun:
     """[M, T, C] per epoch, how many of task i's collection steps candidate j acted."""
 
 
-def evaluation_prefix(experiment: str, mode: str) -> str:
-    return "Evaluation/p/" if "qmp" in experiment and mode == "own" else "Evaluation/"
-
-
-def run_scores(rows: Sequence[dict[str, Any]], prefix: str, metric: str = "SuccessRate"
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Steps ``[E]`` and per-task scores ``[E, T]`` of the rows that hold every task's ``metric``."""
-    tasks = 0
-    for row in rows:
-        while f"{prefix}Task{tasks}/{metric}" in row:
-            tasks += 1
-        if tasks:
-            break
-    kept = [row for row in rows if row.get(STEPS_KEY) is not None
-            and all(row.get(f"{prefix}Task{task}/{metric}") is not None for task in range(tasks))]
-    if not tasks or not kept:
-        return np.zeros(0), np.zeros((0, 0))
-    steps = np.array([float(row[STEPS_KEY]) for row in kept])
-    scores = np.array([[float(row[f"{prefix}Task{task}/{metric}"]) for task in range(tasks)] for row in kept])
-    return steps, scores
-
-
 def elapsed(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """Env steps ``[N]`` after each epoch row and the running sum of the epochs' wall seconds ``[N]``."""
-    timed = [row for row in rows if row.get(STEPS_KEY) is not None and row.get(SECONDS_KEY) is not None]
-    steps = np.array([float(row[STEPS_KEY]) for row in timed])
-    return steps, np.cumsum([float(row[SECONDS_KEY]) for row in timed])
-
-
-def acting_counts(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """Env steps ``[M]`` and acting-policy counts ``[M, T, C]`` of the epochs that logged them."""
-    logged = [row for row in rows if row.get(ACTING_KEY) is not None and row.get(STEPS_KEY) is not None]
-    if not logged:
-        return np.zeros(0), np.zeros((0, 0, 0))
-    return (np.array([float(row[STEPS_KEY]) for row in logged]),
-            np.array([row[ACTING_KEY] for row in logged], dtype=float))
+    timed = [row for row in rows if row.get(STEP_METRIC) is not None and row.get(EPOCH_SECONDS_METRIC) is not None]
+    steps = np.array([float(row[STEP_METRIC]) for row in timed])
+    return steps, np.cumsum([float(row[EPOCH_SECONDS_METRIC]) for row in timed])
 
 
 def load_sweep(sweep_dir: Path | str, mode: str = "own", metric: str = "SuccessRate") -> list[SweepRun]:
@@ -121,17 +87,13 @@ def load_sweep(sweep_dir: Path | str, mode: str = "own", metric: str = "SuccessR
     order = {name: index for index, name in enumerate(manifest)}  # the grid's order: methods as in the recipe
     runs = []
     for run_dir in sorted(run_dirs_under(sweep_dir), key=lambda path: (order.get(path.name, len(order)), str(path))):
-        config = json.loads((run_dir / CONFIG_FILE).read_text())
-        rows = read_metrics(run_dir)
-        experiment = str(config.get("experiment"))
-        steps, scores = run_scores(rows, evaluation_prefix(experiment, mode), metric)
+        run = RunData.load(run_dir)
+        steps, scores = task_scores(run.rows, f"{run.evaluation_prefix(mode)}Task{{task}}/{metric}")
         if not len(steps):
             continue
-        entry = manifest.get(run_dir.name, {})
-        name = str(config.get("name", "None"))
-        label = entry.get("label") or (experiment if name == "None" else f"{experiment}:{name}")
-        runs.append(SweepRun(run_dir, label, str(config.get("env")), experiment, steps, scores, *elapsed(rows),
-                             *acting_counts(rows)))
+        label = manifest.get(run_dir.name, {}).get("label") or run.default_label()
+        runs.append(SweepRun(run_dir, label, run.env, run.experiment, steps, scores, *elapsed(run.rows),
+                             *acting_counts(run.rows)))
     if not runs:
         raise ResultsError(f"no run with config.json and per-task {metric} in its metrics under {sweep_dir}")
     return runs
@@ -282,10 +244,9 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
             if wall_time and reached_budget:
                 table.wall_hours[(env, label)] = [hours_to(run, budget) for run in reached_budget]
             if acting:
-                counts = [run.acting[run.acting_steps <= budget].sum(axis=0) for run in reached_budget
-                          if run.acting.size]
-                if counts and len({count.shape for count in counts}) == 1:
-                    table.acting[(env, label)] = np.stack(counts)
+                counts = summed_acting([(run.acting_steps, run.acting) for run in reached_budget], budget)
+                if counts is not None:
+                    table.acting[(env, label)] = counts
     if metric != "SuccessRate":  # the paper states success rates only
         return table
     for reference in PAPER_NUMBERS:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from learning.training.config import Config
+from learning.training.metric_names import comparable_prefix
 from learning.training.trainer import RunParts
 
 MODES = ("mixture", "own")
@@ -45,8 +46,7 @@ class LoadedRun:
         if mode == "mixture" and not self.config.is_qmp:
             raise RunLoadError(f"--mode mixture needs a QMP run; {self.config.experiment} has no Q-switch "
                                f"(use --mode own)")
-        own_key = "Evaluation/p/" if self.config.is_qmp else "Evaluation/"
-        behaviour = self.parts.evaluation_behaviours["Evaluation/" if mode == "mixture" else own_key]
+        behaviour = self.parts.evaluation_behaviours[comparable_prefix(self.config.is_qmp, mode)]
         behaviour.begin_iteration(self.iteration)
         return behaviour
 

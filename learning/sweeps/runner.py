@@ -43,6 +43,8 @@ from learning.sweeps.grid import RUNS_FOLDER, RunSpec, changed_runs, write_manif
 from learning.sweeps import task
 from learning.sweeps.records import RecordsError, update_records
 from learning.training.checkpoint import CHECKPOINT_FILE
+from learning.training.metric_names import (EPOCH_SECONDS_METRIC, EVALUATION_PREFIX, OWN_EVALUATION_PREFIX,
+                                              STEP_METRIC)
 from learning.training.run_guard import Terminated
 
 STATUS_FOLDER = "status"
@@ -146,10 +148,11 @@ class RunProgress:
             return
         row = rows[0]
         self.epoch = int(row.get("epoch", -1))
-        self.env_steps = float(row.get("Train/TotalEnvSteps") or 0.0)
-        self.epoch_seconds = row.get("Time/EpochSeconds", self.epoch_seconds)
+        self.env_steps = float(row.get(STEP_METRIC) or 0.0)
+        self.epoch_seconds = row.get(EPOCH_SECONDS_METRIC, self.epoch_seconds)
         for evaluated in rows:  # the newest evaluation: epochs between evaluations log none
-            key = "Evaluation/p/SuccessRate" if "Evaluation/p/SuccessRate" in evaluated else "Evaluation/SuccessRate"
+            own = f"{OWN_EVALUATION_PREFIX}SuccessRate"  # QMP runs: each task's own policy, as the tables
+            key = own if own in evaluated else f"{EVALUATION_PREFIX}SuccessRate"
             if key in evaluated:
                 self.success = evaluated[key]
                 break

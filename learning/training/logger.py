@@ -27,11 +27,11 @@ import numpy as np
 
 from learning.training.checkpoint import CONFIG_FILE
 from learning.training.config import Config
+from learning.training.metric_names import STEP_METRIC
 
 METRICS_FILE = "metrics.jsonl"
 RECORDED_METRICS_FILE = "metrics.jsonl.gz"
 WANDB_ID_FILE = "wandb_run_id.txt"
-STEP_METRIC = "Train/TotalEnvSteps"
 
 
 def wandb_mode(enabled: bool) -> str:

@@ -22,6 +22,8 @@ from learning.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from learning.training.config import Config
 from learning.training.evaluation import Evaluator, metric_name, summarize_episodes
 from learning.training.logger import RunLogger, is_terminal, row_shares
+from learning.training.metric_names import (ACTING_COUNTS_METRIC, EPOCH_SECONDS_METRIC, EVALUATION_PREFIX,
+                                              STEP_METRIC)
 from learning.training.replay_files import FORMAT as REPLAY_FILES_FORMAT, ReplayFiles
 from learning.training.run_guard import TrainingDiverged, first_non_finite
 from learning.core.replay_buffer import TaskReplayBuffer
@@ -46,7 +48,7 @@ class RunParts:
     evaluator: Evaluator
     buffer: TaskReplayBuffer
     evaluation_behaviours: dict
-    """Prefix -> behaviour policy evaluated under it: "Evaluation/" always; QMP adds "Evaluation/p/"."""
+    """Prefix -> behaviour policy evaluated under it: EVALUATION_PREFIX always; QMP adds OWN_EVALUATION_PREFIX."""
     behaviour_learner: "BehaviourLearner | None" = None
     """What trains the behaviour policy itself (CTPG's guides); None when nothing does."""
 
@@ -86,13 +88,13 @@ def training_metrics(episodes: list[EpisodeRecord], acting_counts: np.ndarray, u
         for task in range(num_tasks):
             out[f"Train/LocalPolicy{task}/{name}"] = float(values[task])
     out["Train/ReplayBufferSize"] = float(buffer_size * num_tasks)
-    out["Train/TotalEnvSteps"] = float(env_steps_per_task.sum())
+    out[STEP_METRIC] = float(env_steps_per_task.sum())
     for task in range(num_tasks):
         out[f"Train/LocalPolicy{task}/ReplayBufferSize"] = float(buffer_size)
         out[f"Train/LocalPolicy{task}/EnvSteps"] = float(env_steps_per_task[task])
     if is_qmp:
         shares = row_shares(acting_counts)
-        for task in range(num_tasks):  # the whole matrix is logged as Train/ActingPolicyCounts
+        for task in range(num_tasks):  # the whole matrix is logged as ACTING_COUNTS_METRIC
             out[f"Train/LocalPolicy{task}/MixtureProbs"] = float(shares[task, task])
         out["Train/MixtureProbs"] = float(np.mean([shares[task, task] for task in range(num_tasks)]))
     return out
@@ -222,8 +224,8 @@ class Trainer:
             metrics.update(parts.sac.end_of_epoch(epoch))  # e.g. DnC's periodic distillation
             self.check_finite(epoch, {key: value for key, value in metrics.items() if key.endswith("Loss")})
             videos = self.record_videos(epoch) if config.vis_freq > 0 and epoch % config.vis_freq == 0 else {}
-            metrics["Time/EpochSeconds"] = time.perf_counter() - started
-            matrices = {"Train/ActingPolicyCounts": acting_counts} if config.shares_behaviour else {}
+            metrics[EPOCH_SECONDS_METRIC] = time.perf_counter() - started
+            matrices = {ACTING_COUNTS_METRIC: acting_counts} if config.shares_behaviour else {}
             self.logger.log(epoch, metrics, matrices, videos)
             self.last_metrics = metrics
             self.next_epoch = epoch + 1
@@ -248,7 +250,7 @@ class Trainer:
 
         config, parts = self.config, self.parts
         settings = VideoSettings(config.vis_width, config.vis_height, config.vis_fps, config.vis_format)
-        paths = record_videos(parts.replay_context, parts.evaluation_behaviours["Evaluation/"],
+        paths = record_videos(parts.replay_context, parts.evaluation_behaviours[EVALUATION_PREFIX],
                               self.run_dir / "videos" / f"epoch{epoch:05d}", settings,
                               max(config.vis_num // self.num_tasks, 1), parts.evaluator.seed)
         return {f"Evaluation/Task{task}/Video": path for task, path in paths.items()}
@@ -256,7 +258,7 @@ class Trainer:
     def _report(self, progress, epoch: int, metrics: dict[str, float]) -> None:
         """The bar's postfix on a terminal; otherwise one line per epoch with env steps per second and
         the estimated time left (from this session's mean epoch time)."""
-        steps = int(metrics["Train/TotalEnvSteps"])
+        steps = int(metrics[STEP_METRIC])
         success = metrics.get("Evaluation/SuccessRate")
         own = metrics.get("Evaluation/p/SuccessRate")
         parts = [f"steps {steps}"]
@@ -267,7 +269,7 @@ class Trainer:
         if "Evaluation/AverageReturn" in metrics:
             parts.append(f"return {metrics['Evaluation/AverageReturn']:.1f}")
         if progress.disable:
-            seconds = metrics["Time/EpochSeconds"]
+            seconds = metrics[EPOCH_SECONDS_METRIC]
             epoch_steps, self._reported_steps = steps - self._reported_steps, steps
             started, first_epoch = self._session
             left = (time.perf_counter() - started) / (epoch + 1 - first_epoch) * (self.config.n_epochs - epoch - 1)
