@@ -6,10 +6,12 @@ between the two (interleaved, same process) so machine load affects both alike; 
 each is reported. Needs ``pip install -r benchmarks/requirements.txt``.
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_update [--threads 1] [--rounds 5] [--steps 50]
-        [--device cuda] [--batches 32 256]
+        [--device cuda] [--batches 32 256] [--compile]
 
 ``--device cuda`` puts both sides' networks and buffers on the GPU (each round ends with a CUDA
-synchronisation, so the time covers the kernels, not only their launch).
+synchronisation, so the time covers the kernels, not only their launch). ``--compile`` adds a third
+side, our update with ``torch.compile``d losses (what ``--compile True`` does to a CUDA run), timed in
+the same rounds after a warm-up that compiles it.
 """
 
 from __future__ import annotations
@@ -44,11 +46,14 @@ class _SpacesOnly(gym.Env):
         return np.zeros(self.observation_space.shape, np.float32), 0.0, False, False, {}
 
 
-def ours(num_tasks: int, obs_dim: int, action_dim: int, batch: int, device: torch.device):
-    """A batched SAC and its filled buffer; returns a function running ``steps`` updates."""
+def ours(num_tasks: int, obs_dim: int, action_dim: int, batch: int, device: torch.device, compiled: bool = False):
+    """A batched SAC (its losses compiled if asked) and its filled buffer; returns a function running
+    ``steps`` updates."""
     policy = TanhGaussianPolicy("separate", num_tasks, obs_dim, action_dim, HIDDEN)
     critic = TwinQFunction("separate", num_tasks, obs_dim, action_dim, HIDDEN)
     sac = MultiTaskSAC(policy, critic, SACSettings()).to(device)
+    if compiled:
+        sac.compile_losses()
     buffer = TaskReplayBuffer(num_tasks, obs_dim, action_dim, FILL, device)
     rng = np.random.default_rng(0)
     buffer.add(Transitions(rng.standard_normal((num_tasks, FILL, obs_dim), np.float32),
@@ -108,6 +113,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10)
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 256], help="minibatch sizes per task")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:ID], for both sides")
+    parser.add_argument("--compile", action="store_true", help="also time our update with torch.compile'd losses")
     args = parser.parse_args()
     try:
         device = torch.device(args.device)
@@ -118,23 +124,30 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__}, networks {HIDDEN}, T = {args.tasks}, best of {args.rounds} interleaved rounds, "
           f"on {where}, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print("threads  obs/act  batch  ours (task-updates/s)  SB3 (task-updates/s)  ratio")
+    compiled_header = "  compiled (task-updates/s)  compiled/SB3  compiled/ours" if args.compile else ""
+    print("threads  obs/act  batch  ours (task-updates/s)  SB3 (task-updates/s)  ratio" + compiled_header)
     for threads in args.threads:
         torch.set_num_threads(threads)
         for obs_dim, action_dim in ((4, 2), (39, 4)):
             for batch in args.batches:
                 torch.manual_seed(0)
-                mine = ours(args.tasks, obs_dim, action_dim, batch, device)
-                theirs = stable_baselines(args.tasks, obs_dim, action_dim, batch, device)
-                mine(2)
-                theirs(2)
-                rates_ours, rates_sb3 = [], []
+                sides = {"ours": ours(args.tasks, obs_dim, action_dim, batch, device),
+                         "sb3": stable_baselines(args.tasks, obs_dim, action_dim, batch, device)}
+                if args.compile:
+                    sides["compiled"] = ours(args.tasks, obs_dim, action_dim, batch, device, compiled=True)
+                for run in sides.values():
+                    run(3)  # warm-up (compiles the compiled side)
+                rates: dict[str, list[float]] = {name: [] for name in sides}
                 for _ in range(args.rounds):
-                    rates_ours.append(rate(mine, args.tasks, args.steps, device))
-                    rates_sb3.append(rate(theirs, args.tasks, args.steps, device))
-                best_ours, best_sb3 = max(rates_ours), max(rates_sb3)
-                print(f"{threads:7d}  {obs_dim:>3}/{action_dim:<3}  {batch:5d}  {best_ours:21.0f}  {best_sb3:20.0f}  "
-                      f"{best_ours / best_sb3:5.2f}", flush=True)
+                    for name, run in sides.items():
+                        rates[name].append(rate(run, args.tasks, args.steps, device))
+                best = {name: max(values) for name, values in rates.items()}
+                line = (f"{threads:7d}  {obs_dim:>3}/{action_dim:<3}  {batch:5d}  {best['ours']:21.0f}  "
+                        f"{best['sb3']:20.0f}  {best['ours'] / best['sb3']:5.2f}")
+                if args.compile:
+                    line += (f"  {best['compiled']:25.0f}  {best['compiled'] / best['sb3']:12.2f}  "
+                             f"{best['compiled'] / best['ours']:13.2f}")
+                print(line, flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

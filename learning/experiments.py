@@ -170,8 +170,7 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
         buffer = TaskReplayBuffer(num_tasks, obs_dim, action_dim, capacity, device)
     sac = build_algorithm(config, recipe, task_set, policy.to(device), critic.to(device), settings, buffer).to(device)
     if config.compile and device.type == "cuda":  # never run on CUDA so far (docs/performance.md)
-        sac.critic_loss = torch.compile(sac.critic_loss)
-        sac.actor_and_alpha_losses = torch.compile(sac.actor_and_alpha_losses)
+        sac.compile_losses()
 
     def own() -> OwnPolicyBehaviour:
         return OwnPolicyBehaviour(sac.policy)
