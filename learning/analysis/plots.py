@@ -61,7 +61,7 @@ TRAJECTORY_ENVS = ("PointReach-v0", "MazeLarge-10-v0")
 """Environments whose first two raw observation dimensions are the agent's (x, y) position."""
 
 
-# ----------------------------------------------------------------------------------------- run data
+# ----------------------------------------------------------------------------------------- loading runs
 def find_run_dirs(paths: Sequence[Path | str]) -> list[Path]:
     """Every run directory (config.json and a metrics file, live or recorded) at or below ``paths``."""
     found = set()

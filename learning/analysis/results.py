@@ -88,7 +88,7 @@ def load_sweep(sweep_dir: Path | str, mode: str = "own", metric: str = "SuccessR
     runs = []
     for run_dir in sorted(run_dirs_under(sweep_dir), key=lambda path: (order.get(path.name, len(order)), str(path))):
         run = RunData.load(run_dir)
-        steps, scores = task_scores(run.rows, f"{run.evaluation_prefix(mode)}Task{{task}}/{metric}")
+        steps, scores = task_scores(run.rows, run.metric_keys(metric, mode)[1])
         if not len(steps):
             continue
         label = manifest.get(run_dir.name, {}).get("label") or run.default_label()

@@ -100,10 +100,6 @@ class RunData:
             count += 1
         return count
 
-    def num_tasks(self, prefix: str, metric: str) -> int:
-        """Tasks with the metric ``{prefix}Task{k}/{metric}`` in some row."""
-        return self.task_count(f"{prefix}Task{{task}}/{metric}")
-
     def metric_names(self, mode: str) -> set[str]:
         """What ``--metric`` accepts for this run: its evaluation metrics and its ``Train/`` metrics."""
         prefix = self.evaluation_prefix(mode)
