@@ -168,6 +168,15 @@ def test_who_acted_summed_up_to_the_budget_with_each_runs_own_share(tmp_path, ca
     assert "| task 0 | **75** | 25 | 80, 67 |" in out
     # task 1: policy 0 acted 20 + 0 + 10 + 30 = 60 of 220 (27%), its own 160 (73%); run 1 60 of 80, run 2 100 of 140
     assert "| task 1 | 27 | **73** | 75, 71 |" in out
+    # --acting 250000: only the epochs after 250k (the 500k epoch here): task 0 own 50 + 20 of 80 (88%; 12.5% prints 12),
+    # run 1 50 of 60 (83%), run 2 20 of 20; task 1: policy 0 acted 0 + 30 of 140 (21%)
+    assert main(["table", str(tmp_path), "--env_steps", "500000", "--acting", "250000", "--reps", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "Who acted in Separated + QMP's collection, JacoReachMT5-v1, from 0.25M to 0.5M" in out
+    assert "summed over the epochs of that span and the 2 run(s)" in out
+    assert "| task 0 | **88** | 12 | 83, 100 |" in out and "| task 1 | 21 | **79** | 100, 70 |" in out
+    assert main(["table", str(tmp_path), "--env_steps", "500000", "--acting", "500000", "--reps", "50"]) == 2
+    assert "budget is 500,000 env steps" in capsys.readouterr().err
     assert main(["table", str(tmp_path), "--env_steps", "500000", "--reps", "50"]) == 0
     assert "Who acted" not in capsys.readouterr().out
 

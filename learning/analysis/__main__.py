@@ -69,10 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "(one table per X)")
     table.add_argument("--wall_time", action="store_true",
                        help="markdown: also the wall hours each run's training took up to the budget")
-    table.add_argument("--acting", action="store_true",
+    table.add_argument("--acting", type=positive_number, nargs="?", const=0.0, default=None, metavar="AFTER",
                        help="markdown: also who acted in each QMP (or CTPG) method's collection up to the budget "
                             "(share of task i's steps acted by policy j, the paper's Fig. 18) and each run's "
-                            "own-policy share")
+                            "own-policy share; with AFTER, only in the epochs after AFTER env steps")
     figure = commands.add_parser("figure", help="success vs env steps per env with CI bands, and rliable "
                                  "aggregates (IQM, probability of improvement, performance profiles)")
     add_sweep_arguments(figure)

@@ -16,7 +16,8 @@ which each run's mean over tasks first reached each X (the "how many steps to th
 and ``--wall_time`` the hours each run took to the budget (the sum of its epochs' ``Time/EpochSeconds``);
 ``--acting`` adds who acted in the collection of QMP (and CTPG) runs (the paper's Fig. 18, as numbers):
 the share of task i's collection steps acted by policy j, summed over the epochs up to the budget and
-over the runs, with each run's own-policy share beside it.
+over the runs, with each run's own-policy share beside it; ``--acting A`` counts only the epochs after
+A env steps (e.g. the second half of training, to see whether the switch has changed).
 
 A run's score at budget B is the mean of its last ``last`` evaluations taken at or before B env steps
 (all tasks together, ``Train/TotalEnvSteps``). A run that has not reached B is left out (and named in
@@ -170,8 +171,9 @@ class Table:
     wall_hours: dict[tuple[str, str], list[float | None]] = field(default_factory=dict)
     """(env, method) -> per run that reached the budget, its wall hours up to it (filled when asked for)."""
     acting: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-    """(env, method) -> ``[runs, T, C]`` acting counts summed over each run's epochs up to the budget (QMP
-    methods, filled when asked for)."""
+    """(env, method) -> ``[runs, T, C]`` acting counts summed over each run's epochs after ``acting_after``
+    env steps up to the budget (QMP methods, filled when asked for)."""
+    acting_after: float = 0.0
 
 
 def iqm_cell(matrix: np.ndarray, reps: int) -> Cell:
@@ -219,11 +221,12 @@ def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float |
 def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: int = 1, reps: int = 2000,
                 mode: str = "own", aggregate: str = "iqm", metric: str = "SuccessRate",
                 reach: Sequence[float] = (), per_task: bool = False, wall_time: bool = False,
-                acting: bool = False) -> Table:
+                acting: float | None = None) -> Table:
+    """The table of ``runs``; ``acting``: also who acted in the epochs after that many env steps (None: not)."""
     groups = group(runs)
     methods = list(dict.fromkeys(run.label for run in runs))
     table = Table(list(groups), methods, env_budgets(groups, env_steps), {}, mode=mode, aggregate=aggregate,
-                  metric=metric, reach_steps={threshold: {} for threshold in reach})
+                  metric=metric, reach_steps={threshold: {} for threshold in reach}, acting_after=acting or 0.0)
     cell_of = AGGREGATES[aggregate]
     for env, by_method in groups.items():
         budget = table.budgets[env]
@@ -243,8 +246,11 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
                                                               for run in reached_budget]
             if wall_time and reached_budget:
                 table.wall_hours[(env, label)] = [hours_to(run, budget) for run in reached_budget]
-            if acting:
-                counts = summed_acting([(run.acting_steps, run.acting) for run in reached_budget], budget)
+            if acting is not None:
+                if acting >= budget:
+                    raise ResultsError(f"--acting {acting:,.0f}: {env}'s budget is {budget:,.0f} env steps; "
+                                       f"count from fewer steps than that")
+                counts = summed_acting([(run.acting_steps, run.acting) for run in reached_budget], budget, acting)
                 if counts is not None:
                     table.acting[(env, label)] = counts
     if metric != "SuccessRate":  # the paper states success rates only
@@ -378,8 +384,11 @@ def acting_lines(table: Table) -> list[str]:
             shares = 100 * row_shares(counts.sum(axis=0))  # [T, C] over the runs together
             own = 100 * row_shares(counts)[:, np.arange(tasks), np.arange(tasks)]  # [runs, T]
             names = [f"policy {j}" if j < tasks else f"guide {j - tasks}" for j in range(candidates)]
-            lines += ["", f"Who acted in {label}'s collection, {env}, up to {steps_text(table.budgets[env])}: % of task "
-                      f"i's steps acted by policy j, summed over training and the {runs} run(s) (own policy in bold; "
+            span = (f"from {steps_text(table.acting_after)} to {steps_text(table.budgets[env])}" if table.acting_after
+                    else f"up to {steps_text(table.budgets[env])}")
+            summed = "the epochs of that span" if table.acting_after else "training"
+            lines += ["", f"Who acted in {label}'s collection, {env}, {span}: % of task "
+                      f"i's steps acted by policy j, summed over {summed} and the {runs} run(s) (own policy in bold; "
                       f"a uniform choice would give {100 / candidates:.0f}%), and each run's own-policy %:", "",
                       "| task | " + " | ".join(names) + " | own, per run |", "|---|" + "---|" * (candidates + 1)]
             for task in range(tasks):
@@ -449,7 +458,7 @@ RENDERERS = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
 def table_command(sweep_dir: str, env_steps: float | None, formats: Sequence[str], out: str | None, last: int,
                   reps: int, mode: str, aggregate: str = "iqm", metric: str = "SuccessRate", per_task: bool = False,
                   reach: Sequence[float] = (), wall_time: bool = False, methods: Sequence[str] = (),
-                  acting: bool = False) -> list[Path]:
+                  acting: float | None = None) -> list[Path]:
     """Print the table in ``formats`` (and write ``out``.md/.csv/.tex when given); returns files written.
     ``methods``: only these method labels, in this order."""
     runs = select_methods(load_sweep(sweep_dir, mode, metric), methods)

@@ -142,10 +142,12 @@ def acting_counts(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarra
             np.array([row[ACTING_COUNTS_METRIC] for row in logged], dtype=float))
 
 
-def summed_acting(per_run: Sequence[tuple[np.ndarray, np.ndarray]], env_steps: float = np.inf) -> np.ndarray | None:
-    """``[runs, T, C]``: each run's acting counts (``acting_counts``) summed over its epochs up to
-    ``env_steps``, for the runs that logged any; None when none did or their shapes differ."""
-    totals = [counts[steps <= env_steps].sum(axis=0) for steps, counts in per_run if counts.size]
+def summed_acting(per_run: Sequence[tuple[np.ndarray, np.ndarray]], env_steps: float = np.inf,
+                  after: float = 0.0) -> np.ndarray | None:
+    """``[runs, T, C]``: each run's acting counts (``acting_counts``) summed over its epochs that end
+    after ``after`` and at most at ``env_steps`` env steps, for the runs that logged any; None when none
+    did or their shapes differ."""
+    totals = [counts[(steps > after) & (steps <= env_steps)].sum(axis=0) for steps, counts in per_run if counts.size]
     if not totals or len({total.shape for total in totals}) != 1:
         return None
     return np.stack(totals)
