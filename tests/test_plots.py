@@ -151,6 +151,11 @@ def test_a_ctpg_run_gets_the_acting_figures_and_separated_none(run_root, tmp_pat
     written = {path.name for path in out.iterdir()}
     assert {"MazeLarge-10-v0_CTPG_acting_matrix.png", "MazeLarge-10-v0_CTPG_policy_shares.png"} <= written
     assert not any("Separated_acting" in name or "Separated_policy" in name for name in written)
+    without = tmp_path / "without"
+    assert plots.main(["metrics", str(run_root), "--out", str(without), "--label",
+                       "ctpg_dnc=CTPG", "--reps", "50", "--acting_figures", "False"]) == 0
+    assert "MazeLarge-10-v0_curves.png" in {path.name for path in without.iterdir()}
+    assert not any("acting" in path.name or "policy_shares" in path.name for path in without.iterdir())
 
 
 def test_metrics_command_without_runs_fails_in_one_line(tmp_path, capsys):

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "[default: False]")
     metrics.add_argument("--keep_diagonal", **BOOL_FLAG, default=False,
                          help="keep the acting matrix diagonal (default: zeroed for contrast) [default: False]")
+    metrics.add_argument("--acting_figures", **BOOL_FLAG, default=True,
+                         help="draw who acted (acting matrix, policy shares) for QMP and CTPG methods; they do not "
+                              "depend on --metric, so a second metric's folder can leave them out [default: True]")
     trajectories = commands.add_parser("trajectories", help="2-D paths coloured by the acting policy (Fig. 4)",
                                        description="replay a PointReach or Maze run and draw each episode's path "
                                                    "coloured by the policy that acted")

@@ -608,7 +608,7 @@ def metrics_command(args: argparse.Namespace) -> list[Path]:
         written.append(plot_curves(env, methods, args.metric, args.mode, args.spread, args.smooth, out))
         written.append(plot_task_curves(env, methods, args.metric, args.mode, args.spread, args.smooth, out))
         for label, method_runs in methods.items():
-            if any(len(acting_counts(run.rows)[0]) for run in method_runs):  # QMP, CTPG: who acted in collection
+            if args.acting_figures and any(len(acting_counts(run.rows)[0]) for run in method_runs):  # QMP, CTPG
                 written.append(plot_acting_matrix(env, label, method_runs, not args.keep_diagonal, out))
                 written.append(plot_policy_shares(env, label, method_runs, args.smooth, out))
         estimates, improvements, run_counts = compare_methods(methods, args.metric, args.mode, args.last, args.reps,
