@@ -23,7 +23,7 @@ from learning.training.config import Config
 from learning.training.evaluation import Evaluator, metric_name, summarize_episodes
 from learning.training.logger import RunLogger, is_terminal, row_shares
 from learning.training.metric_names import (ACTING_COUNTS_METRIC, EPOCH_SECONDS_METRIC, EVALUATION_PREFIX,
-                                              STEP_METRIC)
+                                              OWN_EVALUATION_PREFIX, STEP_METRIC)
 from learning.training.replay_files import FORMAT as REPLAY_FILES_FORMAT, ReplayFiles
 from learning.training.run_guard import TrainingDiverged, first_non_finite
 from learning.core.replay_buffer import TaskReplayBuffer
@@ -253,21 +253,21 @@ class Trainer:
         paths = record_videos(parts.replay_context, parts.evaluation_behaviours[EVALUATION_PREFIX],
                               self.run_dir / "videos" / f"epoch{epoch:05d}", settings,
                               max(config.vis_num // self.num_tasks, 1), parts.evaluator.seed)
-        return {f"Evaluation/Task{task}/Video": path for task, path in paths.items()}
+        return {f"{EVALUATION_PREFIX}Task{task}/Video": path for task, path in paths.items()}
 
     def _report(self, progress, epoch: int, metrics: dict[str, float]) -> None:
         """The bar's postfix on a terminal; otherwise one line per epoch with env steps per second and
         the estimated time left (from this session's mean epoch time)."""
         steps = int(metrics[STEP_METRIC])
-        success = metrics.get("Evaluation/SuccessRate")
-        own = metrics.get("Evaluation/p/SuccessRate")
+        success = metrics.get(f"{EVALUATION_PREFIX}SuccessRate")
+        own = metrics.get(f"{OWN_EVALUATION_PREFIX}SuccessRate")
         parts = [f"steps {steps}"]
         if success is not None:
             parts.append(f"success {success:.2f}")
         if own is not None:
             parts.append(f"own-policy success {own:.2f}")
-        if "Evaluation/AverageReturn" in metrics:
-            parts.append(f"return {metrics['Evaluation/AverageReturn']:.1f}")
+        if f"{EVALUATION_PREFIX}AverageReturn" in metrics:
+            parts.append(f"return {metrics[f'{EVALUATION_PREFIX}AverageReturn']:.1f}")
         if progress.disable:
             seconds = metrics[EPOCH_SECONDS_METRIC]
             epoch_steps, self._reported_steps = steps - self._reported_steps, steps
