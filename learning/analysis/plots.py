@@ -48,7 +48,7 @@ from learning.analysis.cli import PlotError, parse_arguments, report  # noqa: E4
 from learning.training.checkpoint import CONFIG_FILE  # noqa: E402
 from learning.training.logger import (METRICS_FILE, is_terminal,  # noqa: E402
                                       row_shares, run_dirs_under)
-from learning.analysis.run_data import RunData, acting_counts, summed_acting, task_scores  # noqa: E402
+from learning.analysis.run_data import RunData, acting_counts, summed_acting, task_count, task_scores  # noqa: E402
 from learning.analysis.statistics import (Estimate, aggregate_estimates, improvement_probability,  # noqa: E402
                                          performance_profiles)
 from learning.training.video import candidate_colours, file_slug  # noqa: E402
@@ -255,7 +255,7 @@ def plot_task_curves(env: str, methods: dict[str, list[RunData]], metric: str, m
                      out: Path) -> Path | None:
     """One panel per task (Fig. 13)."""
     first = next(iter(methods.values()))[0]
-    count = first.task_count(first.metric_keys(metric, mode)[1])
+    count = task_count(first.rows, first.metric_keys(metric, mode)[1])
     if count == 0:
         return None
     names = task_names(first, count)

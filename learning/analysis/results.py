@@ -174,6 +174,7 @@ class Table:
     """(env, method) -> ``[runs, T, C]`` acting counts summed over each run's epochs after ``acting_after``
     env steps up to the budget (QMP methods, filled when asked for)."""
     acting_after: float = 0.0
+    """``acting`` counts only the epochs after this many env steps (0: all of training)."""
 
 
 def iqm_cell(matrix: np.ndarray, reps: int) -> Cell:
@@ -230,6 +231,9 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
     cell_of = AGGREGATES[aggregate]
     for env, by_method in groups.items():
         budget = table.budgets[env]
+        if acting is not None and acting >= budget:
+            raise ResultsError(f"--acting {acting:,.0f}: {env}'s budget is {budget:,.0f} env steps; "
+                               f"count from fewer steps than that")
         for label, method_runs in by_method.items():
             matrix, missing = scores_matrix(method_runs, budget, last)
             if missing:
@@ -247,9 +251,6 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
             if wall_time and reached_budget:
                 table.wall_hours[(env, label)] = [hours_to(run, budget) for run in reached_budget]
             if acting is not None:
-                if acting >= budget:
-                    raise ResultsError(f"--acting {acting:,.0f}: {env}'s budget is {budget:,.0f} env steps; "
-                                       f"count from fewer steps than that")
                 counts = summed_acting([(run.acting_steps, run.acting) for run in reached_budget], budget, acting)
                 if counts is not None:
                     table.acting[(env, label)] = counts

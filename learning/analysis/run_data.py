@@ -93,13 +93,6 @@ class RunData:
         prefix = self.evaluation_prefix(mode)
         return f"{prefix}{metric}", f"{prefix}Task{{task}}/{metric}"
 
-    def task_count(self, template: str) -> int:
-        """Tasks that have the per-task key ``template`` in some row."""
-        count = 0
-        while any(template.format(task=count) in row for row in self.rows):
-            count += 1
-        return count
-
     def metric_names(self, mode: str) -> set[str]:
         """What ``--metric`` accepts for this run: its evaluation metrics and its ``Train/`` metrics."""
         prefix = self.evaluation_prefix(mode)
@@ -114,16 +107,19 @@ class RunData:
         return names - {ACTING_COUNTS_METRIC}
 
 
+def task_count(rows: Sequence[dict[str, Any]], template: str) -> int:
+    """Tasks 0, 1, ... that have the per-task key ``template`` (``{task}`` in it) in some row."""
+    count = 0
+    while any(template.format(task=count) in row for row in rows):
+        count += 1
+    return count
+
+
 def task_scores(rows: Sequence[dict[str, Any]], template: str) -> tuple[np.ndarray, np.ndarray]:
     """Env steps ``[E]`` and per-task values ``[E, T]`` of the rows that hold the per-task key ``template``
-    (``{task}`` in it, e.g. ``Evaluation/p/Task{task}/SuccessRate``) for every task; the tasks are those
-    of the first row that has task 0's key."""
-    tasks = 0
-    for row in rows:
-        while template.format(task=tasks) in row:
-            tasks += 1
-        if tasks:
-            break
+    (``{task}`` in it, e.g. ``Evaluation/p/Task{task}/SuccessRate``) for every one of the ``task_count``
+    tasks."""
+    tasks = task_count(rows, template)
     kept = [row for row in rows if row.get(STEP_METRIC) is not None
             and all(row.get(template.format(task=task)) is not None for task in range(tasks))]
     if not tasks or not kept:
