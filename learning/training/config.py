@@ -643,6 +643,10 @@ def validate(config: Config) -> None:
         raise ConfigError(f"--lr must be positive, got {config.lr}")
     if not 0.0 <= config.qmp_own_policy_prob <= 1.0:
         raise ConfigError(f"--qmp_own_policy_prob must be in [0, 1], got {config.qmp_own_policy_prob}")
+    if config.is_qmp and config.qmp_warmup_iterations >= config.n_epochs:
+        raise ConfigError(f"--qmp_warmup_iterations ({config.qmp_warmup_iterations}) must be below --n_epochs "
+                          f"({config.n_epochs}): the Q-switch would never act and the run would be its method "
+                          f"without QMP")
 
     policy, q = config.policy_architecture, config.Q_architecture
     experiment = config.experiment
