@@ -77,6 +77,9 @@ def test_qmp_flags_only_for_qmp_experiments():
     (["qmp_sac"], "multihead"),
     (["dnc_sac", "--policy_architecture", "multihead"], "separate networks"),
     (["qmp_dnc", "--include_task_id", "True"], "hide the task identity"),
+    (["qmp_sac", "--env=MazeLarge-10-v0", "--policy_architecture", "multihead", "--Q_architecture", "multihead",
+      "--qmp_warmup_iterations", "100", "--n_epochs", "100"], r"qmp_warmup_iterations \(100\) must be below"),
+    (["qmp_dnc", "--qmp_warmup_iterations", "5", "--n_epochs", "4"], "the Q-switch would never act"),
     (["dnc_sac", "--env=JacoReachMT5-v1", "--task_name", "0,1"], "applies only to"),
     (["resume"], "required"),
     (["resume", "--snapshot_dir", "/nonexistent/run"], "is not a directory"),
@@ -190,3 +193,9 @@ def test_default_flags_give_the_behaviours_default_options(tmp_path, experiment,
         parts = build_parts(config, build_task_set(config))
         parts.sampler.close()
         assert parts.sampler.behaviour.options == expected
+
+
+def test_a_qmp_warm_up_one_epoch_shorter_than_the_run_is_accepted():
+    config = parse_command_line(["qmp_dnc", "--env=PointReach-v0", "--qmp_warmup_iterations", "4", "--n_epochs", "5"])
+    assert (config.qmp_warmup_iterations, config.n_epochs) == (4, 5)
+    assert parse_command_line(["dnc_sac", "--env=PointReach-v0", "--n_epochs", "5"]).qmp_warmup_iterations == 0

@@ -81,20 +81,23 @@ def reference_evaluations(task_set, behaviour, episodes_per_task: int, evaluatio
     return results
 
 
-def behaviours(task_set, kind: str):
+def behaviours(task_set, kind: str, architecture: str = "separate"):
+    """The own policies or the Q-switch on random networks of ``architecture`` (separate per task, or
+    the multihead networks of Parameters and Parameters + QMP)."""
     torch.manual_seed(0)
     layout, t = task_set.observation_layout, task_set.num_tasks
-    policy = TanhGaussianPolicy("separate", t, layout.network_dim(), ACT, (16, 16))
+    policy = TanhGaussianPolicy(architecture, t, layout.network_dim(), ACT, (16, 16))
     if kind == "own":
         return OwnPolicyBehaviour(policy)
-    critic = TwinQFunction("separate", t, layout.network_dim(), ACT, (16, 16))
+    critic = TwinQFunction(architecture, t, layout.network_dim(), ACT, (16, 16))
     return QSwitchBehaviour(policy, critic, lambda: torch.ones(t), QSwitchOptions())
 
 
+@pytest.mark.parametrize("architecture", ["separate", "multihead"])
 @pytest.mark.parametrize("kind", ["own", "qswitch"])
-def test_lockstep_evaluation_gives_the_one_by_one_episodes(kind):
+def test_lockstep_evaluation_gives_the_one_by_one_episodes(kind, architecture):
     task_set = reacher()
-    behaviour = behaviours(task_set, kind)
+    behaviour = behaviours(task_set, kind, architecture)
     assert behaviour.lockstep_evaluation
     expected = reference_evaluations(task_set, behaviour, 3, 2)
     # 10 environments at most side by side: the 3 episodes per task run in chunks of 2 and 1
@@ -126,11 +129,12 @@ def test_evaluator_state_resumes_the_generator_chain():
     assert resumed.run(behaviour, 2)[0] == uninterrupted.run(behaviour, 2)[0]
 
 
-def test_batched_rows_agree_with_one_column_at_a_time():
+@pytest.mark.parametrize("architecture", ["separate", "multihead"])
+def test_batched_rows_agree_with_one_column_at_a_time(architecture):
     """With E rows per network call the actions differ from the column-wise ones only by the
     rounding of the matrix products; the choices are the same."""
     task_set = reacher()
-    behaviour = behaviours(task_set, "qswitch")
+    behaviour = behaviours(task_set, "qswitch", architecture)
     obs = torch.randn(task_set.num_tasks, 6, task_set.observation_layout.network_dim())
     actions, acting = behaviour.act_rows(obs)
     column_actions, column_acting = SliceWise(behaviour).act_rows(obs)
