@@ -192,8 +192,8 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
     elif config.is_ctpg:
         options = CTPGOptions(
             guide_step=config.guide_step, guide_update_freq=config.guide_update_freq, guide_lr=config.guide_lr,
-            filter_gate=config.filter_gate, block_gate=config.block_gate, guide_hindsight=config.guide_hindsight,
-            filter_start_steps=config.filter_start_steps,
+            filter_gate=config.filter_gate, block_gate=config.block_gate, block_gate_freq=config.block_gate_freq,
+            guide_hindsight=config.guide_hindsight, filter_start_steps=config.filter_start_steps,
         )
         guide = GuideNetworks(config.policy_architecture, num_tasks, obs_dim,
                               num_tasks + len(task_set.guide_policies), config.hidden_sizes).to(device)

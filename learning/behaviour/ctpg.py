@@ -10,7 +10,8 @@ segment (its *sampled* action). Two gates (../shared/SPEC-CTPG.md §1.2, docs/ct
   no candidate passes, task i acts with its own policy. "masked" samples the guide over the passing
   candidates (the paper), "unmasked" over all of them (the vendored official code), "off" disables it.
 * guide block: tasks whose control ``log alpha_i`` exceeds the mean are not guided (they act with
-  their own policy); refreshed at every evaluation, effective at each task's next episode.
+  their own policy); refreshed every ``block_gate_freq`` environment steps of each task (the
+  learner's schedule, independent of evaluation), effective at each task's next episode.
 
 All T guides are one batched module with the task axis first (``GuideNetworks``); the learner is in
 learning/behaviour/ctpg_learner.py. The behaviour keeps a log of every collected step (acting
@@ -46,11 +47,15 @@ class CTPGOptions:
     filter_gate: str = "masked"
     """"masked" (paper), "unmasked" (vendored code: the mask only triggers the own-policy fallback), "off"."""
     block_gate: bool = True
-    """Do not guide tasks whose log alpha_i exceeds the mean (refreshed at every evaluation)."""
+    """Do not guide tasks whose log alpha_i exceeds the mean."""
+    block_gate_freq: int = 10_000
+    """Refresh the block gate every this many environment steps of each task (the official code
+    refreshes it at every evaluation, every 10,000 steps)."""
     guide_hindsight: bool = True
     """Relabel a segment's guide action as the candidate that best explains its stored actions."""
     filter_start_steps: int = 10_000
-    """The policy filter acts once each task has collected this many environment steps."""
+    """The policy filter acts once each task has collected this many environment steps after the
+    warm-up (the steps the guides train on)."""
     value_samples: int = 5
     """Samples of pi_i in the estimate of V_i(s) (``v_sample_time``)."""
     tau: float = 0.01
@@ -156,6 +161,9 @@ class CTPGBehaviour:
         self.blocked_next = np.zeros(self.num_tasks, dtype=bool)
         """The latest refresh of the block gate; a task adopts it at its next episode start."""
         self.env_steps = 0
+        """Collection steps per task since the run started, warm-up included."""
+        self.trained_steps = 0
+        """Collection steps per task after the warm-up (the learner counts them): the filter's clock."""
         self._log: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.gate_counts = self._empty_gate_counts()
 
@@ -166,7 +174,7 @@ class CTPGBehaviour:
 
     # ------------------------------------------------------------------------------ the episode clock
     def begin_iteration(self, iteration: int) -> None:
-        """Nothing depends on the iteration (the filter starts by environment steps)."""
+        """Nothing depends on the iteration (the filter and the block gate run on environment steps)."""
 
     def episode_start(self, started: np.ndarray) -> None:
         """Tasks whose episode (re)started decide at their next step and adopt the latest block gate;
@@ -183,7 +191,7 @@ class CTPGBehaviour:
 
     # ------------------------------------------------------------------------------ acting
     def filter_active(self) -> bool:
-        return self.options.filter_gate != "off" and self.env_steps >= self.options.filter_start_steps
+        return self.options.filter_gate != "off" and self.trained_steps >= self.options.filter_start_steps
 
     @torch.no_grad()
     def decide(self, obs: torch.Tensor) -> torch.Tensor:
@@ -259,6 +267,7 @@ class CTPGBehaviour:
         return {"held_choice": self.held_choice.cpu(), "steps_in_segment": self.steps_in_segment.copy(),
                 "needs_decision": self.needs_decision.copy(), "blocked": self.blocked.copy(),
                 "blocked_next": self.blocked_next.copy(), "env_steps": self.env_steps,
+                "trained_steps": self.trained_steps,
                 "log": [tuple(np.copy(part) for part in entry) for entry in self._log],
                 "gate_counts": {k: v.copy() for k, v in self.gate_counts.items()}}
 
@@ -269,5 +278,6 @@ class CTPGBehaviour:
         self.blocked = np.array(state["blocked"], dtype=bool)
         self.blocked_next = np.array(state["blocked_next"], dtype=bool)
         self.env_steps = int(state["env_steps"])
+        self.trained_steps = int(state["trained_steps"])
         self._log = [tuple(np.copy(part) for part in entry) for entry in state["log"]]
         self.gate_counts = {k: np.array(v) for k, v in state["gate_counts"].items()}

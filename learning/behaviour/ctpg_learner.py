@@ -129,9 +129,11 @@ def gather_segments(store: SegmentStore, buffer: TaskReplayBuffer, starts: torch
     """The K-step windows from ``starts [T, B]``, cut at each segment's end."""
     tasks, count = starts.shape
     offsets = torch.arange(steps, device=starts.device)
-    slots = (starts.unsqueeze(-1) + offsets) % store.capacity  # [T, B, K]
     available = (store.position - starts - 1) % store.capacity + 1  # stored steps from the start onwards
     in_range = offsets < available.unsqueeze(-1)
+    # Slots past the write head are read as the start itself (then masked): below capacity they may lie
+    # beyond the allocated storage.
+    slots = torch.where(in_range, (starts.unsqueeze(-1) + offsets) % store.capacity, starts.unsqueeze(-1))  # [T, B, K]
     rows = torch.arange(tasks, device=starts.device).view(tasks, 1, 1)
     ends = store.segment_end[rows, slots] & in_range
     ends_before = ends.long().cumsum(-1) - ends.long()
@@ -222,6 +224,8 @@ class CTPGLearner:
         self.alpha_optimizer = make_adam([guide.log_alpha], lr)
         self.pending_steps = 0
         self.updates = 0
+        self.block_periods = 0
+        """Completed periods of ``block_gate_freq`` environment steps per task at the last refresh."""
 
     # ------------------------------------------------------------------------------ the trainer's hooks
     def store_collected(self) -> None:
@@ -231,21 +235,27 @@ class CTPGLearner:
             raise RuntimeError("CTPG's segment store is out of step with the replay buffer")
 
     def train(self, steps_per_task: int, batch_per_task: int | None) -> dict[str, torch.Tensor]:
-        """Guide updates owed for ``steps_per_task`` new steps (none while ``batch_per_task`` is None:
-        the warm-up), then the statistics ``[T]``: gate rates of the steps since the last call and
+        """Guide updates owed for ``steps_per_task`` new steps (0 for the warm-up collection; none while
+        ``batch_per_task`` is None), each on ``batch_per_task`` segments per task (the official B / T);
+        then the block gate's refresh when the run passed a multiple of ``block_gate_freq`` environment
+        steps per task. Returns the statistics ``[T]``: gate rates of the steps since the last call and
         the last update's losses."""
         stats: dict[str, torch.Tensor] = {}
+        self.behaviour.trained_steps += steps_per_task
         if batch_per_task is not None:
             self.pending_steps += steps_per_task
             updates, self.pending_steps = divmod(self.pending_steps, self.options.guide_update_freq)
-            segments = max(math.ceil(batch_per_task / self.options.guide_step), 1)
             for _ in range(updates):
-                stats = self.update(segments)
+                stats = self.update(max(batch_per_task, 1))
+        periods = self.behaviour.env_steps // self.options.block_gate_freq
+        if periods > self.block_periods:
+            self.block_periods = periods
+            self.refresh_block_gate()
         stats.update(self.gate_statistics())
         return stats
 
-    def after_evaluation(self) -> None:
-        """Refresh the block gate from the control temperatures (effective at the next episodes)."""
+    def refresh_block_gate(self) -> None:
+        """Block the tasks whose control log alpha exceeds the mean (effective at their next episodes)."""
         if self.options.block_gate:
             log_alpha = self.sac.log_alpha.detach().expand(self.num_tasks)
             self.behaviour.set_block(block_gate(log_alpha).cpu().numpy())
@@ -276,6 +286,24 @@ class CTPGLearner:
                                            batch.observation, batch.action, batch.alive)
         return scores.argmax(dim=0)
 
+    @torch.no_grad()
+    def targets(self, batch: SegmentBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The SMDP targets ``[T, B]`` of the guide critic (bootstrapping ``V^g`` with the target guide
+        critic and the guide's entropy term) and of the comparable critic (rewards less the control
+        entropy term ``alpha_i log pi_i(a~_t|s_t)``, ``a~_t ~ pi_i``; no guide entropy term)."""
+        guide = self.guide
+        next_logits = guide.logits(batch.last_next_observation)
+        target_q = guide.target_critic(batch.last_next_observation).min(dim=0).values
+        guide_target = smdp_target(batch.reward, batch.alive, batch.length, batch.last_terminal,
+                                   soft_state_value(next_logits, target_q, guide.alpha()), self.discount)
+        tasks, count, steps, obs_dim = batch.observation.shape
+        _, own_log_prob, _, _ = self.sac.policy.sample(batch.observation.reshape(tasks, count * steps, obs_dim))
+        entropy_reward = batch.reward - self.sac.alpha().view(-1, 1, 1) * own_log_prob.reshape(tasks, count, steps)
+        target_comparable = guide.target_comparable(batch.last_next_observation).min(dim=0).values
+        comparable_target = smdp_target(entropy_reward, batch.alive, batch.length, batch.last_terminal,
+                                        soft_state_value(next_logits, target_comparable, None), self.discount)
+        return guide_target, comparable_target
+
     def update(self, segments: int) -> dict[str, torch.Tensor]:
         """One guide update on ``segments`` segments per task; statistics ``[T]``."""
         guide, options = self.guide, self.options
@@ -287,17 +315,7 @@ class CTPGLearner:
                                                device=batch.valid.device).unsqueeze(1)
         start = batch.observation[:, :, 0]
         chosen = batch.guide_action.unsqueeze(-1)
-        with torch.no_grad():
-            next_logits = guide.logits(batch.last_next_observation)
-            target_q = guide.target_critic(batch.last_next_observation).min(dim=0).values
-            guide_target = smdp_target(batch.reward, batch.alive, batch.length, batch.last_terminal,
-                                       soft_state_value(next_logits, target_q, guide.alpha()), self.discount)
-            tasks, count, steps, obs_dim = batch.observation.shape
-            _, own_log_prob, _, _ = self.sac.policy.sample(batch.observation.reshape(tasks, count * steps, obs_dim))
-            entropy_reward = batch.reward - self.sac.alpha().view(-1, 1, 1) * own_log_prob.reshape(tasks, count, steps)
-            target_comparable = guide.target_comparable(batch.last_next_observation).min(dim=0).values
-            comparable_target = smdp_target(entropy_reward, batch.alive, batch.length, batch.last_terminal,
-                                            soft_state_value(next_logits, target_comparable, None), self.discount)
+        guide_target, comparable_target = self.targets(batch)
         q = guide.critic(start).gather(-1, chosen.unsqueeze(0).expand(2, *chosen.shape)).squeeze(-1)
         critic_errors = (q - guide_target.unsqueeze(0)).pow(2).sum(dim=0)
         critic_loss = masked_task_means(critic_errors, weight)
@@ -342,7 +360,7 @@ class CTPGLearner:
         return {"guide": self.guide.state_dict(), "store": self.store.state_dict(),
                 "optimizers": {name: getattr(self, f"{name}_optimizer").state_dict()
                                for name in ("actor", "critic", "comparable", "alpha")},
-                "pending_steps": self.pending_steps, "updates": self.updates}
+                "pending_steps": self.pending_steps, "updates": self.updates, "block_periods": self.block_periods}
 
     def load_state_dict(self, state: dict) -> None:
         self.guide.load_state_dict(state["guide"])
@@ -350,3 +368,4 @@ class CTPGLearner:
         for name, optimizer_state in state["optimizers"].items():
             getattr(self, f"{name}_optimizer").load_state_dict(optimizer_state)
         self.pending_steps, self.updates = int(state["pending_steps"]), int(state["updates"])
+        self.block_periods = int(state["block_periods"])

@@ -234,12 +234,14 @@ FLAGS: tuple[Flag, ...] = (
          "comparable guide value is at least V_i(s) (paper); unmasked = sample among all, the mask only "
          "triggers the own-policy fallback (official code); off", choices=("masked", "unmasked", "off"),
          experiments=_is_ctpg),
-    Flag("block_gate", parse_bool, True, "CTPG: do not guide tasks whose log alpha exceeds the mean "
-         "(refreshed at every evaluation)", experiments=_is_ctpg),
+    Flag("block_gate", parse_bool, True, "CTPG: do not guide tasks whose log alpha exceeds the mean",
+         experiments=_is_ctpg),
+    Flag("block_gate_freq", int, 10_000, "CTPG: refresh the guide-block gate every this many environment "
+         "steps of each task", experiments=_is_ctpg),
     Flag("guide_hindsight", parse_bool, True, "CTPG: relabel each segment's guide action as the control "
          "policy that best explains its actions", experiments=_is_ctpg),
     Flag("filter_start_steps", int, 10_000, "CTPG: the policy filter acts after this many environment "
-         "steps per task", experiments=_is_ctpg),
+         "steps per task after the warm-up", experiments=_is_ctpg),
 )
 
 FLAG_BY_NAME: dict[str, Flag] = {flag.name: flag for flag in FLAGS}
@@ -262,8 +264,8 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     "DnC": ("kl_coeff", "sampling_type", "regularize_representation", "distillation_period", "distillation_n_epochs"),
     "data sharing": ("sharing_quantile", "unsupervised"),
     "PCGrad": ("use_pc_grad", "skip_alpha_pc_grad"),
-    "CTPG": ("guide_step", "guide_update_freq", "guide_lr", "filter_gate", "block_gate", "guide_hindsight",
-             "filter_start_steps"),
+    "CTPG": ("guide_step", "guide_update_freq", "guide_lr", "filter_gate", "block_gate", "block_gate_freq",
+             "guide_hindsight", "filter_start_steps"),
 }
 
 # Flags that print instead of training (run.py handles them); they never reach the Config.
@@ -395,6 +397,7 @@ class Config:
     guide_lr: float = 1e-4
     filter_gate: str = "masked"
     block_gate: bool = True
+    block_gate_freq: int = 10_000
     guide_hindsight: bool = True
     filter_start_steps: int = 10_000
     explicit_flags: tuple[str, ...] = field(default=(), compare=False)
@@ -776,7 +779,7 @@ def _validate_method_flags(config: Config) -> None:
     if _is_data_sharing(config.experiment) and not 0.0 <= config.sharing_quantile <= 1.0:
         raise ConfigError(f"--sharing_quantile must be in [0, 1], got {config.sharing_quantile}")
     if config.is_ctpg:
-        for key in ("guide_step", "guide_update_freq"):
+        for key in ("guide_step", "guide_update_freq", "block_gate_freq"):
             if getattr(config, key) <= 0:
                 raise ConfigError(f"--{key} must be positive, got {getattr(config, key)}")
         if not config.guide_lr > 0 or math.isnan(config.guide_lr):
@@ -785,6 +788,8 @@ def _validate_method_flags(config: Config) -> None:
             raise ConfigError(f"--filter_start_steps must not be negative, got {config.filter_start_steps}")
         if config.filter_gate == "off":
             typed_without_effect(("filter_start_steps",), "with --filter_gate off")
+        if not config.block_gate:
+            typed_without_effect(("block_gate_freq",), "with --block_gate False")
     if _is_shared_buffer_sac(config.experiment) and not config.use_pc_grad:
         typed_without_effect(("skip_alpha_pc_grad",), "without --use_pc_grad True")
     if config.is_qmp:

@@ -113,7 +113,6 @@ class BehaviourLearner(Protocol):
 
     def store_collected(self) -> None: ...
     def train(self, steps_per_task: int, batch_per_task: int | None) -> dict[str, torch.Tensor]: ...
-    def after_evaluation(self) -> None: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
 
@@ -219,8 +218,6 @@ class Trainer:
             if epoch % config.evaluation_frequency == 0:
                 self.last_evaluation = self.evaluate(epoch)
                 metrics.update(self.last_evaluation)
-                if parts.behaviour_learner is not None:
-                    parts.behaviour_learner.after_evaluation()
             metrics.update(parts.sac.end_of_epoch(epoch))  # e.g. DnC's periodic distillation
             self.check_finite(epoch, {key: value for key, value in metrics.items() if key.endswith("Loss")})
             videos = self.record_videos(epoch) if config.vis_freq > 0 and epoch % config.vis_freq == 0 else {}
