@@ -12,10 +12,11 @@ import garage_experiments
 from learning import experiments
 from learning.behaviour.ctpg import (CTPGBehaviour, CTPGOptions, GuideNetworks, block_gate, filter_mask,
                                      gated_choice, own_soft_value)
-from learning.behaviour.ctpg_learner import (SegmentStore, candidate_log_likelihoods, discrete_sac_actor_losses,
-                                             gather_segments, smdp_target, soft_state_value)
-from learning.core.networks import TanhGaussianPolicy
+from learning.behaviour.ctpg_learner import (CTPGLearner, SegmentStore, candidate_log_likelihoods,
+                                             discrete_sac_actor_losses, gather_segments, smdp_target, soft_state_value)
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 from learning.core.replay_buffer import TaskReplayBuffer, Transitions
+from learning.core.sac import MultiTaskSAC, SACSettings
 from learning.training.config import ConfigError, parse_command_line
 from learning.training.logger import read_metrics
 from learning.training.trainer import Trainer
@@ -132,6 +133,23 @@ def test_segments_across_the_ring_boundary():
     assert batch.valid.tolist() == [[1.0], [0.0]]  # slot 6's segment is complete; slot 2's is still open
 
 
+def test_segments_at_the_write_head_below_capacity_read_only_allocated_slots():
+    """Capacity 100, storage allocated for the 20 steps written so far (write head = allocated size):
+    a segment starting 5 slots before the head must not read slots 20..23."""
+    buffer = TaskReplayBuffer(2, OBS, 1, 100, initial_capacity=8)
+    store = SegmentStore(2, 100, "cpu", initial_capacity=8)
+    buffer.add(Transitions(np.zeros((2, 20, OBS), np.float32), np.zeros((2, 20, 1), np.float32),
+                           np.tile(np.arange(1, 21, dtype=np.float32), (2, 1)), np.zeros((2, 20, OBS), np.float32),
+                           np.zeros((2, 20), np.float32)))
+    store.add({"guide_action": np.zeros((2, 20), np.int64), "segment_start": np.zeros((2, 20), bool),
+               "segment_end": np.zeros((2, 20), bool)})
+    assert store.segment_end.shape[1] == store.position == 20
+    batch = gather_segments(store, buffer, torch.tensor([[15], [15]]), torch.ones(2, 1, dtype=torch.bool), steps=9)
+    assert batch.alive.tolist() == [[[1, 1, 1, 1, 1, 0, 0, 0, 0]]] * 2
+    assert batch.reward[0, 0, :5].tolist() == [16.0, 17.0, 18.0, 19.0, 20.0]
+    assert batch.valid.tolist() == [[0.0], [0.0]]  # the segment is still open
+
+
 # ------------------------------------------------------------------------------------------ gates
 def test_filter_mask_and_fallback():
     mask = filter_mask(torch.tensor([[1.0, 3.0, 2.0], [0.0, 0.0, 0.0]]), torch.tensor([2.0, 1.0]))
@@ -169,7 +187,9 @@ def test_the_filter_acts_after_its_start_and_falls_back_to_the_own_policy():
         ctpg.policy.mlp.head.bias[:, 0, 2:] = -20.0
     ctpg.alpha = lambda: torch.zeros(2)
     obs = torch.zeros(2, OBS)
+    ctpg.env_steps, ctpg.trained_steps = 100, 1  # the filter's clock: steps after the warm-up only
     assert [ctpg.act(obs, False)[1].tolist() for _ in range(2)] == [[1, 0], [1, 0]]  # filter not yet active
+    ctpg.trained_steps = 2
     assert ctpg.act(obs, False)[1].tolist() == [0, 0]  # task 0: candidate 1 filtered out, candidate 0 sampled
     with torch.no_grad():
         ctpg.guide.comparable.head.bias[:, 0, 0] = -5.0
@@ -181,6 +201,8 @@ def test_the_filter_acts_after_its_start_and_falls_back_to_the_own_policy():
 
 def test_block_gate_blocks_tasks_above_the_mean_log_alpha_from_their_next_episode():
     assert block_gate(torch.tensor([0.0, 1.0, -1.0, 0.5])).tolist() == [False, True, False, True]
+    assert block_gate(torch.tensor([0.0, 1.0, 2.0])).tolist() == [False, False, True]  # at the mean: guided
+    assert block_gate(torch.zeros(3)).tolist() == [False, False, False]  # equal temperatures: all guided
     ctpg = behaviour(2, [1, 0], CTPGOptions(guide_step=1))
     obs = torch.zeros(2, OBS)
     assert ctpg.act(obs, False)[1].tolist() == [1, 0]
@@ -250,6 +272,168 @@ def test_guide_update_fits_the_critic_of_the_chosen_candidate_only():
     parts.evaluator.close()
 
 
+# ------------------------------------------------------------------------------------------ the learner's wiring
+# Two tasks with different control and guide temperatures; every guide network outputs constants
+# (zero weights), so the targets and losses below are computed by hand.
+GUIDE_PROBS = [[0.25, 0.75], [0.5, 0.5]]
+GUIDE_ALPHA = [0.5, 0.25]
+CONTROL_ALPHA = [2.0, 0.5]
+ONLINE = [[[5.0, 6.0], [7.0, 8.0]], [[6.0, 5.0], [8.0, 9.0]]]  # [twin, task, candidate]
+TARGET = [[[1.0, 2.0], [-1.0, 4.0]], [[3.0, 0.0], [2.0, 3.0]]]  # min over the twins: [[1, 0], [-1, 3]]
+COMPARABLE_TARGET = [[[2.0, 4.0], [0.0, 1.0]], [[3.0, 1.0], [1.0, 5.0]]]  # min: [[2, 1], [0, 1]]
+
+
+def set_constant(mlp, values) -> None:
+    """Make a TaskMLP output ``values [ensemble, T, out]`` whatever its input."""
+    values = torch.tensor(values, dtype=torch.float32)
+    with torch.no_grad():
+        mlp.head.weight.zero_()
+        mlp.head.bias.copy_(values.reshape(-1, 1, values.shape[-1]))
+
+
+def soft_value_by_hand(task: int, q_min: list[float], entropy: bool) -> float:
+    probs, alpha = GUIDE_PROBS[task], GUIDE_ALPHA[task]
+    return sum(p * (q - (alpha * math.log(p) if entropy else 0.0)) for p, q in zip(probs, q_min))
+
+
+def wired_learner(buffer: TaskReplayBuffer, options: CTPGOptions, discount: float = 0.5) -> CTPGLearner:
+    """A two-task learner on ``buffer`` with the constant guide networks above."""
+    policy = fixed_policy([[0.3], [-0.2]], -1.0)
+    sac = MultiTaskSAC(policy, TwinQFunction("separate", 2, OBS, 1, (4,)), SACSettings())
+    with torch.no_grad():
+        sac.log_alpha.copy_(torch.log(torch.tensor(CONTROL_ALPHA)))
+    guide = GuideNetworks("separate", 2, OBS, 2, (4,))
+    set_constant(guide.actor, [torch.log(torch.tensor(GUIDE_PROBS)).tolist()])
+    set_constant(guide.critic, ONLINE)
+    set_constant(guide.target_critic, TARGET)
+    set_constant(guide.comparable, ONLINE)
+    set_constant(guide.target_comparable, COMPARABLE_TARGET)
+    with torch.no_grad():
+        guide.log_alpha.copy_(torch.log(torch.tensor(GUIDE_ALPHA)))
+    ctpg = CTPGBehaviour(sac.policy, sac.critic, sac.alpha, guide, options)
+    return CTPGLearner(sac, guide, ctpg, buffer, options, discount, reward_scale=1.0)
+
+
+def test_guide_and_comparable_targets_by_hand():
+    """K = 4, discount 0.5. Segment 0 (slots 0-1) ends with its episode: a terminal in task 0, a time
+    limit in task 1, which bootstraps after 2 steps; segment 1 (slots 2-5) bootstraps after K steps."""
+    buffer, store = segment_fixture()
+    learner = wired_learner(buffer, CTPGOptions(guide_step=4))
+    batch = gather_segments(store, buffer, torch.tensor([[0, 2], [0, 2]]), torch.ones(2, 2, dtype=torch.bool), 4)
+    torch.manual_seed(3)
+    guide_target, comparable_target = learner.targets(batch)
+    torch.manual_seed(3)  # the comparable target's only random draw: a~_t ~ pi_i at every stored step
+    _, log_prob, _, _ = learner.sac.policy.sample(batch.observation.reshape(2, 8, OBS))
+    log_prob = log_prob.reshape(2, 2, 4)
+    target_min = [[1.0, 0.0], [-1.0, 3.0]]
+    comparable_min = [[2.0, 1.0], [0.0, 1.0]]
+    for task in range(2):
+        v_guide = soft_value_by_hand(task, target_min[task], entropy=True)  # V^g(s_L) with the *target* critic
+        v_comparable = soft_value_by_hand(task, comparable_min[task], entropy=False)
+        bootstrap = 0.0 if task == 0 else 0.25  # 0.5^2 after the time limit; nothing after the terminal
+        assert guide_target[task].tolist() == pytest.approx([1 + 0.5 * 2 + bootstrap * v_guide,
+                                                             3 + 0.5 * 4 + 0.25 * 5 + 0.125 * 6 + 0.0625 * v_guide])
+        entropy = [[CONTROL_ALPHA[task] * log_prob[task, segment, t].item() for t in range(4)] for segment in (0, 1)]
+        assert comparable_target[task].tolist() == pytest.approx([
+            1 - entropy[0][0] + 0.5 * (2 - entropy[0][1]) + bootstrap * v_comparable,
+            sum(0.5 ** t * (3 + t - entropy[1][t]) for t in range(4)) + 0.0625 * v_comparable], abs=1e-5)
+
+
+def repeated_segments(segments: int, capacity: int) -> TaskReplayBuffer:
+    """Two tasks, ``segments`` stored segments of 2 steps each (rewards 1 then 2, the second step ends
+    the episode by a time limit), all with guide action 1."""
+    steps = 2 * segments
+    buffer = TaskReplayBuffer(2, OBS, 1, capacity)
+    buffer.add(Transitions(np.random.rand(2, steps, OBS).astype(np.float32), np.zeros((2, steps, 1), np.float32),
+                           np.tile([1.0, 2.0], (2, segments)).astype(np.float32),
+                           np.random.rand(2, steps, OBS).astype(np.float32), np.zeros((2, steps), np.float32)))
+    return buffer
+
+
+def test_update_fits_the_hand_target_and_leaves_blocked_tasks_out():
+    """K = 3 but every segment ends after 2 steps (and bootstraps); task 1 is blocked."""
+    buffer = repeated_segments(32, capacity=128)
+    learner = wired_learner(buffer, CTPGOptions(guide_step=3, guide_hindsight=False))
+    learner.store.add({"guide_action": np.ones((2, 64), np.int64), "segment_start": np.tile([True, False], (2, 32)),
+                       "segment_end": np.tile([False, True], (2, 32))})
+    learner.behaviour.set_block(np.array([False, True]))
+    guide = learner.guide
+    networks = {"actor": guide.actor, "critic": guide.critic, "comparable": guide.comparable}
+
+    def members(task: int) -> dict[str, torch.Tensor]:  # separate networks: member k * T + task is task's
+        return {f"{label}.{name}": value[task::2].detach().clone() for label, network in networks.items()
+                for name, value in network.named_parameters()}
+
+    before = [members(0), members(1)]
+    stats = learner.update(16)
+    target = 1 + 0.5 * 2 + 0.25 * soft_value_by_hand(0, [1.0, 0.0], entropy=True)
+    online = [ONLINE[0][0][1], ONLINE[1][0][1]]  # task 0's twins at the chosen candidate 1
+    assert stats["GuideCriticLoss"][0].item() == pytest.approx(sum((q - target) ** 2 for q in online), rel=1e-5)
+    assert stats["GuideSegmentLength"][0].item() == 2.0
+    assert stats["GuideCriticLoss"][1].item() == 0.0 and stats["GuideComparableLoss"][1].item() == 0.0
+    assert stats["GuideActorLoss"][1].item() == 0.0 and stats["GuideAlphaLoss"][1].item() == 0.0
+    after = [members(0), members(1)]
+    assert all(torch.equal(before[1][name], after[1][name]) for name in before[1])  # the blocked task is not trained
+    assert not torch.equal(before[0]["critic.head.bias"], after[0]["critic.head.bias"])
+    assert not torch.equal(before[0]["actor.head.weight"], after[0]["actor.head.weight"])
+    assert guide.log_alpha[1].item() == pytest.approx(math.log(GUIDE_ALPHA[1]), abs=1e-7)
+    assert guide.log_alpha[0].item() != pytest.approx(math.log(GUIDE_ALPHA[0]), abs=1e-7)
+
+
+def test_block_gate_refreshes_every_block_gate_freq_environment_steps():
+    """Control temperatures 2 and 0.5: task 0's log alpha is above the mean. The gate is refreshed when
+    the run passes a multiple of 10 steps per task (warm-up included), from the temperatures of then."""
+    learner = wired_learner(TaskReplayBuffer(2, OBS, 1, 16), CTPGOptions(block_gate_freq=10))
+    ctpg = learner.behaviour
+    ctpg.env_steps = 9
+    learner.train(0, None)
+    assert ctpg.blocked_next.tolist() == [False, False]
+    ctpg.env_steps = 12
+    assert learner.train(0, None)["GuideBlocked"].tolist() == [1.0, 0.0]
+    with torch.no_grad():
+        learner.sac.log_alpha.copy_(learner.sac.log_alpha.flip(0))
+    ctpg.env_steps = 19
+    learner.train(0, None)
+    assert ctpg.blocked_next.tolist() == [True, False]  # not refreshed before 20 steps
+    ctpg.env_steps = 35  # one iteration passing two multiples: one refresh
+    learner.train(0, None)
+    assert ctpg.blocked_next.tolist() == [False, True] and learner.block_periods == 3
+
+
+def test_the_filter_clock_counts_steps_after_the_warm_up():
+    learner = wired_learner(TaskReplayBuffer(2, OBS, 1, 16), CTPGOptions(filter_start_steps=30, guide_update_freq=100))
+    ctpg = learner.behaviour
+    ctpg.env_steps = 100  # the warm-up collection: the trainer reports no new steps
+    learner.train(0, None)
+    assert not ctpg.filter_active()
+    learner.train(20, 4)
+    assert not ctpg.filter_active()
+    learner.train(10, 4)
+    assert ctpg.filter_active() and learner.updates == 0
+
+
+def test_each_guide_update_takes_the_control_minibatch_of_segments_per_task():
+    """The official guide minibatch: B / T segments per task, B / T the control minibatch per task
+    (here 8); ``train`` owes one update per ``guide_update_freq`` steps."""
+    def learner_with_data() -> CTPGLearner:
+        torch.manual_seed(4)
+        np.random.seed(4)
+        learner = wired_learner(repeated_segments(32, capacity=128), CTPGOptions(guide_step=3, guide_update_freq=10))
+        learner.store.add({"guide_action": np.zeros((2, 64), np.int64),
+                           "segment_start": np.tile([True, False], (2, 32)),
+                           "segment_end": np.tile([False, True], (2, 32))})
+        return learner
+
+    trained, reference = learner_with_data(), learner_with_data()
+    torch.manual_seed(5)
+    trained.train(14, 8)
+    torch.manual_seed(5)
+    reference.update(8)
+    assert trained.updates == 1 and trained.pending_steps == 4
+    for (name, value), other in zip(trained.guide.state_dict().items(), reference.guide.state_dict().values()):
+        assert torch.equal(value, other), name
+
+
 # ------------------------------------------------------------------------------------------ end to end
 TINY = ["--wandb", "False", "--batch_size", "100", "--min_buffer_size", "20", "--gradient_steps_per_itr", "20",
         "--buffer_batch_size", "16", "--hidden_sizes", "16", "16", "--num_evaluation_episodes", "10"]
@@ -258,14 +442,17 @@ TINY = ["--wandb", "False", "--batch_size", "100", "--min_buffer_size", "20", "-
 def test_config_accepts_ctpg_flags_only_for_ctpg():
     config = parse_command_line(["ctpg_dnc"])
     assert (config.guide_step, config.guide_update_freq, config.guide_lr, config.filter_gate, config.block_gate,
-            config.guide_hindsight, config.filter_start_steps) == (10, 10, 1e-4, "masked", True, True, 10_000)
+            config.block_gate_freq, config.guide_hindsight, config.filter_start_steps) == (
+        10, 10, 1e-4, "masked", True, 10_000, True, 10_000)
     assert config.per_task_buffers and not parse_command_line(
         ["ctpg_sac", "--policy_architecture", "multihead", "--Q_architecture", "multihead"]).per_task_buffers
     for argv, message in [(["qmp_dnc", "--guide_step", "5"], "guide_step is a flag of ctpg_dnc, ctpg_sac"),
                           (["ctpg_sac"], "ctpg_sac needs --policy_architecture multihead"),
                           (["ctpg_dnc", "--include_task_id", "True"], "hide the task identity"),
                           (["ctpg_dnc", "--guide_step", "0"], "guide_step must be positive"),
-                          (["ctpg_dnc", "--filter_gate", "off", "--filter_start_steps", "5"], "no effect")]:
+                          (["ctpg_dnc", "--filter_gate", "off", "--filter_start_steps", "5"], "no effect"),
+                          (["ctpg_dnc", "--block_gate_freq", "0"], "block_gate_freq must be positive"),
+                          (["ctpg_dnc", "--block_gate", "False", "--block_gate_freq", "5"], "no effect")]:
         with pytest.raises(ConfigError, match=message):
             parse_command_line(argv)
 
@@ -309,6 +496,23 @@ def test_ctpg_dnc_runs_on_maze(tmp_path):
     counts = rows[1]["Train/ActingPolicyCounts"]
     assert len(counts) == 10 and all(sum(row) == 10 for row in counts)
     assert rows[1]["Train/LocalPolicy3/MixtureProbs"] == pytest.approx(counts[3][3] / 10)
+
+
+def test_training_does_not_depend_on_the_evaluation_frequency(tmp_path):
+    """The block gate refreshes every 25 steps per task (each iteration collects 50), the filter acts
+    from the second trained iteration: evaluating every epoch or every third one trains the same."""
+    argv = ["ctpg_dnc", "--env=MazeLarge-10-v0", *TINY, "--task_name", "1,2", "--n_policies", "2",
+            "--num_evaluation_episodes", "2", "--n_epochs", "4", "--block_gate_freq", "25", "--filter_start_steps", "50"]
+    runs = [launch([*argv, "--evaluation_frequency", frequency, "--name", f"every{frequency}"], tmp_path)
+            for frequency in ("1", "3")]
+    rows = [[{k: v for k, v in row.items() if k.startswith("Train/")} for row in read_metrics(config.run_dir)]
+            for config, _, _ in runs]
+    assert rows[0] == rows[1]
+    assert any(row["Train/GuideBlocked"] > 0 for row in rows[0])  # the block gate acted
+    states = [{**trainer.parts.sac.state_dict(), **trainer.parts.behaviour_learner.guide.state_dict()}
+              for _, trainer, _ in runs]
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
 
 
 # Learning check: PointReach-v0 has one task and fixed guide candidates (up, right, up_right). The
