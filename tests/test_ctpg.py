@@ -499,16 +499,18 @@ def test_ctpg_dnc_runs_on_maze(tmp_path):
 
 
 def test_training_does_not_depend_on_the_evaluation_frequency(tmp_path):
-    """The block gate refreshes every 25 steps per task (each iteration collects 50), the filter acts
-    from the second trained iteration: evaluating every epoch or every third one trains the same."""
-    argv = ["ctpg_dnc", "--env=MazeLarge-10-v0", *TINY, "--task_name", "1,2", "--n_policies", "2",
-            "--num_evaluation_episodes", "2", "--n_epochs", "4", "--block_gate_freq", "25", "--filter_start_steps", "50"]
+    """Ten tasks, 10 steps per task per iteration after a warm-up of 20: the block gate refreshes every
+    iteration and its verdict changes during the run; the filter acts in the last epoch.
+    Evaluating every epoch or every third one trains the same."""
+    argv = ["ctpg_dnc", "--env=MazeLarge-10-v0", *TINY, "--num_evaluation_episodes", "10", "--n_epochs", "4",
+            "--block_gate_freq", "10", "--filter_start_steps", "20"]
     runs = [launch([*argv, "--evaluation_frequency", frequency, "--name", f"every{frequency}"], tmp_path)
             for frequency in ("1", "3")]
     rows = [[{k: v for k, v in row.items() if k.startswith("Train/")} for row in read_metrics(config.run_dir)]
             for config, _, _ in runs]
     assert rows[0] == rows[1]
-    assert any(row["Train/GuideBlocked"] > 0 for row in rows[0])  # the block gate acted
+    blocked = {tuple(row[f"Train/LocalPolicy{task}/GuideBlocked"] for task in range(10)) for row in rows[0]}
+    assert len(blocked) >= 2  # the gate's verdict changed between evaluations
     states = [{**trainer.parts.sac.state_dict(), **trainer.parts.behaviour_learner.guide.state_dict()}
               for _, trainer, _ in runs]
     assert states[0].keys() == states[1].keys()
