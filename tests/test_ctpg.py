@@ -398,6 +398,11 @@ def test_block_gate_refreshes_every_block_gate_freq_environment_steps():
     ctpg.env_steps = 35  # one iteration passing two multiples: one refresh
     learner.train(0, None)
     assert ctpg.blocked_next.tolist() == [False, True] and learner.block_periods == 3
+    resumed = wired_learner(TaskReplayBuffer(2, OBS, 1, 16), CTPGOptions(block_gate_freq=10))
+    resumed.load_state_dict(learner.state_dict())
+    resumed.behaviour.env_steps = 39
+    resumed.train(0, None)
+    assert resumed.behaviour.blocked_next.tolist() == [False, False]  # period 3 was refreshed before the checkpoint
 
 
 def test_the_filter_clock_counts_steps_after_the_warm_up():
@@ -469,11 +474,12 @@ def comparable(rows):
 
 def test_resume_mid_segment_continues_exactly(tmp_path):
     """115 steps per task per iteration: iterations end mid-segment (K = 10) and mid-episode, guide
-    updates owe a remainder (every 3 steps), the filter and the block gate are active."""
+    updates owe a remainder (every 3 steps), the filter is active and the block gate refreshes every
+    200 steps per task, in some iterations and not in others."""
     argv = ["ctpg_sac", "--env=MazeLarge-10-v0", *TINY, "--policy_architecture", "multihead", "--Q_architecture",
             "multihead", "--use_pc_grad", "True", "--task_name", "1,2,3", "--n_policies", "3", "--batch_size", "345",
             "--num_evaluation_episodes", "3",
-            "--guide_update_freq", "3", "--filter_start_steps", "30"]
+            "--guide_update_freq", "3", "--filter_start_steps", "30", "--block_gate_freq", "200"]
     straight, trainer, last = launch([*argv, "--n_epochs", "3", "--name", "straight"], tmp_path)
     assert trainer.parts.sampler.behaviour.steps_in_segment.tolist() != [0, 0, 0]
     stopped, _, _ = launch([*argv, "--n_epochs", "2", "--name", "stopped"], tmp_path)
