@@ -1,4 +1,4 @@
-"""Per-epoch checkpoint cost against the number of stored transitions (issue 15, item 4).
+"""Per-epoch checkpoint cost against the number of stored transitions (not run by CI).
 
 For a buffer holding N transitions per task, one epoch adds ``--new`` transitions and checkpoints:
 "chunks" (the run's way: the new transitions as a chunk file, plus networks, optimisers and small

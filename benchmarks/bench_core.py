@@ -1,7 +1,7 @@
 """Speed of the learning core, as ratios measured side by side in one run (not run by CI).
 
 1. QMP collection time / own-policy collection time on MazeLarge-10-v0 (T = 10), paper-sized
-   networks (256, 256). Target (issue 15): <= 1.3 (the Q-switch is two batched calls per
+   networks (256, 256). Target: <= 1.3 (the Q-switch is two batched calls per
    environment step, with T^2 policy and T^2 critic rows against the own policy's T).
 2. Batched T-task SAC update rate / a Python loop of per-task updates of this code base, T = 10, at
    minibatch 32 and 256 per task (for reference; the target against Stable-Baselines3 is

@@ -2,7 +2,7 @@
 and environment steps per second, for a real run of an experiment on a paper preset.
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_epoch --env JacoReachMT5-v1 [--experiment qmp_dnc [dnc_sac ...]]
-        [--epochs 3] [--min_buffer_size 1000] [--num_evaluation_episodes 10] [--compare_with /work/before]
+        [--epochs 3] [--min_buffer_size 1000] [--num_evaluation_episodes 10] [--compare_with /path/to/older/checkout]
 
 The run uses the preset's networks, batch sizes and gradient steps; the flags only shorten it: fewer
 epochs, a smaller warm-up (epoch 0, which holds the warm-up collection, is left out of the shares)

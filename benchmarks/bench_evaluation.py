@@ -1,4 +1,4 @@
-"""Evaluation wall time against raw environment stepping of the same steps (issue 15, item 3).
+"""Evaluation wall time against raw environment stepping of the same steps (not run by CI).
 
 For the own policy and the Q-switch (paper-sized networks, T tasks, E episodes per task): the
 lockstep evaluator (all T x E episodes side by side), the one-by-one loop it replaces (E rounds of

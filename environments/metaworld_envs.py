@@ -270,7 +270,7 @@ def sample_variants(simulator: SawyerXYZEnv, rng: np.random.Generator, count: in
     """``count`` placement vectors drawn by the task's own ``reset_model`` (its rejection rules included).
 
     The 50-step hand settling of each reset is skipped (it does not affect the drawn vectors), which
-    makes sampling about 10x cheaper than Meta-World's own task construction.
+    makes sampling much cheaper than Meta-World's own task construction.
     """
     simulator.np_random = rng
     simulator._freeze_rand_vec, simulator.seeded_rand_vec = False, True

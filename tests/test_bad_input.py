@@ -1,5 +1,5 @@
 """Every malformed command line: exit code 2, exactly one line on stderr, no traceback, nothing
-written (the fault-injection pass of issue 13 as a table). Most lines run in-process through
+written (a fault-injection pass as a table). Most lines run in-process through
 run.py's and run_policy.py's main (fast); a handful run as real subprocesses."""
 
 from __future__ import annotations

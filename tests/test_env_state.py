@@ -1,5 +1,5 @@
 """Environment checkpoints hold the simulator state (MjData arrays, random generator, counters), not
-pickled MuJoCo models (issue 15, item 4): a fresh env restored mid-episode continues bit for bit."""
+pickled MuJoCo models: a fresh env restored mid-episode continues bit for bit."""
 
 from __future__ import annotations
 

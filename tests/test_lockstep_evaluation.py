@@ -1,7 +1,7 @@
 """Lockstep evaluation (all T x E episodes side by side) gives the episodes, metrics and acting counts
 of the one-by-one loop: a reference written here as the straightforward loop (each task's env runs
 its episodes one after another, the first reset seeded with seed + task, later ones continuing its
-random generator), on the real Reacher environments (issue 15, item 3)."""
+random generator), on the real Reacher environments."""
 
 from __future__ import annotations
 

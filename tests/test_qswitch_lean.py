@@ -1,5 +1,5 @@
 """The Q-switch's straight path for the default scoring picks the same candidates and executes the
-same actions as its general path (issue 15, item 2), in training and in evaluation."""
+same actions as its general path, in training and in evaluation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Replay buffers checkpointed as append-only chunk files (issue 15, item 4): a checkpoint writes only
+"""Replay buffers checkpointed as append-only chunk files: a checkpoint writes only
 the epoch's new transitions, a restored buffer holds the same transitions in the same slots (so it
 samples the same minibatches), through ring wrap-around, and a kill between writing a chunk and
 replacing the checkpoint loses nothing."""

@@ -1,4 +1,4 @@
-"""Nothing lost, nothing silent (issue 13): kill -9 and resume, a full disk, NaN, the run lock,
+"""Nothing lost, nothing silent: kill -9 and resume, a full disk, NaN, the run lock,
 SIGTERM and Ctrl-C, torn metrics rows, a fresh start after a run that died early, MuJoCo warnings."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The lean SAC update gives bit-identical parameters, optimiser states and statistics to the plain
 sequence of the three optimiser steps (critic; actor on frozen critics; temperature), with or
-without statistics, for every architecture (issue 15, item 1)."""
+without statistics, for every architecture."""
 
 from __future__ import annotations
 

@@ -193,8 +193,8 @@ class MultiTaskSAC(nn.Module):
 
     def compile_losses(self) -> None:
         """Wrap the critic loss and the actor + temperature losses in ``torch.compile`` (``--compile``).
-        Meant for CUDA: on this project's CPUs the compiled update measured 0.81-0.85x the eager one
-        (``bench_update --compile``, docs/performance.md), so the launcher applies it on CUDA only."""
+        Meant for CUDA: on the CPU the compiled update is slower than the eager one (``bench_update
+        --compile``; numbers in docs/performance.md), so the launcher applies it on CUDA only."""
         self.critic_loss = torch.compile(self.critic_loss)
         self.actor_and_alpha_losses = torch.compile(self.actor_and_alpha_losses)
 

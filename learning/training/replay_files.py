@@ -1,5 +1,5 @@
 """Replay buffers in append-only chunk files in the run directory, so a checkpoint writes only the
-transitions its epoch added (issue 15).
+transitions its epoch added.
 
 Each checkpoint adds one file ``replay/{first:012d}_{end:012d}.npz`` with the field arrays
 ``[T, end - first, ...]`` of the transitions numbered ``first .. end - 1`` (the buffer's write

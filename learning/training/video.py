@@ -142,9 +142,9 @@ class MujocoCameraFrames:
 
     The camera is the first of :data:`VIDEO_CAMERAS` the model has, else MuJoCo's free camera
     framing the whole model. Shadows and reflections are off: under software OpenGL (Mesa on a
-    CPU) they cost about 5x the time of a frame (Maze, 480x480: 0.12 s vs 0.02 s) and change
-    little. The model's offscreen buffer is enlarged to the frame size when it is smaller (a
-    visual setting only; the physics is untouched).
+    CPU) they cost several times the rest of a frame and change little. The model's offscreen
+    buffer is enlarged to the frame size when it is smaller (a visual setting only; the physics is
+    untouched).
     """
 
     def __init__(self, width: int, height: int) -> None:
