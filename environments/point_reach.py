@@ -4,7 +4,7 @@ A point starts at the bottom-left corner (0, 0) of a square arena and must reach
 top-right corner (10, 10) with incremental actions (dx, dy) in [-1, 1]^2. One trainable policy;
 QMP may also pick fixed stochastic "guide" policies pointing in chosen directions.
 
-The paper leaves these parts open; our choices (README, "2-D point reaching"):
+The paper leaves these parts open; our choices (docs/tutorial.md, "The environment"):
 
 * arena: positions are clipped to [0, 10]^2 (the start and the goal are its corners);
 * reward: ``exp(-d / 3) - 1`` with d the distance to the goal, in (-1, 0]: dense, with a slope

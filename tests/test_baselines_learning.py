@@ -106,7 +106,7 @@ def test_with_one_task_mcal_and_data_sharing_take_exactly_the_separate_sac_steps
 # Learning checks on PointReach-v0. It has one task, so the multi-task mechanisms are idle there (DnC's
 # distillation is the exception: it fits the policy to the replayed actions); the checks make sure each
 # family's update and collection learn end to end. Plain SAC does not solve the point task in a short
-# budget (the environment's purpose, README), so each family is checked in its QMP combination: the
+# budget (the environment's purpose, docs/tutorial.md), so each family is checked in its QMP combination: the
 # Q-switch must learn to reach the goal (by picking the up-right guide policy). Fast settings: discount
 # 0.9, lr 1e-2, 100 gradient steps per epoch; one deterministic evaluation episode per epoch.
 FAST = ["--discount", "0.9", "--lr", "1e-2", "--gradient_steps_per_itr", "100", "--seed", "2"]

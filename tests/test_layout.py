@@ -1,4 +1,4 @@
-"""The package layout: imports run one way (README "Where things are"), checked on the source.
+"""The package layout: imports run one way (docs/architecture.md), checked on the source.
 
 Every import of a module under learning/ or environments/ counts, including imports inside
 functions and under TYPE_CHECKING, so a circle cannot hide behind a lazy import.

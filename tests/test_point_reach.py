@@ -1,4 +1,4 @@
-"""The 2-D point-reaching example: arena, reward, success, guide policies (README's choices)."""
+"""The 2-D point-reaching example: arena, reward, success, guide policies (the choices in docs/tutorial.md)."""
 
 from __future__ import annotations
 
