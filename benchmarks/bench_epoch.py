@@ -10,7 +10,7 @@ and fewer evaluation episodes. ``--compare_with TREE`` also times the checkout a
 commit; its old flat ``learning/`` layout is supported) in a separate process, before and after
 alternating, so both see the same machine load. Several ``--experiment`` names are timed alike,
 alternating, and each one's best s/epoch is printed as a ratio to the first's (``--experiment dnc_sac
-qmp_dnc`` gives the cost of QMP over its base method, issue 15 item 4). Not run by CI.
+qmp_dnc`` gives the cost of QMP over its base method). Not run by CI.
 """
 
 from __future__ import annotations
