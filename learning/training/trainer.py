@@ -254,7 +254,7 @@ class Trainer:
 
     def _report(self, progress, epoch: int, metrics: dict[str, float]) -> None:
         """The bar's postfix on a terminal; otherwise one line per epoch with env steps per second and
-        the estimated time left (from this session's mean epoch time)."""
+        the estimated time left (from this run's mean epoch time since it started or resumed)."""
         steps = int(metrics[STEP_METRIC])
         success = metrics.get(f"{EVALUATION_PREFIX}SuccessRate")
         own = metrics.get(f"{OWN_EVALUATION_PREFIX}SuccessRate")
