@@ -36,23 +36,22 @@ def overview() -> str:
 
 def print_config(config) -> None:
     """The resolved configuration (each value's origin: typed flag, environment preset or default) and
-    the run directory. Reads and writes nothing but stdout (a resume reads the run's config.json)."""
-    from learning.training.checkpoint import CHECKPOINT_FILE, CONFIG_FILE
-    from learning.training.config import ENV_PRESETS, Config, main_error
+    the run directory, after the checks the real command makes first (garage_experiments.prepare_run:
+    a dry run refuses what the run would refuse). Reads, and writes nothing but stdout."""
+    from garage_experiments import check_resources, prepare_run, refuse_if_locked
+    from learning.training.config import ENV_PRESETS
 
     if config.experiment == "resume":
-        run_dir = Path(config.snapshot_dir)
-        try:
-            saved = Config.load(run_dir / CONFIG_FILE)
-        except (OSError, ValueError) as error:
-            main_error(f"cannot read {run_dir / CONFIG_FILE}: {str(error).splitlines()[0]}")
-        typed = set(config.explicit_flags)
-        config = Config.from_dict({**saved.to_dict(), "n_epochs": config.n_epochs or saved.n_epochs})
+        refuse_if_locked(Path(config.snapshot_dir))
+    typed = set(config.explicit_flags)
+    resumed = config.experiment == "resume"
+    config, task_set, run_dir, _ = prepare_run(config)
+    check_resources(config, task_set)
+    if resumed:
         origin = {name: "saved run" for name in config.to_dict()}
         if "n_epochs" in typed:
             origin["n_epochs"] = "flag"
     else:
-        run_dir = config.run_dir
         preset = ENV_PRESETS.get(config.env, {})
         origin = {name: "flag" if name in config.explicit_flags else f"{config.env} preset" if name in preset
                   else "default" for name in config.to_dict()}
@@ -62,8 +61,7 @@ def print_config(config) -> None:
     for key, value in values.items():
         shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
         print(f"{key:<{width}}  {shown:<24}  ({origin[key]})")
-    state = "holds a run" if (run_dir / CHECKPOINT_FILE).exists() else "does not exist yet" \
-        if not run_dir.exists() else "exists, no checkpoint"
+    state = "holds a run" if resumed else "does not exist yet" if not run_dir.exists() else "exists, no checkpoint"
     print(f"run directory: {run_dir} ({state})")
 
 
@@ -112,12 +110,15 @@ def main(argv: list[str]) -> int:
             config = parse_command_line(argv, require_env=True)
         except ConfigError as error:
             main_error(str(error))
-        if any(token in (f"--{name}" for name in PRINT_CONFIG_FLAGS) for token in argv):
-            print_config(config)
-            return 0
         from learning.training.video import configure_headless_rendering
 
         configure_headless_rendering()  # MUJOCO_GL=egl on machines without a display, before mujoco loads
+        if any(token in (f"--{name}" for name in PRINT_CONFIG_FLAGS) for token in argv):
+            try:
+                print_config(config)
+            except ConfigError as error:
+                main_error(str(error))
+            return 0
         import garage_experiments
 
         try:
@@ -153,4 +154,7 @@ def _how_to_continue(config) -> str:
 
 
 if __name__ == "__main__":
+    from learning.training.run_guard import tolerate_closed_pipes
+
+    tolerate_closed_pipes()  # `python run.py ... | head`: progress to a closed pipe is dropped, training goes on
     sys.exit(main(sys.argv[1:]))

@@ -704,12 +704,54 @@ def _validate_run_identity(config: Config) -> None:
         raise ConfigError(f"--seed must be in [0, {MAX_SEED}], got {config.seed}")
     if not config.log_dir.strip():
         raise ConfigError("--log_dir must not be empty")
-    if "/" in config.name or "\\" in config.name or ".." in config.name or "\0" in config.name:
-        raise ConfigError(f"--name must not contain '/', '\\' or '..' (it names a folder inside --log_dir), "
+    if ("/" in config.name or "\\" in config.name or ".." in config.name
+            or not all(char.isprintable() for char in config.name)):
+        raise ConfigError(f"--name must not contain '/', '\\', '..' or control characters (it names a folder inside --log_dir), "
                           f"got {config.name!r}")
     if config.replay_buffer_size < config.min_buffer_size:
         raise ConfigError(f"--replay_buffer_size ({config.replay_buffer_size}) is smaller than --min_buffer_size "
                           f"({config.min_buffer_size}): training would never start")
+    _validate_names_and_sizes(config)
+
+
+MAX_NAME_BYTES = 255
+"""Longest file name of Linux file systems: the run directory's name and every --log_dir component."""
+MAX_PATH_BYTES = 4000
+"""Longest run directory path, leaving room below Linux's 4096 for the files inside it."""
+MAX_VIDEO_SIDE = 4096
+"""Largest video width or height (4K); MuJoCo's offscreen buffer and the encoders stop not far above."""
+MAX_THREADS = 1024
+WANDB_FORBIDDEN = "/\\#?%:"
+"""Characters W&B refuses in project names (and entities); a project name has at most 128 of them."""
+
+
+def _validate_names_and_sizes(config: Config) -> None:
+    """Names the file system and W&B accept, and sizes no machine has."""
+    name_bytes = len(config.run_name.encode())
+    if name_bytes > MAX_NAME_BYTES:
+        raise ConfigError(f"the run directory's name {config.run_name[:40]}... has {name_bytes} bytes, more than "
+                          f"the {MAX_NAME_BYTES} a file name may have; shorten --name")
+    long_part = next((part for part in Path(config.log_dir).parts if len(part.encode()) > MAX_NAME_BYTES), None)
+    if long_part is not None:
+        raise ConfigError(f"--log_dir has a folder name of {len(long_part.encode())} bytes, more than the "
+                          f"{MAX_NAME_BYTES} a file name may have")
+    path_bytes = len(str(Path(config.log_dir).absolute() / config.run_name).encode())
+    if path_bytes > MAX_PATH_BYTES:
+        raise ConfigError(f"the run directory's path has {path_bytes} bytes, more than {MAX_PATH_BYTES}; "
+                          f"choose a shorter --log_dir")
+    for flag, value in (("wandb_project", config.wandb_project), ("wandb_entity", config.wandb_entity)):
+        if value is None:
+            continue
+        bad = sorted({char for char in value if char in WANDB_FORBIDDEN or not char.isprintable()})
+        if not value.strip() or bad or len(value) > 128:
+            reason = (f"contains {' '.join(map(repr, bad))}" if bad else "is empty" if not value.strip()
+                      else f"has {len(value)} characters, more than 128")
+            raise ConfigError(f"--{flag} {value[:40]!r} is not a W&B name: it {reason}")
+    if max(config.vis_width, config.vis_height) > MAX_VIDEO_SIDE:
+        raise ConfigError(f"--vis_width and --vis_height must be at most {MAX_VIDEO_SIDE}, got {config.vis_width} x "
+                          f"{config.vis_height}")
+    if config.num_threads > MAX_THREADS:
+        raise ConfigError(f"--num_threads must be at most {MAX_THREADS}, got {config.num_threads}")
 
 
 def _has_flag_type(value: Any, flag: Flag) -> bool:

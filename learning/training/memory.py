@@ -13,7 +13,7 @@ import math
 import os
 from pathlib import Path
 
-from learning.training.config import Config, ConfigError
+from learning.training.config import MAX_VIDEO_SIDE, Config, ConfigError
 
 FLOAT_BYTES = 4
 GIB = 2 ** 30
@@ -82,3 +82,20 @@ def check_memory(config: Config, num_tasks: int, obs_dim: int, action_dim: int, 
 def _relabels(config: Config) -> bool:
     """CDS buffers keep every task's reward of each transition."""
     return "uds" in config.experiment and not config.unsupervised
+
+
+def check_video_memory(width: int, height: int, episodes: int, episode_steps: int, video_format: str,
+                       flags: str) -> None:
+    """Raise ConfigError when one task's video cannot be made in this machine's memory. An mp4 is
+    streamed (a few frames at a time); a GIF keeps every frame (one byte per pixel) until it is written."""
+    if max(width, height) > MAX_VIDEO_SIDE:
+        raise ConfigError(f"video frames of {width} x {height} pixels are larger than {MAX_VIDEO_SIDE} x "
+                          f"{MAX_VIDEO_SIDE}; lower {flags}")
+    frame = width * height
+    kept_frames = episodes * (episode_steps + 1) if video_format == "gif" else 0
+    needed = kept_frames * frame + 16 * frame  # kept frames, plus the renderer's, the overlay's and the encoder's
+    limit = memory_limit_bytes()
+    if needed > limit:
+        raise ConfigError(f"a {video_format} video of {episodes} episode(s) of {episode_steps} steps at {width} x "
+                          f"{height} needs about {needed / GIB:.3g} GiB, more than the {limit / GIB:.3g} GiB of "
+                          f"memory of this machine; lower {flags} or use mp4")

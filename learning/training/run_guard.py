@@ -1,7 +1,8 @@
 """What keeps a run from losing data or failing silently (docs/robustness.md).
 
-- :class:`RunLock`: one process per run directory (an ``flock`` on ``RUN_DIR/run.lock``; the kernel
-  releases it when the holder dies, so a lock left by a killed process is never in the way).
+- :class:`RunLock`: one process per run directory (an ``flock`` on the directory, taken before the
+  directory is read, checked or written; the kernel releases it when the holder dies, so a lock left
+  by a killed process is never in the way).
 - :func:`install_termination_handler`: SIGTERM raises :class:`Terminated`, so it unwinds like Ctrl-C.
 - :class:`TrainingDiverged` and :func:`first_non_finite`: non-finite losses or parameters stop a run.
 - :class:`WriteFailure` and :func:`write_failure`: a full disk said in one line (what, where, how much).
@@ -59,61 +60,70 @@ class RunLockError(RuntimeError):
     """Another live process holds the run directory; one-line message naming it."""
 
 
-def _holder(handle) -> str:
-    handle.seek(0)
-    text = handle.read().strip()
-    return text or "an unknown process"
+def _holder(run_dir: Path) -> str:
+    """Who the holder says it is (``RUN_DIR/run.lock``), or "another process" before it has said so."""
+    try:
+        text = (Path(run_dir) / LOCK_FILE).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    return text or "another process"
+
+
+def _open_directory(run_dir: Path) -> int:
+    return os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def lock_holder(run_dir: Path) -> str | None:
-    """Who holds ``run_dir``'s lock ("pid 123 on host h"), or None when nobody alive does."""
-    path = Path(run_dir) / LOCK_FILE
+    """Who holds ``run_dir``'s lock ("pid 123 on host h"), or None when nobody alive does (or the
+    directory does not exist). Reads nothing but the holder's note and writes nothing."""
     try:
-        handle = path.open("r")
+        descriptor = _open_directory(run_dir)
     except OSError:
         return None
-    with handle:
+    try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _holder(handle)
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    return None
+            return _holder(run_dir)
+        return None
+    finally:
+        os.close(descriptor)
 
 
 class RunLock:
     """An exclusive lock on a run directory for the life of this process (or until :meth:`release`).
 
-    The lock is an ``flock`` on ``RUN_DIR/run.lock``, whose text names the holder. A lock file left
-    by a dead process is not locked (the kernel drops ``flock`` locks with the process), so it is
-    taken over without asking. The file itself stays: deleting it would let two processes lock two
-    different files.
+    The lock is an ``flock`` on the directory itself, so taking it writes nothing: a process can lock
+    a run directory first and only then read, check and write it, and a check that fails leaves the
+    directory as it was. The kernel drops the lock with the process, so a lock left by a killed
+    process is never in the way. Once the holder has claimed the directory it names itself in
+    ``RUN_DIR/run.lock`` (:meth:`name_holder`), which a refused process quotes.
     """
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / LOCK_FILE
-        self._handle = None
+        self.run_dir = Path(run_dir)
+        self._descriptor: int | None = None
 
     def acquire(self) -> "RunLock":
-        handle = self.path.open("a+")
+        """Lock the (existing) directory or raise RunLockError naming the holder."""
+        descriptor = _open_directory(self.run_dir)
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _holder(handle)
-            handle.close()
-            raise RunLockError(f"{self.path.parent} is in use by {holder}; wait for it to finish "
+            os.close(descriptor)
+            raise RunLockError(f"{self.run_dir} is in use by {_holder(self.run_dir)}; wait for it to finish "
                                f"or stop it first") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
-        handle.flush()
-        self._handle = handle
+        self._descriptor = descriptor
         return self
 
+    def name_holder(self) -> None:
+        """Write ``pid N on host H`` to ``RUN_DIR/run.lock`` (after the directory was claimed)."""
+        (self.run_dir / LOCK_FILE).write_text(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+
     def release(self) -> None:
-        if self._handle is not None:
-            self._handle.close()  # closing the descriptor drops the flock
-            self._handle = None
+        if self._descriptor is not None:
+            os.close(self._descriptor)  # closing the descriptor drops the flock
+            self._descriptor = None
 
 
 # --------------------------------------------------------------------------------------------- non-finite values
@@ -222,10 +232,57 @@ def check_writable_directory(path: str | Path, flag: str) -> str | None:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        return f"{flag} {str(path)!r}: {probe} is a file, not a directory"
+        return f"{flag} {str(path)!r}: {probe} is not a directory"
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"{flag} {str(path)!r}: {probe} is not writable"
     return None
+
+
+# --------------------------------------------------------------------------------------------- output
+class ClosedPipeTolerantStream:
+    """A text stream whose writes to a closed pipe (``run.py ... | head`` once ``head`` has exited) are
+    dropped instead of raising BrokenPipeError: the output was only for the reader that left."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._dropping = False
+
+    def write(self, text: str) -> int:
+        if not self._dropping:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._dropping:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        """From now on write nowhere; the descriptor goes to /dev/null, so the interpreter's own flush at
+        exit finds no broken pipe either."""
+        self._dropping = True
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def tolerate_closed_pipes() -> None:
+    """Wrap ``sys.stdout`` and ``sys.stderr`` in :class:`ClosedPipeTolerantStream` (a script's entry point)."""
+    import sys
+
+    sys.stdout = ClosedPipeTolerantStream(sys.stdout)  # type: ignore[assignment]
+    sys.stderr = ClosedPipeTolerantStream(sys.stderr)  # type: ignore[assignment]
 
 
 # --------------------------------------------------------------------------------------------- MuJoCo warnings

@@ -120,7 +120,8 @@ class BehaviourLearner(Protocol):
 class Trainer:
     """Runs epochs of (collect, train) x steps_per_epoch, then evaluation, logging and a checkpoint."""
 
-    def __init__(self, parts: RunParts, run_dir: Path, logger: RunLogger) -> None:
+    def __init__(self, parts: RunParts, run_dir: Path, logger: RunLogger | None) -> None:
+        """``logger`` may be set later (a resume restores the checkpoint before it writes anything)."""
         self.parts, self.run_dir, self.logger = parts, run_dir, logger
         config = parts.config
         self.config = config
@@ -318,7 +319,11 @@ class Trainer:
             behaviour.load_state_dict(state["evaluation_behaviours"][key])
         if parts.behaviour_learner is not None:
             parts.behaviour_learner.load_state_dict(state["behaviour_learner"])
-        rng = state["random"]
+        self.restore_random(state["random"])
+
+    @staticmethod
+    def restore_random(rng: dict) -> None:
+        """Set Python's, numpy's and torch's random states to a checkpoint's."""
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
