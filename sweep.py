@@ -10,6 +10,7 @@ See docs/reproducing.md.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -98,6 +99,23 @@ def record_only(runs, sweep_dir: Path, records_dir: Path | None, method_order: t
     return 0
 
 
+def check_folders(sweep_dir: Path, records_dir: Path | None) -> None:
+    """The sweep and records folders can be created and written, and their runs' paths are not too long."""
+    from learning.training.config import MAX_NAME_BYTES, MAX_PATH_BYTES
+    from learning.training.run_guard import check_writable_directory
+
+    for flag, folder in (("--sweep_dir", sweep_dir), ("--records", records_dir)):
+        if folder is None:
+            continue
+        problem = check_writable_directory(folder, flag)
+        if problem:
+            fail(problem)
+        if any(len(part.encode()) > MAX_NAME_BYTES for part in folder.parts):
+            fail(f"{flag} has a folder name longer than {MAX_NAME_BYTES} bytes")
+        if len(str(folder).encode()) > MAX_PATH_BYTES - MAX_NAME_BYTES - 16:
+            fail(f"{flag} {str(folder)[:40]}... is too long a path for the run directories inside it")
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
@@ -105,8 +123,9 @@ def main(argv: list[str]) -> int:
         return 0
     if args.grid is None:
         fail("give a GRID: a recipe name (python sweep.py --list) or a .yaml/.toml grid file")
-    if args.cpus_per_run <= 0 or args.gpus_per_run < 0 or args.max_retries < 0:
-        fail("--cpus_per_run must be positive, --gpus_per_run and --max_retries not negative")
+    if not (0 < args.cpus_per_run < math.inf and 0 <= args.gpus_per_run < math.inf and args.max_retries >= 0):
+        fail("--cpus_per_run must be a positive finite number, --gpus_per_run a finite number not negative and "
+             "--max_retries not negative")
     from learning.sweeps.recipes import load_grid
 
     try:
@@ -119,6 +138,7 @@ def main(argv: list[str]) -> int:
         fail(str(error))
     sweep_dir = Path(args.sweep_dir or Path("data/sweeps") / grid.name).resolve()
     records_dir = Path(args.records).resolve() if args.records else grid.records and grid.records.resolve()
+    check_folders(sweep_dir, records_dir)
     method_order = tuple(spec.label for spec in grid.experiments)
     methods, envs = len({run.label for run in runs}), len({run.env for run in runs})
     print(f"{grid.name}: {len(runs)} run{'s' * (len(runs) != 1)} ({methods} method{'s' * (methods != 1)}, "
@@ -131,11 +151,13 @@ def main(argv: list[str]) -> int:
         return record_only(runs, sweep_dir, records_dir, method_order)
 
     from learning.sweeps.runner import Reporter, SweepError, SweepOptions, run_sweep
-    from learning.training.run_guard import Terminated, interruption_exit_code, interruption_name
+    from learning.training.run_guard import (Terminated, interruption_exit_code, interruption_name,
+                                             tolerate_closed_pipes)
 
     options = SweepOptions(cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                            max_retries=args.max_retries, address=args.address, records_dir=records_dir,
                            method_order=method_order)
+    tolerate_closed_pipes()  # progress to a reader that went away (`sweep.py ... | head`) is dropped, runs go on
     try:
         result = run_sweep(runs, sweep_dir, options, Reporter())
     except SweepError as error:

@@ -168,8 +168,13 @@ def check_flags(spec: ExperimentSpec, env: str, flags: list[str], epochs: int, b
 
 def expand(grid: Grid, budget_scale: float = 1.0, seeds: tuple[int, ...] | None = None) -> list[RunSpec]:
     """Every run of the grid, experiments outermost, then environments, then seeds."""
-    if not budget_scale > 0:
-        raise GridError(f"--budget_scale must be positive, got {budget_scale}")
+    from learning.training.config import MAX_SEED
+
+    if not 0 < budget_scale < float("inf"):
+        raise GridError(f"--budget_scale must be a positive finite number, got {budget_scale}")
+    bad_seed = next((seed for seed in seeds or grid.seeds if not 0 <= seed <= MAX_SEED), None)
+    if bad_seed is not None:
+        raise GridError(f"seeds must be in [0, {MAX_SEED}] (run.py's --seed), got {bad_seed}")
     runs = []
     for spec in grid.experiments:
         for env in grid.envs if spec.envs is None else spec.envs:

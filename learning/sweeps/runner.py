@@ -27,11 +27,13 @@ fail again.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -251,15 +253,61 @@ class SweepResult:
         return [item for item in self.progress if item.state == state]
 
 
-def connect(address: str | None) -> bool:
-    """Start Ray with this machine's cores, or join the cluster at ``address``. Returns whether this
-    call started it (and so should shut it down). An instance already running in-process is reused."""
+def check_address(address: str, timeout: float = 3.0) -> None:
+    """Fail within seconds when nothing listens at ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``; ``auto``
+    finds the cluster started on this machine and fails fast by itself), instead of Ray's minute of retries.
+    Raises SweepError."""
+    if address == "auto":
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SweepError(f"--address {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        reason = "no answer" if isinstance(error, TimeoutError) else error.strerror or str(error)
+        raise SweepError(f"no Ray cluster answers at {address} ({reason}); start one with 'ray start --head' "
+                         f"(docs/reproducing.md), or leave out --address to run on this machine") from None
+
+
+def use_cluster_token() -> None:
+    """Ray (2.59 on) turns token authentication on for clusters started on a machine that has a token, but a
+    driver that joins one by an explicit address does not turn it on by itself: with a token at hand
+    (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) and RAY_AUTH_MODE unset, send it. A cluster
+    without authentication ignores it."""
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def check_fit(cpus_per_run: float, gpus_per_run: float, address: str | None) -> None:
+    """Some live node of the cluster can hold one run, else no run would ever start. Raises SweepError."""
+    import ray
+
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    if any(node.get("CPU", 0) >= cpus_per_run and node.get("GPU", 0) >= gpus_per_run for node in nodes):
+        return
+    largest = max(nodes, key=lambda node: (node.get("CPU", 0), node.get("GPU", 0)), default={})
+    where = f"the Ray cluster at {address}" if address else "this machine"
+    raise SweepError(f"a run needs {cpus_per_run:g} CPUs and {gpus_per_run:g} GPUs on one node, but no node of {where} "
+                     f"has them (the largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs); lower "
+                     f"--cpus_per_run/--gpus_per_run")
+
+
+def connect(options: SweepOptions) -> bool:
+    """Start Ray with this machine's cores, or join the cluster at ``options.address``, and check that a
+    run fits on some node. Returns whether this call started Ray (and so should shut it down). An
+    instance already running in-process is reused."""
     import ray
 
     if ray.is_initialized():
+        check_fit(options.cpus_per_run, options.gpus_per_run, options.address)
         return False
+    address = options.address
     try:
         if address:
+            check_address(address)
+            use_cluster_token()
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         else:
             # "local": a new instance even when `ray start` runs here (join that one with --address auto)
@@ -267,7 +315,90 @@ def connect(address: str | None) -> bool:
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise SweepError(f"cannot start Ray{f' at {address}' if address else ''}: "
                          f"{str(error).strip().splitlines()[0]}") from None
+    try:
+        check_fit(options.cpus_per_run, options.gpus_per_run, address)
+    except SweepError:
+        ray.shutdown()
+        raise
     return True
+
+
+# ----------------------------------------------------------------------------------------- one driver per folder
+DRIVER_LOCK_FILE = "driver.lock"
+
+
+class SweepLock:
+    """One driver per sweep folder: an ``flock`` on ``SWEEP_DIR/driver.lock`` for the life of the driver,
+    whose text names it (the kernel drops the lock when the driver dies, however it dies)."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.path = Path(sweep_dir) / DRIVER_LOCK_FILE
+        self._descriptor: int | None = None
+
+    def acquire(self) -> "SweepLock":
+        """Raises SweepError naming the driver that holds the folder."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise SweepError(f"cannot use the sweep folder {self.path.parent}: {error.strerror}") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(descriptor)
+            raise SweepError(f"{self.path.parent} is in use by another sweep driver ({holder}); wait for it to "
+                             f"finish or stop it first") from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+        self._descriptor = descriptor
+        return self
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+
+def stop_orphans(sweep_dir: Path, reporter: Reporter) -> None:
+    """Stop the run.py processes of this sweep folder on this machine that a driver killed with SIGKILL left
+    behind (the caller holds the folder's driver lock, so no live driver owns them): SIGTERM, which
+    checkpoints nothing new and ends them within seconds, then SIGKILL."""
+    runs = str(Path(sweep_dir) / RUNS_FOLDER) + os.sep
+    orphans = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(part.endswith("run.py") for part in argv[:2]) and any(part.startswith(runs) for part in argv):
+            orphans.append(int(entry.name))
+    for pid in orphans:
+        reporter.event(f"stopping pid {pid}, a run of {sweep_dir} left behind by a driver that was killed")
+        _signal(pid, signal.SIGTERM)
+    deadline = time.time() + 20
+    while orphans and time.time() < deadline:
+        orphans = [pid for pid in orphans if _alive(pid)]
+        time.sleep(0.1)
+    for pid in orphans:
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    """Is ``pid`` a process that has not exited (a zombie counts as exited)?"""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def record(sweep_dir: Path, options: SweepOptions, runs: list[RunSpec], reporter: Reporter) -> None:
@@ -296,10 +427,27 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
     if changed:
         raise SweepError(f"{len(changed)} run(s) of {sweep_dir} were started with other flags (e.g. {changed[0]}); "
                          f"use another sweep folder")
+    reporter = reporter or Reporter()
+    started_ray = connect(options)
+    lock = None
+    try:
+        lock = SweepLock(sweep_dir).acquire()
+        stop_orphans(sweep_dir, reporter)
+        return _run_locked(runs, sweep_dir, options, reporter)
+    finally:
+        if lock is not None:
+            lock.release()
+        if started_ray:
+            ray.shutdown()
+
+
+def _run_locked(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, reporter: Reporter) -> SweepResult:
+    """run_sweep once Ray is up and the sweep folder is this driver's."""
+    import ray
+
     write_manifest(sweep_dir, runs)
     for folder in (STATUS_FOLDER, LOGS_FOLDER):
         (sweep_dir / folder).mkdir(parents=True, exist_ok=True)
-    reporter = reporter or Reporter()
     group = sweep_dir.name  # the W&B group: one per sweep folder
     progress = [RunProgress(run) for run in runs]
     queue: list[RunProgress] = []
@@ -312,7 +460,6 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
         else:
             queue.append(item)
 
-    started_ray = connect(options.address)
     terminated = threading.Event()
     if threading.current_thread() is threading.main_thread():
         # SIGTERM stops the sweep as Ctrl-C does. Installed after ray.init (which has its own handler), and
@@ -388,7 +535,5 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
         raise
     finally:
         record(sweep_dir, options, runs, reporter)
-        if started_ray:
-            ray.shutdown()
     reporter.table(progress, slots)
     return SweepResult(progress)
