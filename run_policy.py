@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from learning.training.config import MAX_SEED
+from learning.training.config import MAX_SEED, MAX_VIDEO_SIDE
 from learning.training.run_guard import (Terminated, check_writable_directory, install_termination_handler,
                                          interruption_exit_code, interruption_name, route_mujoco_warnings)
 
@@ -120,6 +120,9 @@ def video_format_of(args: argparse.Namespace) -> str | None:
             raise UsageError(f"--{name} must be positive, got {getattr(args, name)}")
     if not 0 <= args.seed <= MAX_SEED:
         raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
+    if max(args.video_width, args.video_height) > MAX_VIDEO_SIDE:
+        raise UsageError(f"--video_width and --video_height must be at most {MAX_VIDEO_SIDE}, got {args.video_width} x "
+                         f"{args.video_height}")
     if not args.save_video:
         return None
     problem = check_writable_directory(Path(args.video_root) / Path(args.snapshot_dir).name, "--video_root")
@@ -152,12 +155,24 @@ def _main(argv: Sequence[str]) -> int:
     from learning.analysis.runs import RunLoadError, load_run, parse_tasks
     from learning.training.video import VideoError
 
+    from learning.training.config import ConfigError
+    from learning.training.memory import check_video_memory
+
     try:
         run = load_run(args.snapshot_dir, args.checkpoint, args.gpu)
         route_mujoco_warnings(None)
     except RunLoadError as error:
         print(f"run_policy.py: error: {error}", file=sys.stderr)
         return 2
+    if video_format is not None:
+        try:
+            check_video_memory(args.video_width, args.video_height, args.num_episodes_per_task,
+                               run.parts.task_set.max_episode_steps, video_format,
+                               "--video_width/--video_height/--num_episodes_per_task")
+        except ConfigError as error:
+            run.close()
+            print(f"run_policy.py: error: {error}", file=sys.stderr)
+            return 2
     try:
         mode = args.mode or run.default_mode()
         traces_by_task = replay(run, run.behaviour(mode), parse_tasks(args.tasks, run.parts.task_set.num_tasks),
@@ -193,4 +208,7 @@ def replay(run: "LoadedRun", behaviour, tasks: Sequence[int], args: argparse.Nam
 
 
 if __name__ == "__main__":
+    from learning.training.run_guard import tolerate_closed_pipes
+
+    tolerate_closed_pipes()  # `python run_policy.py ... | head`: the rest of the table is dropped, no traceback
     sys.exit(main(sys.argv[1:]))

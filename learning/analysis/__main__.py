@@ -128,9 +128,14 @@ def main(argv: Sequence[str]) -> int:
     from learning.training.run_guard import (Terminated, install_termination_handler, interruption_exit_code,
                                              interruption_name)
 
+    from learning.training.logger import MetricsError
+
     install_termination_handler()
     try:
         return _main(list(argv))
+    except MetricsError as error:  # a damaged record or metrics file, wherever it is read
+        print(f"learning.analysis: error: {error}", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, Terminated) as error:
         print(f"learning.analysis: {interruption_name(error)}", file=sys.stderr)
         return interruption_exit_code(error)

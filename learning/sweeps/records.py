@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from learning.sweeps.grid import MANIFEST_FILE, RUNS_FOLDER, manifest_lock, read_manifest, save_manifest
 from learning.training.checkpoint import CONFIG_FILE
-from learning.training.logger import METRICS_FILE, RECORDED_METRICS_FILE, read_metrics
+from learning.training.logger import METRICS_FILE, RECORDED_METRICS_FILE, MetricsError, read_metrics
 from learning.training.run_guard import write_atomically
 
 
@@ -99,6 +99,8 @@ def update_records(sweep_dir: Path | str, records_dir: Path | str, run_names: li
     try:
         with manifest_lock(records_dir):
             return _update_locked(sweep_dir, records_dir, run_names, method_order)
+    except MetricsError as error:
+        raise RecordsError(str(error)) from None
     except OSError as error:
         raise RecordsError(f"cannot write the records in {records_dir}: {error.strerror or error}") from None
 

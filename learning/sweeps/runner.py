@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from learning.sweeps.grid import RUNS_FOLDER, RunSpec, changed_runs, write_manifest
+from learning.sweeps.reaper import Reaper, start_reaper
 from learning.sweeps import task
 from learning.sweeps.records import RecordsError, update_records
 from learning.training.checkpoint import CHECKPOINT_FILE
@@ -294,33 +295,54 @@ def check_fit(cpus_per_run: float, gpus_per_run: float, address: str | None) -> 
                      f"--cpus_per_run/--gpus_per_run")
 
 
-def connect(options: SweepOptions) -> bool:
+@dataclass
+class RayConnection:
+    """How this driver uses Ray: whether it started Ray (and so shuts it down), and the watcher that stops
+    Ray's processes and the runs if the driver dies first (learning/sweeps/reaper.py)."""
+
+    started: bool = False
+    reaper: Reaper | None = None
+
+    def close(self) -> None:
+        import ray
+
+        if self.started:
+            ray.shutdown()
+        if self.reaper is not None:
+            self.reaper.stand_down()
+
+
+def connect(options: SweepOptions) -> RayConnection:
     """Start Ray with this machine's cores, or join the cluster at ``options.address``, and check that a
-    run fits on some node. Returns whether this call started Ray (and so should shut it down). An
-    instance already running in-process is reused."""
+    run fits on some node. An instance already running in-process is reused. Raises SweepError."""
     import ray
 
     if ray.is_initialized():
         check_fit(options.cpus_per_run, options.gpus_per_run, options.address)
-        return False
+        return RayConnection()
     address = options.address
+    connection = RayConnection(started=True)
     try:
         if address:
             check_address(address)
             use_cluster_token()
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         else:
+            connection.reaper = start_reaper()
             # "local": a new instance even when `ray start` runs here (join that one with --address auto)
             ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        raise SweepError(f"cannot start Ray{f' at {address}' if address else ''}: "
-                         f"{str(error).strip().splitlines()[0]}") from None
-    try:
         check_fit(options.cpus_per_run, options.gpus_per_run, address)
     except SweepError:
-        ray.shutdown()
+        connection.close()
         raise
-    return True
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        connection.close()
+        raise SweepError(f"cannot start Ray{f' at {address}' if address else ''}: "
+                         f"{str(error).strip().splitlines()[0]}") from None
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 # ----------------------------------------------------------------------------------------- one driver per folder
@@ -420,15 +442,13 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
     """Run every unfinished run of ``runs``; returns each run's final progress. Ctrl-C cancels the
     running attempts (their last checkpoints stay) and re-raises KeyboardInterrupt; so does SIGTERM, raising
     run_guard.Terminated."""
-    import ray
-
     sweep_dir = Path(sweep_dir).resolve()
     changed = changed_runs(sweep_dir, runs)
     if changed:
         raise SweepError(f"{len(changed)} run(s) of {sweep_dir} were started with other flags (e.g. {changed[0]}); "
                          f"use another sweep folder")
     reporter = reporter or Reporter()
-    started_ray = connect(options)
+    connection = connect(options)
     lock = None
     try:
         lock = SweepLock(sweep_dir).acquire()
@@ -437,8 +457,7 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
     finally:
         if lock is not None:
             lock.release()
-        if started_ray:
-            ray.shutdown()
+        connection.close()
 
 
 def _run_locked(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, reporter: Reporter) -> SweepResult:

@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -215,14 +216,23 @@ def metrics_file(run_dir: Path) -> Path | None:
     return None
 
 
+class MetricsError(ValueError):
+    """A metrics file that cannot be read (a truncated or foreign ``.gz``); one-line message."""
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """All rows of a run's metrics file (a torn last row of a killed run is left out); [] without one."""
+    """All rows of a run's metrics file (a torn last row of a killed run is left out); [] without one.
+    Raises MetricsError when the file cannot be read or decompressed."""
     path = metrics_file(run_dir)
     if path is None:
         return []
-    data = path.read_bytes()
-    if path.name == RECORDED_METRICS_FILE:
-        data = gzip.decompress(data)
+    try:
+        data = path.read_bytes()
+        if path.name == RECORDED_METRICS_FILE:
+            data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
+        raise MetricsError(f"cannot read the metrics {path}: {reason or type(error).__name__}") from None
     return parse_metrics_lines(data.decode(errors="replace"))
 
 
