@@ -123,9 +123,12 @@ def main(argv: list[str]) -> int:
         return 0
     if args.grid is None:
         fail("give a GRID: a recipe name (python sweep.py --list) or a .yaml/.toml grid file")
-    if not (0 < args.cpus_per_run < math.inf and 0 <= args.gpus_per_run < math.inf and args.max_retries >= 0):
-        fail("--cpus_per_run must be a positive finite number, --gpus_per_run a finite number not negative and "
-             "--max_retries not negative")
+    if not 0 < args.cpus_per_run < math.inf:
+        fail(f"--cpus_per_run must be a positive finite number, got {args.cpus_per_run}")
+    if not 0 <= args.gpus_per_run < math.inf:
+        fail(f"--gpus_per_run must be a finite number, not negative, got {args.gpus_per_run}")
+    if args.max_retries < 0:
+        fail(f"--max_retries must not be negative, got {args.max_retries}")
     from learning.sweeps.recipes import load_grid
 
     try:

@@ -94,7 +94,7 @@ DRY_RUN_LINES: list[list[str]] = [
     ["dnc_sac", *BASE, "--seed", "-1", "--dry_run"], ["dnc_sac", *BASE, "--num_threads", "1000", "--dry_run"],
     ["dnc_sac", *BASE, "--vis_freq", "1", "--vis_width", "100000", "--vis_height", "100000", "--print_config"],
     ["dnc_sac", *BASE, "--name", "trained", "--log_dir", "{runs}", "--dry_run"],
-    ["dnc_sac", *BASE, "--hidden_sizes", "1000000", "1000000", "--dry_run"],
+    ["dnc_sac", "--env=PointReach-v0", "--wandb", "False", "--hidden_sizes", "1000000", "1000000", "--dry_run"],
     ["dnc_sac", *BASE, "--wandb_project", "a/b", "--print_config"],
     ["resume", "--snapshot_dir", "{run}", "--n_epochs", "1", "--dry_run"],
     ["resume", "--snapshot_dir", "{run}", "--n_epochs", "1", "--print_config"],

@@ -158,12 +158,12 @@ def test_a_second_driver_on_one_sweep_folder_is_refused_and_the_first_finishes(r
     argv = [str(grid), "--sweep_dir", str(sweep_dir), "--address", ray_instance]
     first = sweep_py(argv)
     deadline = time.time() + WAIT
-    while time.time() < deadline and not (sweep_dir / "logs").is_dir():  # the first driver holds the folder
+    while time.time() < deadline and not (sweep_dir / "logs").is_dir():  # the first driver has claimed its runs
         time.sleep(0.2)
-    second = sweep_py(argv)
+    second = sweep_py([*argv, "--methods", "b"])  # one of the first driver's runs
     _, second_error = second.communicate(timeout=WAIT)
     assert second.returncode == 2 and len(second_error.splitlines()) == 1, second_error
-    assert f"in use by another sweep driver (pid {first.pid}" in second_error
+    assert f"dnc_sac_PointReach-v0_b_1 of {sweep_dir} is in use by another sweep driver (pid {first.pid}" in second_error
     output, error = first.communicate(timeout=WAIT)
     assert first.returncode == 0, output + error
     for log in (sweep_dir / "logs").iterdir():  # one attempt each, written by the first driver's runs only

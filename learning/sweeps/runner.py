@@ -315,17 +315,18 @@ class RayConnection:
 def connect(options: SweepOptions) -> RayConnection:
     """Start Ray with this machine's cores, or join the cluster at ``options.address``, and check that a
     run fits on some node. An instance already running in-process is reused. Raises SweepError."""
+    address = options.address
+    if address:
+        check_address(address)
+        use_cluster_token()  # before Ray reads its configuration, which it does once, when it is imported
     import ray
 
     if ray.is_initialized():
-        check_fit(options.cpus_per_run, options.gpus_per_run, options.address)
+        check_fit(options.cpus_per_run, options.gpus_per_run, address)
         return RayConnection()
-    address = options.address
     connection = RayConnection(started=True)
     try:
         if address:
-            check_address(address)
-            use_cluster_token()
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         else:
             connection.reaper = start_reaper()
@@ -345,60 +346,75 @@ def connect(options: SweepOptions) -> RayConnection:
     return connection
 
 
-# ----------------------------------------------------------------------------------------- one driver per folder
-DRIVER_LOCK_FILE = "driver.lock"
+# ----------------------------------------------------------------------------------------- one driver per run
+CLAIMS_FOLDER = "claims"
 
 
-class SweepLock:
-    """One driver per sweep folder: an ``flock`` on ``SWEEP_DIR/driver.lock`` for the life of the driver,
-    whose text names it (the kernel drops the lock when the driver dies, however it dies)."""
+class SweepClaim:
+    """One driver per run of a sweep folder: the driver holds an ``flock`` on ``claims/{run}.lock`` for
+    each of its runs as long as it lives (the kernel drops them when it dies, however it dies). A second
+    driver on the same runs is refused with one line naming the first; drivers of other runs (other
+    seeds or methods of a grid) share the folder."""
 
-    def __init__(self, sweep_dir: Path) -> None:
-        self.path = Path(sweep_dir) / DRIVER_LOCK_FILE
-        self._descriptor: int | None = None
+    def __init__(self, sweep_dir: Path, runs: list[RunSpec]) -> None:
+        self.folder = Path(sweep_dir) / CLAIMS_FOLDER
+        self.runs = runs
+        self._descriptors: list[int] = []
 
-    def acquire(self) -> "SweepLock":
-        """Raises SweepError naming the driver that holds the folder."""
+    def acquire(self) -> "SweepClaim":
+        """Claim every run or none; raises SweepError naming the driver that holds one."""
+        note = f"pid {os.getpid()} on host {socket.gethostname()}\n".encode()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for run in self.runs:
+                descriptor = os.open(self.folder / f"{run.run_name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.pread(descriptor, 200, 0).decode(errors="replace").strip() or "another process"
+                    os.close(descriptor)
+                    self.release()
+                    raise SweepError(f"{run.run_name} of {self.folder.parent} is in use by another sweep driver "
+                                     f"({holder}); wait for it to finish or stop it first") from None
+                os.ftruncate(descriptor, 0)
+                os.pwrite(descriptor, note, 0)
+                self._descriptors.append(descriptor)
         except OSError as error:
-            raise SweepError(f"cannot use the sweep folder {self.path.parent}: {error.strerror}") from None
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(descriptor, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(descriptor)
-            raise SweepError(f"{self.path.parent} is in use by another sweep driver ({holder}); wait for it to "
-                             f"finish or stop it first") from None
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
-        self._descriptor = descriptor
+            self.release()
+            raise SweepError(f"cannot use the sweep folder {self.folder.parent}: {error.strerror}") from None
         return self
 
     def release(self) -> None:
-        if self._descriptor is not None:
-            os.close(self._descriptor)
-            self._descriptor = None
+        for descriptor in self._descriptors:
+            os.close(descriptor)
+        self._descriptors = []
 
 
-def stop_orphans(sweep_dir: Path, reporter: Reporter) -> None:
-    """Stop the run.py processes of this sweep folder on this machine that a driver killed with SIGKILL left
-    behind (the caller holds the folder's driver lock, so no live driver owns them): SIGTERM, which
-    checkpoints nothing new and ends them within seconds, then SIGKILL."""
-    runs = str(Path(sweep_dir) / RUNS_FOLDER) + os.sep
+def _command_key(argv: list[str]) -> tuple[str, ...]:
+    """A run.py command line up to its budget (``--n_epochs``), without the interpreter: which run it trains."""
+    tail = argv[1:]
+    return tuple(tail[:tail.index("--n_epochs")] if "--n_epochs" in tail else tail)
+
+
+def stop_orphans(sweep_dir: Path, runs: list[RunSpec], reporter: Reporter) -> None:
+    """Stop the run.py processes of ``runs`` on this machine that a driver killed without its watcher left
+    behind (the caller has claimed these runs, so no live driver owns them): SIGTERM, on which run.py
+    unwinds and keeps its last checkpoint, then SIGKILL for any still there after 20 s."""
+    keys = {_command_key(command) for run in runs
+            for command in (run.start_command(sweep_dir), run.start_command(sweep_dir, gpu=True),
+                            run.resume_command(sweep_dir))}
     orphans = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
         except OSError:
             continue
-        if any(part.endswith("run.py") for part in argv[:2]) and any(part.startswith(runs) for part in argv):
+        if len(argv) > 1 and argv[1] == "run.py" and _command_key(argv) in keys:
             orphans.append(int(entry.name))
     for pid in orphans:
-        reporter.event(f"stopping pid {pid}, a run of {sweep_dir} left behind by a driver that was killed")
+        reporter.event(f"stopping pid {pid}, a run of {sweep_dir} left behind by a driver that is gone")
         _signal(pid, signal.SIGTERM)
     deadline = time.time() + 20
     while orphans and time.time() < deadline:
@@ -451,8 +467,8 @@ def run_sweep(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, repor
     connection = connect(options)
     lock = None
     try:
-        lock = SweepLock(sweep_dir).acquire()
-        stop_orphans(sweep_dir, reporter)
+        lock = SweepClaim(sweep_dir, runs).acquire()
+        stop_orphans(sweep_dir, runs, reporter)
         return _run_locked(runs, sweep_dir, options, reporter)
     finally:
         if lock is not None:
