@@ -140,10 +140,12 @@ SWEEP_LINES: list[list[str]] = [
     ["{grid}", "--address", "localhost:99999"], ["{grid}", "--methods", "nope"], ["{bad_yaml}"], ["{root}/missing.yaml"],
     ["{grid}", "--max_retries", "-1"], ["{grid}", "--order", "random"],
 ]
-# python -m learning.analysis on damaged records (a truncated or foreign metrics.jsonl.gz).
+# python -m learning.analysis on damaged records (a truncated or foreign metrics.jsonl.gz), output under a file.
 ANALYSIS_LINES: list[list[str]] = [
     ["table", "{truncated_records}"], ["table", "{foreign_records}"], ["figure", "{truncated_records}", "--out", "{root}/f.png"],
     ["metrics", "{truncated_records}/runs/dnc_sac_PointReach-v0_trained_0"],
+    ["table", "{runs}", "--out", "{file}/table"], ["table", "{runs}", "--out", "/dev/null/table"],
+    ["figure", "{runs}", "--out", "{file}/figures"], ["metrics", "{run}", "--out", "{file}/plots"],
 ]
 SUBPROCESS_LINES = [["run.py"], ["run.py", "dnc_sac", *BASE, "--lr", "nan"], ["run.py", "dnc_sac", *BASE, "--log_dir", "{file}"],
                     ["run.py", "resume", "--snapshot_dir", "{chunk_missing}", "--n_epochs", "5"],

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from learning.analysis.arguments import positive_int, positive_number
+from learning.training.run_guard import check_writable_directory
 
 PLOT_COMMANDS = ("metrics", "trajectories")
 
@@ -154,6 +155,11 @@ def _main(argv: list[str]) -> int:
         return plots_main(argv)
     try:
         args = build_parser().parse_args(argv)
+        if args.command in ("table", "figure") and args.out is not None:
+            out_folder = Path(args.out).parent if args.command == "table" else Path(args.out)
+            problem = check_writable_directory(out_folder, "--out")
+            if problem:
+                raise AnalysisError(problem)
         if args.command == "docs":
             return docs_command(args.file, args.check)
         if args.command == "table":

@@ -11,6 +11,7 @@ from typing import Sequence
 
 from learning.analysis.arguments import positive_number
 from learning.training.config import BOOL_FLAG
+from learning.training.run_guard import check_writable_directory
 
 
 class PlotError(RuntimeError):
@@ -85,6 +86,9 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     for path in getattr(args, "paths", []):
         if not Path(path).exists():
             raise PlotError(f"{path} does not exist")
+    problem = check_writable_directory(args.out, "--out")
+    if problem:
+        raise PlotError(problem)
     return args
 
 

@@ -12,7 +12,13 @@ machine) continues where the last one stopped:
 * ``runs/{run}/``: the run directory (run.py's checkpoint, metrics.jsonl, W&B);
 * ``status/{run}.json``: how the run's last attempt ended (finished or failed, epochs, reason);
 * ``logs/{run}.log``: stdout and stderr of every attempt;
+* ``claims/{run}.lock``: locked by the driver that runs it, so two drivers never run one run;
 * ``sweep.json``: the manifest (label, experiment, env, seed, flags of every planned run).
+
+A sweep that cannot run stops within seconds with one line: no cluster at ``--address``, no node with
+``--cpus_per_run``/``--gpus_per_run``. A driver that started Ray itself has a watcher process
+(learning/sweeps/reaper.py) that stops Ray and the runs if the driver dies first; a run.py left
+running without a driver is stopped by the next driver of its run (:func:`stop_orphans`).
 
 With a records folder (``SweepOptions.records_dir``), each run's record (config and metrics, for git;
 learning/sweeps/records.py) is updated when an attempt ends and for every run when the sweep stops.

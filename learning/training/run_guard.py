@@ -9,6 +9,7 @@
 - :func:`check_writable_directory`: a directory we are about to create can be created.
 - :func:`write_atomically`: a file appears whole or not at all (temporary file, fsync, rename).
 - :func:`route_mujoco_warnings`: MuJoCo's warnings go to a log file of ours, not ``./MUJOCO_LOG.TXT``.
+- :func:`tolerate_closed_pipes`: output to a reader that went away (``run.py ... | head``) is dropped.
 
 This module imports only the standard library at import time, so that run.py can install its
 handlers before torch and MuJoCo load.
