@@ -153,7 +153,7 @@ def sweep_py(argv: list[str], **options) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
 
 
-def test_a_second_driver_on_one_sweep_folder_is_refused_and_the_first_finishes(ray_instance, tmp_path):
+def test_a_second_driver_for_a_run_is_refused_and_drivers_of_other_runs_share_the_folder(ray_instance, tmp_path):
     grid, sweep_dir = grid_file(tmp_path, 3, ("a", "b")), tmp_path / "sweep"
     argv = [str(grid), "--sweep_dir", str(sweep_dir), "--address", ray_instance]
     first = sweep_py(argv)
@@ -164,12 +164,16 @@ def test_a_second_driver_on_one_sweep_folder_is_refused_and_the_first_finishes(r
     _, second_error = second.communicate(timeout=WAIT)
     assert second.returncode == 2 and len(second_error.splitlines()) == 1, second_error
     assert f"dnc_sac_PointReach-v0_b_1 of {sweep_dir} is in use by another sweep driver (pid {first.pid}" in second_error
+    other_seed = sweep_py([*argv, "--seeds", "2"])  # other runs of the grid share the folder (docs/reproducing.md)
     output, error = first.communicate(timeout=WAIT)
     assert first.returncode == 0, output + error
-    for log in (sweep_dir / "logs").iterdir():  # one attempt each, written by the first driver's runs only
+    output, error = other_seed.communicate(timeout=WAIT)
+    assert other_seed.returncode == 0, output + error
+    for log in (sweep_dir / "logs").iterdir():  # one attempt each, written by its own driver's run only
         assert sum(line.startswith("$ ") for line in log.read_text().splitlines()) == 1
-    for run in ("dnc_sac_PointReach-v0_a_1", "dnc_sac_PointReach-v0_b_1"):
-        assert epochs_of(sweep_dir / "runs" / run) == [0, 1, 2]
+    for run in ("a_1", "b_1", "a_2", "b_2"):
+        assert epochs_of(sweep_dir / "runs" / f"dnc_sac_PointReach-v0_{run}") == [0, 1, 2]
+    assert len(json.loads((sweep_dir / "sweep.json").read_text())["runs"]) == 4
 
 
 def test_a_driver_killed_with_sigkill_takes_its_ray_and_runs_with_it(tmp_path):
