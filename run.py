@@ -18,12 +18,13 @@ NO_EPISODE = "no finished episode"
 def overview() -> str:
     """``python run.py --help``: the experiments with the paper's names, the environments, what next."""
     from environments import ENV_SUMMARIES
-    from learning.training.config import EXPERIMENT_SUMMARIES
+    from learning.experiment_table import EXPERIMENT_TABLE, RESUME, RESUME_SUMMARY
 
     lines = ["usage: python run.py EXPERIMENT --env ID [flags]", "       python run.py resume --snapshot_dir DIR "
              "[--n_epochs N]", "", "experiments:"]
-    for name, (paper_name, summary) in EXPERIMENT_SUMMARIES.items():
-        lines.append(f"  {name:<13}{paper_name:<30}{summary}")
+    for name, row in EXPERIMENT_TABLE.items():
+        lines.append(f"  {name:<13}{row.paper_name:<30}{row.summary}")
+    lines.append(f"  {RESUME:<13}{'':<30}{RESUME_SUMMARY}")
     lines += ["", "environments (--env):", f"  {'id':<19}{'tasks':>6}{'episode':>9}  what"]
     for env_id, (tasks, episode_steps, summary) in ENV_SUMMARIES.items():
         lines.append(f"  {env_id:<19}{tasks:>6}{episode_steps:>9}  {summary}")

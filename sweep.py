@@ -61,9 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_recipes() -> str:
-    from learning.sweeps.recipes import RECIPES
+    from learning.sweeps.recipes import PAPER_GRIDS
 
-    return "\n".join(f"{name:<16}{len(expand(grid)):>5} runs  {grid.description}" for name, grid in RECIPES.items())
+    return "\n".join(f"{name:<16}{len(expand(grid)):>5} runs  {grid.description}" for name, grid in PAPER_GRIDS.items())
 
 
 def dry_run(runs, sweep_dir: Path, gpu: bool) -> None:

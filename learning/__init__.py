@@ -4,6 +4,7 @@
     behaviour/   who acts while collecting: each task's own policy, the Q-switch (QMP) and its mixtures, CTPG's guides
     baselines/   the paper's baselines, each a small extension of the SAC update (DnC, UDS/CDS, PCGrad, MCAL, DECAF)
     training/    the loop: config, sampler, trainer, evaluation, logging, checkpoints, videos
+    experiment_table.py  what each experiment name means, one row per name (imports nothing; every layer reads it)
     experiments.py  what each experiment name builds from the parts above (the composition root)
     sweeps/      grids of runs (the paper's recipes, grid files) and their Ray runner (sweep.py)
     analysis/    finished runs: loading, statistics, plots (depends on everything; nothing in training imports it)

@@ -4,7 +4,9 @@ Every experiment is multi-task SAC; they differ in the network architecture, the
 (per-task buffers vs one shared buffer, SPEC §9.1-9.2), the number of temperatures, the algorithm's
 extension of the SAC update (DnC, data sharing, PCGrad, DECAF, MCAL; docs/baselines.md), and the
 behaviour policy that collects data (own policy vs the Q-switch, SPEC §7). That is QMP's point: it
-changes data collection only, so "X + QMP" is X with another behaviour policy.
+changes data collection only, so "X + QMP" is X with another behaviour policy. Which name is which is
+the experiment table's row (learning/experiment_table.py); this module builds a row's parts, with
+:data:`UPDATE_BUILDERS` for its update.
 
 This is the composition root of the library: it imports the core, the behaviour policies, the
 baselines and the training loop, and nothing below it imports it. ``garage_experiments.launch`` and
@@ -17,12 +19,14 @@ import importlib
 import random
 from dataclasses import dataclass
 from functools import partial
+from typing import Callable
 
 import numpy as np
 import torch
 
 from environments import make_task_set
 from environments.base import TaskSet
+from learning.experiment_table import CTPG, DATA_SHARING, DECAF, DNC, DNC_FLAGS, MCAL, QSWITCH, SAC
 from learning.behaviour.ctpg import CTPGBehaviour, CTPGOptions, GuideNetworks
 from learning.behaviour.ctpg_learner import CTPGLearner
 from learning.behaviour.own_policy import OwnPolicyBehaviour
@@ -32,7 +36,7 @@ from learning.baselines.data_sharing import DataSharingSAC, RewardTableReplayBuf
 from learning.baselines.decaf import DecafTwinQFunction
 from learning.baselines.dnc import DnCSAC
 from learning.training.evaluation import Evaluator
-from learning.training.memory import check_memory
+from learning.training.memory import check_memory, relabels_rewards
 from learning.training.metric_names import EVALUATION_PREFIX, OWN_EVALUATION_PREFIX
 from learning.baselines.mcal import MultiCriticActorSAC
 from learning.core.networks import TanhGaussianPolicy, TwinQFunction
@@ -43,34 +47,6 @@ from learning.training.sampler import LockstepSampler
 from learning.training.trainer import RunParts
 
 EVALUATION_SEED_OFFSET = 10_000
-
-
-@dataclass(frozen=True)
-class ExperimentRecipe:
-    """How an experiment name maps onto the shared machinery, beyond what the Config derives from the
-    name (``Config.is_qmp``: Q-switch collection; ``Config.per_task_buffers``: the loss family)."""
-
-    temperature_per_task: bool
-    algorithm: str = "sac"
-    """The SAC update's extension: "sac" (plain, or PCGrad, or DnC when its flags ask for it),
-    "data_sharing" (UDS/CDS), "decaf" (DECAF critics), "mcal" (one actor on per-task critics)."""
-
-
-RECIPES: dict[str, ExperimentRecipe] = {
-    "sac": ExperimentRecipe(temperature_per_task=False),
-    "mtsac": ExperimentRecipe(temperature_per_task=True),
-    "qmp_sac": ExperimentRecipe(temperature_per_task=True),
-    "dnc_sac": ExperimentRecipe(temperature_per_task=True),
-    "qmp_dnc": ExperimentRecipe(temperature_per_task=True),
-    "uds_dnc": ExperimentRecipe(temperature_per_task=True, algorithm="data_sharing"),
-    "qmp_uds_dnc": ExperimentRecipe(temperature_per_task=True, algorithm="data_sharing"),
-    "decaf": ExperimentRecipe(temperature_per_task=True, algorithm="decaf"),
-    "mcal": ExperimentRecipe(temperature_per_task=False, algorithm="mcal"),
-    "qmp_mcal": ExperimentRecipe(temperature_per_task=False, algorithm="mcal"),
-    # CTPG (docs/ctpg.md): Separated + CTPG, and Parameters (multihead) + CTPG, with PCGrad by its flag.
-    "ctpg_dnc": ExperimentRecipe(temperature_per_task=True),
-    "ctpg_sac": ExperimentRecipe(temperature_per_task=True),
-}
 
 
 def seed_everything(seed: int) -> None:
@@ -101,10 +77,10 @@ def build_task_set(config: Config) -> TaskSet:
         raise ConfigError(f"--n_policies {config.n_policies} does not match {config.env}, which has "
                           f"{task_set.num_tasks} tasks with these settings")
     tasks = task_set.num_tasks
-    if config.experiment in ("dnc_sac", "qmp_dnc") and len(config.kl_coeff) not in (1, tasks * tasks):
+    if DNC_FLAGS in config.spec.flag_groups and len(config.kl_coeff) not in (1, tasks * tasks):
         raise ConfigError(f"--kl_coeff takes 1 or {tasks * tasks} values for the {tasks} tasks of {config.env}, "
                           f"got {len(config.kl_coeff)}")
-    if "uds" in config.experiment and not config.unsupervised and task_set.reward_function is None:
+    if config.spec.update == DATA_SHARING and not config.unsupervised and task_set.reward_function is None:
         raise ConfigError(f"--unsupervised False (CDS) relabels with the tasks' reward functions, which "
                           f"{config.env} does not provide")
     return task_set
@@ -116,26 +92,68 @@ def domain_mixture_table(env_id: str) -> np.ndarray:
     return np.asarray(getattr(importlib.import_module(module_name), function_name)())
 
 
-def build_algorithm(config: Config, recipe: ExperimentRecipe, task_set: TaskSet, policy: TanhGaussianPolicy,
-                    critic: torch.nn.Module, settings: SACSettings, buffer: TaskReplayBuffer) -> MultiTaskSAC:
-    """The experiment's update: MultiTaskSAC or the subclass extending it."""
-    if recipe.algorithm == "data_sharing":
-        min_reward = task_set.min_reward if config.unsupervised else None
-        return DataSharingSAC(policy, critic, settings, buffer, config.sharing_quantile, min_reward)
-    if recipe.algorithm == "mcal":
-        return MultiCriticActorSAC(policy, critic, settings)
-    if config.per_task_buffers and (config.dnc_penalty or config.distillation_period is not None):
-        return DnCSAC(policy, critic, settings, buffer, config.buffer_batch_size, config.kl_coeff,
-                      config.sampling_type, config.regularize_representation, config.distillation_period,
-                      config.distillation_n_epochs)
+def _sac(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: torch.nn.Module,
+         settings: SACSettings, buffer: TaskReplayBuffer) -> MultiTaskSAC:
+    """Plain multi-task SAC; PCGrad's surgery on one shared buffer's loss when --use_pc_grad asks for it."""
     if not config.per_task_buffers and config.use_pc_grad:
         return PCGradSAC(policy, critic, settings, config.skip_alpha_pc_grad)
     return MultiTaskSAC(policy, critic, settings)
 
 
+def _dnc(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: torch.nn.Module,
+         settings: SACSettings, buffer: TaskReplayBuffer) -> MultiTaskSAC:
+    """DnC when its penalty or distillation is on, else plain SAC (Separated)."""
+    if config.dnc_penalty or config.distillation_period is not None:
+        return DnCSAC(policy, critic, settings, buffer, config.buffer_batch_size, config.kl_coeff,
+                      config.sampling_type, config.regularize_representation, config.distillation_period,
+                      config.distillation_n_epochs)
+    return _sac(config, task_set, policy, critic, settings, buffer)
+
+
+def _data_sharing(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: torch.nn.Module,
+                  settings: SACSettings, buffer: TaskReplayBuffer) -> MultiTaskSAC:
+    """UDS (shared rewards = the environment's minimum reward) or CDS (--unsupervised False)."""
+    min_reward = task_set.min_reward if config.unsupervised else None
+    return DataSharingSAC(policy, critic, settings, buffer, config.sharing_quantile, min_reward)
+
+
+def _mcal(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: torch.nn.Module,
+          settings: SACSettings, buffer: TaskReplayBuffer) -> MultiTaskSAC:
+    return MultiCriticActorSAC(policy, critic, settings)
+
+
+def _twin_critic(config: Config, num_tasks: int, obs_dim: int, action_dim: int) -> torch.nn.Module:
+    return TwinQFunction(config.Q_architecture, num_tasks, obs_dim, action_dim, config.hidden_sizes, config.layer_norm)
+
+
+def _decaf_critic(config: Config, num_tasks: int, obs_dim: int, action_dim: int) -> torch.nn.Module:
+    return DecafTwinQFunction(num_tasks, obs_dim, action_dim, config.hidden_sizes, config.layer_norm)
+
+
+@dataclass(frozen=True)
+class UpdateBuilder:
+    """How one update of the experiment table is built: its critic, then its algorithm."""
+
+    algorithm: Callable[[Config, TaskSet, TanhGaussianPolicy, torch.nn.Module, SACSettings, TaskReplayBuffer],
+                        MultiTaskSAC]
+    critic: Callable[[Config, int, int, int], torch.nn.Module] = _twin_critic
+    """``(config, num_tasks, obs_dim, action_dim)`` -> the twin critics."""
+
+
+UPDATE_BUILDERS: dict[str, UpdateBuilder] = {
+    SAC: UpdateBuilder(_sac),
+    DNC: UpdateBuilder(_dnc),
+    DATA_SHARING: UpdateBuilder(_data_sharing),
+    DECAF: UpdateBuilder(_sac, critic=_decaf_critic),
+    MCAL: UpdateBuilder(_mcal),
+}
+"""The ``update`` of an experiment-table row -> how it is built (a new update registers here)."""
+
+
 def build_parts(config: Config, task_set: TaskSet) -> RunParts:
     """Construct every component of a run from its configuration."""
-    recipe = RECIPES[config.experiment]
+    row = config.spec
+    update = UPDATE_BUILDERS[row.update]
     device = resolve_device(config.gpu)
     torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
@@ -145,7 +163,7 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
     obs_dim = layout.network_dim(config.include_task_id)
 
     behaviour_learner = None
-    relabel_rewards = recipe.algorithm == "data_sharing" and not config.unsupervised
+    relabel_rewards = relabels_rewards(config)
     sampler = LockstepSampler(task_set, None, network_input, device, config.seed, config.discount,
                               keep_raw_observations=relabel_rewards)
     action_dim = int(sampler.envs.single_action_space.shape[0])
@@ -155,27 +173,23 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
         sampler.close()
         raise
     policy = TanhGaussianPolicy(config.policy_architecture, num_tasks, obs_dim, action_dim, config.hidden_sizes)
-    if recipe.algorithm == "decaf":
-        critic = DecafTwinQFunction(num_tasks, obs_dim, action_dim, config.hidden_sizes, config.layer_norm)
-    else:
-        critic = TwinQFunction(config.Q_architecture, num_tasks, obs_dim, action_dim, config.hidden_sizes,
-                               config.layer_norm)
+    critic = update.critic(config, num_tasks, obs_dim, action_dim)
     settings = SACSettings(discount=config.discount, tau=config.target_update_tau, reward_scale=config.reward_scale,
                            lr=config.lr, target_entropy=config.target_entropy,
-                           per_task_losses=config.per_task_buffers, temperature_per_task=recipe.temperature_per_task)
+                           per_task_losses=config.per_task_buffers, temperature_per_task=row.temperature_per_task)
     capacity = config.replay_buffer_size if config.per_task_buffers else max(config.replay_buffer_size // num_tasks, 1)
     if relabel_rewards:
         buffer = RewardTableReplayBuffer(num_tasks, obs_dim, action_dim, capacity, task_set.reward_function, device)
     else:
         buffer = TaskReplayBuffer(num_tasks, obs_dim, action_dim, capacity, device)
-    sac = build_algorithm(config, recipe, task_set, policy.to(device), critic.to(device), settings, buffer).to(device)
+    sac = update.algorithm(config, task_set, policy.to(device), critic.to(device), settings, buffer).to(device)
     if config.compile and device.type == "cuda":  # never run on CUDA so far (docs/performance.md)
         sac.compile_losses()
 
     def own() -> OwnPolicyBehaviour:
         return OwnPolicyBehaviour(sac.policy)
 
-    if config.is_qmp:
+    if row.behaviour == QSWITCH:
         options = QSwitchOptions(
             sampling_freq=config.policy_sampling_freq, score_critic=config.qmp_score_critic,
             action_samples=config.qmp_action_samples, entropy_term=config.qmp_entropy_term,
@@ -189,7 +203,7 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
 
         sampler.behaviour = qswitch()
         evaluation_behaviours = {EVALUATION_PREFIX: qswitch(), OWN_EVALUATION_PREFIX: own()}
-    elif config.is_ctpg:
+    elif row.behaviour == CTPG:
         options = CTPGOptions(
             guide_step=config.guide_step, guide_update_freq=config.guide_update_freq, guide_lr=config.guide_lr,
             filter_gate=config.filter_gate, block_gate=config.block_gate, block_gate_freq=config.block_gate_freq,

@@ -13,8 +13,8 @@ import pytest
 
 import run
 from environments import ENV_SUMMARIES, available_env_ids
-from learning.training.config import (ENV_PRESETS, EXPERIMENT_SUMMARIES, EXPERIMENTS, FLAG_BY_NAME, FLAG_GROUPS,
-                                      Config, parse_command_line)
+from learning.experiment_table import EXPERIMENT_TABLE
+from learning.training.config import ENV_PRESETS, FLAG_BY_NAME, FLAG_GROUPS, Config, parse_command_line
 from learning.training.logger import wandb_init_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,8 +30,8 @@ def run_script(*argv: str, env: dict[str, str] | None = None, timeout: int = 120
 def test_overview_lists_experiments_with_paper_names_and_envs_with_tasks_and_episode_length(capsys):
     assert run.main(["--help"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    for experiment in EXPERIMENTS:
-        paper_name = EXPERIMENT_SUMMARIES[experiment][0]
+    for experiment, row in EXPERIMENT_TABLE.items():
+        paper_name = row.paper_name
         assert any(line.split()[:1] == [experiment] and paper_name in line for line in lines), experiment
     for env_id in available_env_ids():
         tasks, episode, _ = ENV_SUMMARIES[env_id]

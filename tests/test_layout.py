@@ -11,18 +11,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = {"run", "run_policy", "garage_experiments", "sweep"}
+TABLE = "learning.experiment_table"
 LAYERS = {
-    # package -> the packages of the library it may import (besides itself)
+    # package -> the packages of the library it may import (besides itself); every layer of learning/
+    # may read the experiment table, which imports nothing of the library
     "environments": set(),
-    "learning.core": {"environments"},
-    "learning.behaviour": {"environments", "learning.core"},
-    "learning.baselines": {"environments", "learning.core"},
-    "learning.training": {"environments", "learning.core", "learning.behaviour"},
+    TABLE: set(),
+    "learning.core": {"environments", TABLE},
+    "learning.behaviour": {"environments", "learning.core", TABLE},
+    "learning.baselines": {"environments", "learning.core", TABLE},
+    "learning.training": {"environments", "learning.core", "learning.behaviour", TABLE},
     "learning.experiments": {"environments", "learning.core", "learning.behaviour", "learning.baselines",
-                             "learning.training"},
-    "learning.sweeps": {"learning.training"},
+                             "learning.training", TABLE},
+    "learning.sweeps": {"learning.training", TABLE},
     "learning.analysis": {"environments", "learning.core", "learning.behaviour", "learning.baselines",
-                          "learning.training", "learning.experiments", "learning.sweeps"},
+                          "learning.training", "learning.experiments", "learning.sweeps", TABLE},
 }
 
 

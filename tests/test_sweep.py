@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from learning.sweeps.grid import GridError, expand, grid_from_dict, in_order, select_methods
-from learning.sweeps.recipes import RECIPES, load_grid
+from learning.sweeps.recipes import PAPER_GRIDS, load_grid
 from learning.training.logger import read_metrics
 from learning.sweeps.runner import Reporter, RunProgress, SweepOptions, estimate_seconds_left, read_status, run_sweep, wandb_env
 
@@ -123,19 +123,19 @@ def test_a_run_that_fails_is_retried_then_reported_and_the_others_finish(ray_ins
 
 
 def test_budget_scale_scales_epochs_and_dnc_distillation_period():
-    runs = {run.label: run for run in expand(RECIPES["fig8_reacher"], budget_scale=0.1, seeds=(1,))}
+    runs = {run.label: run for run in expand(PAPER_GRIDS["fig8_reacher"], budget_scale=0.1, seeds=(1,))}
     assert runs["QMP"].n_epochs == 200  # Reacher preset 2000 epochs
     assert runs["DnC"].budget_flags == ("--distillation_period", "20")  # 10 distillations over training
     assert runs["DnC (reg.)"].flags[-2:] == ("--kl_coeff", "0.001")
-    maze = {run.label: run for run in expand(RECIPES["fig7_maze"], seeds=(3,))}
+    maze = {run.label: run for run in expand(PAPER_GRIDS["fig7_maze"], seeds=(3,))}
     assert " ".join(maze["Parameters + QMP"].flags).endswith(
         "--policy_architecture multihead --Q_architecture multihead --hidden_sizes 834 834 --lr 0.0003 "
         "--qmp_warmup_iterations 100")
-    assert [run.n_epochs for run in expand(RECIPES["qmp_vs_ctpg"], seeds=(1,))][:3] == [500, 100, 60]
+    assert [run.n_epochs for run in expand(PAPER_GRIDS["qmp_vs_ctpg"], seeds=(1,))][:3] == [500, 100, 60]
 
 
 def test_estimated_time_left_and_wandb_grouping():
-    runs = expand(RECIPES["fig10"], seeds=(1, 2))  # Reacher: 2000 epochs each
+    runs = expand(PAPER_GRIDS["fig10"], seeds=(1, 2))  # Reacher: 2000 epochs each
     progress = [RunProgress(run) for run in runs]
     progress[0].state, progress[0].epoch, progress[0].epoch_seconds = "running", 9, 5.0  # 1990 epochs left
     progress[1].state, progress[2].state = "finished", "failed"
@@ -150,7 +150,7 @@ def test_every_recipe_command_is_accepted_by_run_py():
     from learning.training.config import ConfigError, parse_command_line
 
     rejected = set()
-    for grid in RECIPES.values():
+    for grid in PAPER_GRIDS.values():
         for run in expand(grid, seeds=(1,)):
             try:
                 parse_command_line(run.start_command(Path("/tmp/sweep"))[2:])
@@ -182,7 +182,7 @@ def test_bad_grids_are_one_line_errors(data, message):
 
 
 def test_methods_select_and_order_a_grids_runs():
-    runs = expand(RECIPES["fig10"], seeds=(1, 2))
+    runs = expand(PAPER_GRIDS["fig10"], seeds=(1, 2))
     chosen = select_methods(runs, ["QMP-Domain", "QMP"])
     assert [(run.label, run.seed) for run in chosen] == [("QMP-Domain", 1), ("QMP-Domain", 2), ("QMP", 1), ("QMP", 2)]
     with pytest.raises(GridError, match="no method 'QMP-Softmax' in the grid; its methods: 'QMP', 'QMP-Uniform'"):
@@ -193,7 +193,7 @@ def test_methods_select_and_order_a_grids_runs():
 
 
 def test_seed_order_starts_every_method_of_a_seed_before_the_next_seed():
-    runs = select_methods(expand(RECIPES["fig10"], seeds=(2, 1)), ["QMP-Domain", "QMP"])
+    runs = select_methods(expand(PAPER_GRIDS["fig10"], seeds=(2, 1)), ["QMP-Domain", "QMP"])
     assert [(run.label, run.seed) for run in in_order(runs, "seed")] == [
         ("QMP-Domain", 2), ("QMP", 2), ("QMP-Domain", 1), ("QMP", 1)]  # the seeds in the order given
     assert in_order(runs, "method") == runs
@@ -207,7 +207,7 @@ def test_seed_order_starts_every_method_of_a_seed_before_the_next_seed():
 
 
 def test_progress_shows_the_newest_evaluation_when_the_last_epoch_has_none(tmp_path):
-    run = expand(RECIPES["qmp_vs_ctpg"], seeds=(1,))[0]
+    run = expand(PAPER_GRIDS["qmp_vs_ctpg"], seeds=(1,))[0]
     run_dir = run.run_dir(tmp_path)
     run_dir.mkdir(parents=True)
     rows = [{"epoch": 4, "Train/TotalEnvSteps": 5000.0, "Evaluation/SuccessRate": 0.25, "Time/EpochSeconds": 3.0},
@@ -267,7 +267,7 @@ def test_dry_run_prints_commands_and_bad_input_exits_2(tmp_path):
 
 
 def test_dry_run_says_how_far_a_run_to_resume_got(tmp_path):
-    run = expand(RECIPES["qmp_vs_ctpg"], seeds=(1,))[0]
+    run = expand(PAPER_GRIDS["qmp_vs_ctpg"], seeds=(1,))[0]
     run_dir = run.run_dir(tmp_path)
     run_dir.mkdir(parents=True)
     (run_dir / "checkpoint.pt").write_bytes(b"")  # only its presence matters to the plan

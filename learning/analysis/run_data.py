@@ -14,17 +14,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from learning.experiment_table import DATA_SHARING, DNC_FLAGS, EXPERIMENT_TABLE, QSWITCH, Experiment
 from learning.training.checkpoint import CONFIG_FILE
 from learning.training.logger import read_metrics
 from learning.training.metric_names import ACTING_COUNTS_METRIC, STEP_METRIC, comparable_prefix
 
-METHOD_NAMES = {
-    "sac": "Fully shared", "mtsac": "Parameters", "qmp_sac": "Parameters + QMP", "dnc_sac": "Separated",
-    "qmp_dnc": "Separated + QMP", "uds_dnc": "UDS", "qmp_uds_dnc": "UDS + QMP", "decaf": "DECAF", "mcal": "MCAL",
-    "qmp_mcal": "MCAL + QMP",
-}
-"""The paper's method names, the default legend labels (DnC, CDS and the mixture ablations are
-recognised from the configuration)."""
+
+def method_names() -> dict[str, str]:
+    """Experiment -> the paper's method name, the default legend label (the experiment table's
+    ``method_name``; DnC, CDS and the mixture ablations are recognised from the configuration)."""
+    return {name: row.method_name for name, row in EXPERIMENT_TABLE.items() if row.method_name is not None}
 
 
 @dataclass
@@ -53,8 +52,14 @@ class RunData:
         return str(self.config.get("experiment"))
 
     @property
+    def spec(self) -> Experiment | None:
+        """The experiment's row of the experiment table (None for a name it does not have)."""
+        return EXPERIMENT_TABLE.get(self.experiment)
+
+    @property
     def is_qmp(self) -> bool:
-        return "qmp" in self.experiment
+        """Did the Q-switch collect the run's data?"""
+        return self.spec is not None and self.spec.behaviour == QSWITCH
 
     def default_label(self) -> str:
         """The key ``--label`` renames: the experiment, or ``experiment:name`` for a named run."""
@@ -65,11 +70,12 @@ class RunData:
         """The paper's name of the run's method (e.g. "Separated + QMP", "DnC"), the run's --name in
         parentheses when it has one."""
         config = self.config
-        base = METHOD_NAMES.get(self.experiment, self.experiment)
-        if self.experiment in ("dnc_sac", "qmp_dnc") and (
+        spec = self.spec
+        base = method_names().get(self.experiment, self.experiment)
+        if spec is not None and DNC_FLAGS in spec.flag_groups and (
                 any(value != 0 for value in config.get("kl_coeff") or [0]) or config.get("distillation_period")):
             base = base.replace("Separated", "DnC")
-        if "uds" in self.experiment and config.get("unsupervised") is False:
+        if spec is not None and spec.update == DATA_SHARING and config.get("unsupervised") is False:
             base = base.replace("UDS", "CDS")
         if self.is_qmp and config.get("qmp_mixture", "qswitch") != "qswitch":
             base = base.replace("QMP", f"{config['qmp_mixture']} mixture")

@@ -59,7 +59,7 @@ def _per_env(prefix: str, envs: tuple[str, ...], methods: tuple[ExperimentSpec, 
     return grids
 
 
-RECIPES: dict[str, Grid] = {
+PAPER_GRIDS: dict[str, Grid] = {
     **_per_env("fig7", FIG7_ENVS, FIG7_METHODS, "Fig. 7: QMP added to no, parameter and data sharing"),
     **_per_env("fig8", FIG8_ENVS, FIG8_METHODS, "Fig. 8: QMP against other ways to share behaviours"),
     "table2": Grid("table2", (PCGRAD, QMP_PCGRAD), (REACHER, MAZE, KITCHEN, MT50), PAPER_SEEDS,
@@ -75,15 +75,15 @@ RECIPES: dict[str, Grid] = {
         (REACHER, MAZE, MT10), (1, 2, 3), n_epochs={REACHER: 500, MAZE: 100, MT10: 60},
         description="Separated, +QMP, +CTPG at reduced budgets (0.5M / 0.6M / 3M env steps)"),
 }
-"""Recipe name -> grid."""
+"""Recipe name -> the grid of runs of one of the paper's comparisons."""
 
 def load_grid(name_or_path: str) -> Grid:
     """A recipe by name, or a ``.yaml``/``.yml``/``.toml`` grid file. Raises GridError."""
-    if name_or_path in RECIPES:
-        return RECIPES[name_or_path]
+    if name_or_path in PAPER_GRIDS:
+        return PAPER_GRIDS[name_or_path]
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml", ".toml"):
-        raise GridError(f"{name_or_path!r} is neither a recipe ({', '.join(RECIPES)}) nor a .yaml/.toml grid file")
+        raise GridError(f"{name_or_path!r} is neither a recipe ({', '.join(PAPER_GRIDS)}) nor a .yaml/.toml grid file")
     return load_grid_file(path)
 
 

@@ -18,38 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-EXPERIMENTS: tuple[str, ...] = (
-    "sac",
-    "mtsac",
-    "dnc_sac",
-    "qmp_dnc",
-    "qmp_sac",
-    "uds_dnc",
-    "qmp_uds_dnc",
-    "decaf",
-    "mcal",
-    "qmp_mcal",
-    "ctpg_dnc",
-    "ctpg_sac",
-    "resume",
-)
-
-# Experiment -> (the paper's name, what it trains): the lines of ``python run.py --help``.
-EXPERIMENT_SUMMARIES: dict[str, tuple[str, str]] = {
-    "sac": ("Fully-Shared-Behaviours", "one network for all tasks, one temperature, one shared buffer"),
-    "mtsac": ("Parameter-Sharing", "multihead (or shared + task id) SAC, one temperature per task"),
-    "dnc_sac": ("No-Sharing (Separated); DnC", "separate SAC per task; with --kl_coeff/--distillation_period DnC"),
-    "qmp_dnc": ("Separated + QMP", "separate SAC per task, Q-switch data collection"),
-    "qmp_sac": ("Parameters + QMP", "multihead SAC, Q-switch data collection"),
-    "uds_dnc": ("Data-Sharing", "separate SAC per task + online data sharing (UDS; CDS with --unsupervised False)"),
-    "qmp_uds_dnc": ("Data + QMP", "uds_dnc with Q-switch data collection"),
-    "decaf": ("DECAF", "separate policies, task-weighted mixtures of every task's critic"),
-    "mcal": ("MCAL", "one multihead actor, per-task critics"),
-    "qmp_mcal": ("QMP + MCAL", "mcal with Q-switch data collection"),
-    "ctpg_dnc": ("Separated + CTPG", "separate SAC per task, CTPG's learned guides collect data (docs/ctpg.md)"),
-    "ctpg_sac": ("Parameters + CTPG", "multihead SAC, CTPG's learned guides collect data (docs/ctpg.md)"),
-    "resume": ("", "continue a run: resume --snapshot_dir DIR [--n_epochs N]"),
-}
+from learning.experiment_table import (CTPG, CTPG_FLAGS, DATA_SHARING_FLAGS, DNC_FLAGS, EXPERIMENT_TABLE,
+                                       PCGRAD_FLAGS, QMP_FLAGS, QSWITCH, RESUME, BEHAVIOUR_LABELS, Experiment,
+                                       experiment_names, takes_flag_group)
 
 # Environment id -> "module:function" returning QMP-Domain's fixed mixture table [T, T] (SPEC §8).
 DOMAIN_MIXTURES: dict[str, str] = {"JacoReachMT5-v1": "environments.jaco:domain_mixture_probabilities"}
@@ -102,28 +73,30 @@ def _envs_taking(key: str) -> tuple[str, ...]:
     return tuple(env_id for env_id, keys in ENV_KWARGS.items() if key in keys)
 
 
+# Who takes a method's flags: the experiments whose row in learning/experiment_table.py has its flag group.
 def _is_qmp(experiment: str) -> bool:
-    return "qmp" in experiment
+    """Experiments that take the Q-switch's flags."""
+    return takes_flag_group(experiment, QMP_FLAGS)
 
 
 def _is_dnc(experiment: str) -> bool:
     """Experiments with the DnC penalty and distillation (the original also let uds_dnc and decaf parse
     them, only to assert they were off)."""
-    return experiment in ("dnc_sac", "qmp_dnc")
+    return takes_flag_group(experiment, DNC_FLAGS)
 
 
 def _is_data_sharing(experiment: str) -> bool:
-    return "uds" in experiment
+    return takes_flag_group(experiment, DATA_SHARING_FLAGS)
 
 
 def _is_shared_buffer_sac(experiment: str) -> bool:
     """The SAC family (one loss over all tasks' samples), where PCGrad applies."""
-    return experiment in ("sac", "mtsac", "qmp_sac", "ctpg_sac")
+    return takes_flag_group(experiment, PCGRAD_FLAGS)
 
 
 def _is_ctpg(experiment: str) -> bool:
-    """Experiments that collect data with CTPG's learned guides (docs/ctpg.md)."""
-    return experiment.startswith("ctpg")
+    """Experiments that take CTPG's flags (docs/ctpg.md)."""
+    return takes_flag_group(experiment, CTPG_FLAGS)
 
 
 FLAGS: tuple[Flag, ...] = (
@@ -183,7 +156,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("vis_fps", int, 40, "video frames per second"),
     Flag("vis_format", str, "mp4", "video format: mp4, gif, or auto (mp4 when ffmpeg is available)",
          choices=("mp4", "gif", "auto")),
-    Flag("snapshot_dir", str, None, "run directory to continue (resume only)", experiments=lambda e: e == "resume"),
+    Flag("snapshot_dir", str, None, "run directory to continue (resume only)", experiments=lambda e: e == RESUME),
     # QMP behaviour policy (SPEC §7 and the paper's ablations, §13.4-6).
     Flag("policy_sampling_freq", int, 1, "QMP: re-run the Q-switch every H steps", experiments=_is_qmp),
     Flag("qmp_score_critic", str, "q1", "QMP: score candidates with Q1 (original) or min(Q1, Q2)",
@@ -405,24 +378,29 @@ class Config:
 
     # ----------------------------------------------------------------------------- derived facts
     @property
+    def spec(self) -> Experiment:
+        """The experiment's row of the experiment table (KeyError for ``resume``)."""
+        return EXPERIMENT_TABLE[self.experiment]
+
+    @property
     def is_qmp(self) -> bool:
         """Does the experiment collect data with the Q-switch behaviour policy?"""
-        return _is_qmp(self.experiment)
+        return self.spec.behaviour == QSWITCH
 
     @property
     def is_ctpg(self) -> bool:
         """Does the experiment collect data with CTPG's guides?"""
-        return _is_ctpg(self.experiment)
+        return self.spec.behaviour == CTPG
 
     @property
     def shares_behaviour(self) -> bool:
         """Can another task's policy act in task i (QMP, CTPG)? Then the acting matrix is logged."""
-        return self.is_qmp or self.is_ctpg
+        return self.spec.shares_behaviour
 
     @property
     def per_task_buffers(self) -> bool:
         """Per-task buffers and per-task SAC losses (DnC family) vs one shared buffer (SAC family)."""
-        return self.experiment not in ("sac", "mtsac", "qmp_sac", "ctpg_sac")
+        return self.spec.per_task_buffers
 
     @property
     def dnc_penalty(self) -> bool:
@@ -485,7 +463,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def _flag_owner_text(flag: Flag) -> str:
-    owners = [e for e in EXPERIMENTS if flag.applies_to(e)]
+    owners = [e for e in experiment_names() if flag.applies_to(e)]
     return ", ".join(owners)
 
 
@@ -512,7 +490,8 @@ def _help_text(flag: Flag, default: Any, preset_env: str | None) -> str:
 def _build_parser(experiment: str, env_id: str | None) -> _OneLineParser:
     """The experiment's parser, flags grouped as in FLAG_GROUPS, defaults from ``env_id``'s preset
     (the base defaults when ``env_id`` is None, which only ``--help`` without ``--env`` uses)."""
-    paper_name, summary = EXPERIMENT_SUMMARIES.get(experiment, ("", ""))
+    row = EXPERIMENT_TABLE[experiment]
+    paper_name, summary = row.paper_name, row.summary
     preset_note = (f"Defaults are those of {env_id}; '{env_id} preset' marks the ones its preset sets."
                    if env_id else "Defaults shown without an environment preset; add --env ID to see its defaults.")
     parser = _OneLineParser(prog=f"run.py {experiment}", usage="python %(prog)s --env ID [flags]",
@@ -561,10 +540,10 @@ def parse_command_line(argv: Sequence[str], require_env: bool = False) -> Config
     """
     argv = list(argv)
     if not argv or argv[0].startswith("-"):
-        raise ConfigError(f"the first argument must be an experiment: {', '.join(EXPERIMENTS)}")
+        raise ConfigError(f"the first argument must be an experiment: {', '.join(experiment_names())}")
     experiment, rest = argv[0], argv[1:]
-    if experiment not in EXPERIMENTS:
-        raise ConfigError(f"unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    if experiment not in experiment_names():
+        raise ConfigError(f"unknown experiment {experiment!r}; choose one of: {', '.join(experiment_names())}")
 
     typed = _typed_flag_names(rest)
     for name in typed:
@@ -573,12 +552,12 @@ def parse_command_line(argv: Sequence[str], require_env: bool = False) -> Config
         flag = FLAG_BY_NAME.get(name)
         if name != "help" and name not in PRINT_CONFIG_FLAGS and flag is None:
             raise ConfigError(f"unknown flag --{name}")
-        if experiment == "resume" and name not in ("snapshot_dir", "n_epochs", "help", *PRINT_CONFIG_FLAGS):
+        if experiment == RESUME and name not in ("snapshot_dir", "n_epochs", "help", *PRINT_CONFIG_FLAGS):
             raise ConfigError(f"resume takes only --snapshot_dir and --n_epochs, not --{name}")
         if flag is not None and not flag.applies_to(experiment):
             raise ConfigError(f"--{name} is a flag of {_flag_owner_text(flag)}, not of {experiment}")
 
-    if experiment == "resume":
+    if experiment == RESUME:
         parser = _OneLineParser(prog="run.py resume", allow_abbrev=False)
         parser.add_argument("--snapshot_dir", type=str, required=True, help="run directory to continue")
         parser.add_argument("--n_epochs", type=int, default=None, help="new total number of epochs")
@@ -589,7 +568,7 @@ def parse_command_line(argv: Sequence[str], require_env: bool = False) -> Config
             raise ConfigError("--n_epochs must be positive")
         if not Path(args.snapshot_dir).is_dir():
             raise ConfigError(f"--snapshot_dir {args.snapshot_dir!r} is not a directory")
-        return Config(experiment="resume", snapshot_dir=args.snapshot_dir,
+        return Config(experiment=RESUME, snapshot_dir=args.snapshot_dir,
                       n_epochs=args.n_epochs if args.n_epochs is not None else 0,
                       explicit_flags=tuple(typed))
 
@@ -652,26 +631,15 @@ def validate(config: Config) -> None:
                           f"without QMP")
 
     policy, q = config.policy_architecture, config.Q_architecture
-    experiment = config.experiment
-    if experiment in ("sac", "mtsac") and (policy == "separate" or q == "separate"):
-        raise ConfigError(f"{experiment} needs --policy_architecture and --Q_architecture multihead or shared "
-                          f"(use dnc_sac for separate networks)")
-    if experiment in ("dnc_sac", "qmp_dnc", "uds_dnc", "qmp_uds_dnc", "decaf", "ctpg_dnc") and (
-            policy != "separate" or q != "separate"):
-        raise ConfigError(f"{experiment} uses separate networks; drop --policy_architecture/--Q_architecture "
-                          f"or use mtsac/qmp_sac for multihead")
-    if experiment in ("qmp_sac", "ctpg_sac") and (policy != "multihead" or q != "multihead"):
-        raise ConfigError(f"{experiment} needs --policy_architecture multihead --Q_architecture multihead")
-    if experiment in ("mcal", "qmp_mcal") and (policy != "multihead" or q == "shared"):
-        raise ConfigError(f"{experiment} needs --policy_architecture multihead and per-task critics "
-                          f"(--Q_architecture separate, the default, or multihead)")
-    if config.is_qmp and config.include_task_id:
-        raise ConfigError("QMP experiments hide the task identity from the networks; drop --include_task_id")
-    if config.is_ctpg and config.include_task_id:
-        raise ConfigError("CTPG experiments hide the task identity from the networks; drop --include_task_id")
+    experiment, row = config.experiment, config.spec
+    if not row.architectures.allows(policy, q):
+        raise ConfigError(f"{experiment} {row.architectures.hint}")
+    if row.shares_behaviour and config.include_task_id:
+        raise ConfigError(f"{BEHAVIOUR_LABELS[row.behaviour]} experiments hide the task identity from the networks; "
+                          f"drop --include_task_id")
     _validate_method_flags(config)
-    if experiment == "mtsac" and "shared" in (policy, q) and not config.include_task_id:
-        raise ConfigError("mtsac with shared networks needs --include_task_id True (or use multihead networks)")
+    if row.shared_networks_need_task_id and "shared" in (policy, q) and not config.include_task_id:
+        raise ConfigError(f"{experiment} with shared networks needs --include_task_id True (or use multihead networks)")
 
 
 def reject_repeated_flags(argv: Sequence[str]) -> None:
@@ -786,7 +754,7 @@ def load_saved_config(path: Path) -> Config:
         if (flag.nargs is not None) != isinstance(value, list) or not all(_has_flag_type(item, flag) for item in items):
             raise ConfigError(f"{path}: {flag.name} has a value of the wrong type: {value!r}")
     config = Config.from_dict(data)
-    if config.experiment not in EXPERIMENTS or config.experiment == "resume":
+    if config.experiment not in EXPERIMENT_TABLE:
         raise ConfigError(f"{path}: unknown experiment {config.experiment!r}")
     validate(config)
     return config
@@ -820,7 +788,7 @@ def _validate_method_flags(config: Config) -> None:
             raise ConfigError(f"--distillation_n_epochs must be positive, got {config.distillation_n_epochs}")
     if _is_data_sharing(config.experiment) and not 0.0 <= config.sharing_quantile <= 1.0:
         raise ConfigError(f"--sharing_quantile must be in [0, 1], got {config.sharing_quantile}")
-    if config.is_ctpg:
+    if _is_ctpg(config.experiment):
         for key in ("guide_step", "guide_update_freq", "block_gate_freq"):
             if getattr(config, key) <= 0:
                 raise ConfigError(f"--{key} must be positive, got {getattr(config, key)}")
@@ -834,7 +802,7 @@ def _validate_method_flags(config: Config) -> None:
             typed_without_effect(("block_gate_freq",), "with --block_gate False")
     if _is_shared_buffer_sac(config.experiment) and not config.use_pc_grad:
         typed_without_effect(("skip_alpha_pc_grad",), "without --use_pc_grad True")
-    if config.is_qmp:
+    if _is_qmp(config.experiment):
         if not config.qmp_softmax_temperature > 0:
             raise ConfigError(f"--qmp_softmax_temperature must be positive, got {config.qmp_softmax_temperature}")
         if config.qmp_mixture != "softmax":

@@ -13,6 +13,7 @@ import math
 import os
 from pathlib import Path
 
+from learning.experiment_table import DATA_SHARING
 from learning.training.config import MAX_VIDEO_SIDE, Config, ConfigError
 
 FLOAT_BYTES = 4
@@ -58,7 +59,7 @@ def network_floats(config: Config, num_tasks: int, obs_dim: int, action_dim: int
 def check_memory(config: Config, num_tasks: int, obs_dim: int, action_dim: int, device_type: str = "cpu",
                  device_index: int | None = None) -> None:
     """Raise ConfigError when the run cannot fit in this machine's memory."""
-    transition = (2 * obs_dim + action_dim + 2 + (num_tasks if _relabels(config) else 0)) * FLOAT_BYTES
+    transition = (2 * obs_dim + action_dim + 2 + (num_tasks if relabels_rewards(config) else 0)) * FLOAT_BYTES
     held = reachable_transitions_per_task(config, num_tasks)
     buffers = num_tasks * held * transition
     warm_up = config.min_buffer_size if config.per_task_buffers else math.ceil(config.min_buffer_size / num_tasks)
@@ -79,9 +80,9 @@ def check_memory(config: Config, num_tasks: int, obs_dim: int, action_dim: int, 
                       f"the {limit / GIB:.3g} GiB of memory of this {where}; lower {flags}")
 
 
-def _relabels(config: Config) -> bool:
+def relabels_rewards(config: Config) -> bool:
     """CDS buffers keep every task's reward of each transition."""
-    return "uds" in config.experiment and not config.unsupervised
+    return config.spec.update == DATA_SHARING and not config.unsupervised
 
 
 def check_video_memory(width: int, height: int, episodes: int, episode_steps: int, video_format: str,
