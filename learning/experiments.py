@@ -27,10 +27,11 @@ import torch
 from environments import make_task_set
 from environments.base import TaskSet
 from learning.experiment_table import CTPG, DATA_SHARING, DECAF, DNC, DNC_FLAGS, MCAL, QSWITCH, SAC
-from learning.behaviour.ctpg import CTPGBehaviour, CTPGOptions, GuideNetworks
+from learning.behaviour.ctpg import CTPGBehaviour, GuideNetworks
 from learning.behaviour.ctpg_learner import CTPGLearner
 from learning.behaviour.own_policy import OwnPolicyBehaviour
-from learning.behaviour.qswitch import QSwitchBehaviour, QSwitchOptions
+from learning.behaviour.options import CTPGOptions, QSwitchOptions, options_from
+from learning.behaviour.qswitch import QSwitchBehaviour
 from learning.training.config import DOMAIN_MIXTURES, Config, ConfigError
 from learning.baselines.data_sharing import DataSharingSAC, RewardTableReplayBuffer
 from learning.baselines.decaf import DecafTwinQFunction
@@ -190,12 +191,7 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
         return OwnPolicyBehaviour(sac.policy)
 
     if row.behaviour == QSWITCH:
-        options = QSwitchOptions(
-            sampling_freq=config.policy_sampling_freq, score_critic=config.qmp_score_critic,
-            action_samples=config.qmp_action_samples, entropy_term=config.qmp_entropy_term,
-            warmup_iterations=config.qmp_warmup_iterations, own_policy_prob=config.qmp_own_policy_prob,
-            mixture=config.qmp_mixture, softmax_temperature=config.qmp_softmax_temperature,
-        )
+        options = options_from(QSwitchOptions, config)
         table = domain_mixture_table(config.env) if config.qmp_mixture == "domain" else None
 
         def qswitch() -> QSwitchBehaviour:
@@ -204,16 +200,12 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
         sampler.behaviour = qswitch()
         evaluation_behaviours = {EVALUATION_PREFIX: qswitch(), OWN_EVALUATION_PREFIX: own()}
     elif row.behaviour == CTPG:
-        options = CTPGOptions(
-            guide_step=config.guide_step, guide_update_freq=config.guide_update_freq, guide_lr=config.guide_lr,
-            filter_gate=config.filter_gate, block_gate=config.block_gate, block_gate_freq=config.block_gate_freq,
-            guide_hindsight=config.guide_hindsight, filter_start_steps=config.filter_start_steps,
-        )
+        ctpg_options = options_from(CTPGOptions, config)
         guide = GuideNetworks(config.policy_architecture, num_tasks, obs_dim,
                               num_tasks + len(task_set.guide_policies), config.hidden_sizes).to(device)
-        behaviour = CTPGBehaviour(sac.policy, sac.critic, sac.alpha, guide, options, task_set.guide_policies)
+        behaviour = CTPGBehaviour(sac.policy, sac.critic, sac.alpha, guide, ctpg_options, task_set.guide_policies)
         sampler.behaviour = behaviour
-        behaviour_learner = CTPGLearner(sac, guide, behaviour, buffer, options, config.discount, config.reward_scale)
+        behaviour_learner = CTPGLearner(sac, guide, behaviour, buffer, ctpg_options, config.discount, config.reward_scale)
         evaluation_behaviours = {EVALUATION_PREFIX: own()}  # CTPG evaluates each task's own policy
     else:
         sampler.behaviour = own()

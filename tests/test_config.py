@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import dataclasses
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 from learning.behaviour.ctpg import CTPGOptions
 from learning.behaviour.qswitch import QSwitchOptions
 from learning.experiments import build_parts, build_task_set
-from learning.training.config import ENV_PRESETS, Config, ConfigError, parse_command_line
+from learning.behaviour.options import option_flags
+from learning.training.config import ENV_PRESETS, FLAG_BY_NAME, Config, ConfigError, parse_command_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -186,8 +188,7 @@ def test_task_set_dependent_errors_come_before_anything_is_written(tmp_path, arg
     ("ctpg_dnc", CTPGOptions(), "--guide_step", "guide_step"),
 ])
 def test_default_flags_give_the_behaviours_default_options(tmp_path, experiment, defaults, flag, option):
-    """The defaults are declared twice (flags in Config, options beside the algorithm): they must agree,
-    and build_parts must pass the flags on."""
+    """The options declare the flags' defaults, and build_parts passes the flags on."""
     for extra, expected in (([], defaults), ([flag, "7"], replace(defaults, **{option: 7}))):
         config = parse_command_line([experiment, "--env=PointReach-v0", "--log_dir", str(tmp_path), *extra])
         parts = build_parts(config, build_task_set(config))
@@ -199,3 +200,14 @@ def test_a_qmp_warm_up_one_epoch_shorter_than_the_run_is_accepted():
     config = parse_command_line(["qmp_dnc", "--env=PointReach-v0", "--qmp_warmup_iterations", "4", "--n_epochs", "5"])
     assert (config.qmp_warmup_iterations, config.n_epochs) == (4, 5)
     assert parse_command_line(["dnc_sac", "--env=PointReach-v0", "--n_epochs", "5"]).qmp_warmup_iterations == 0
+
+
+@pytest.mark.parametrize("options", [QSwitchOptions, CTPGOptions])
+def test_behaviour_options_are_declared_once(options):
+    """Every flagged option is one flag and one Config field with the option's type, default and help."""
+    flagged = option_flags(options)
+    assert flagged and all(FLAG_BY_NAME[item.flag].default == item.default and FLAG_BY_NAME[item.flag].help == item.help
+                           for item in flagged)
+    fields = {field.name: field for field in dataclasses.fields(Config)}
+    assert all(fields[item.flag].default == item.default and fields[item.flag].type == item.type for item in flagged)
+    assert parse_command_line(["qmp_dnc"]).policy_sampling_freq == QSwitchOptions().sampling_freq == 1

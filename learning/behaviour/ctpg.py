@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,42 +29,7 @@ from torch import nn
 
 from environments.base import GuidePolicy
 from learning.core.networks import TanhGaussianPolicy, TaskMLP, TwinQFunction
-
-FILTER_GATES = ("masked", "unmasked", "off")
-
-
-@dataclass(frozen=True)
-class CTPGOptions:
-    """CTPG's hyperparameters; defaults are the official code's (SPEC-CTPG §1.3)."""
-
-    guide_step: int = 10
-    """K: a guide decision at every episode start and then every K steps."""
-    guide_update_freq: int = 10
-    """One guide update per this many environment steps of each task (after the warm-up)."""
-    guide_lr: float = 1e-4
-    """Adam learning rate of the guide actor, both guide critics and the guide temperature."""
-    filter_gate: str = "masked"
-    """"masked" (paper), "unmasked" (vendored code: the mask only triggers the own-policy fallback), "off"."""
-    block_gate: bool = True
-    """Do not guide tasks whose log alpha_i exceeds the mean."""
-    block_gate_freq: int = 10_000
-    """Refresh the block gate every this many environment steps of each task (the official code
-    refreshes it at every evaluation, every 10,000 steps)."""
-    guide_hindsight: bool = True
-    """Relabel a segment's guide action as the candidate that best explains its stored actions."""
-    filter_start_steps: int = 10_000
-    """The policy filter acts once each task has collected this many environment steps after the
-    warm-up (the steps the guides train on)."""
-    value_samples: int = 5
-    """Samples of pi_i in the estimate of V_i(s) (``v_sample_time``)."""
-    tau: float = 0.01
-    """Polyak rate of the guide critics' targets."""
-    grad_clip: float = 0.1
-    """Gradient-norm clip of every guide optimiser step."""
-    max_alpha: float = 1.0
-    """Upper bound of each guide temperature."""
-    target_entropy_ratio: float = 0.98
-    """Guide target entropy = ratio * log C."""
+from learning.behaviour.options import CTPGOptions
 
 
 class GuideNetworks(nn.Module):

@@ -14,39 +14,15 @@ the index of the policy that acted in each task ``[T]``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from environments.base import GuidePolicy
 from learning.core.networks import TanhGaussianPolicy, TwinQFunction, tanh_gaussian_log_prob
+from learning.behaviour.options import MIXTURES, QSwitchOptions
 
 
-@dataclass(frozen=True)
-class QSwitchOptions:
-    """The Q-switch's choices. Defaults are the original's (SPEC §7.1)."""
-
-    sampling_freq: int = 1
-    """H: re-run the switch every H steps of an episode; in between the chosen policy keeps acting."""
-    score_critic: str = "q1"
-    """"q1": task i's first critic (original); "min": min(Q1, Q2)."""
-    action_samples: int = 0
-    """0: score each candidate's mean action (original); k: mean Q over k sampled actions."""
-    entropy_term: bool = False
-    """Add alpha_i * H[pi_j(.|s)] (paper Eq. 3), estimated by -log pi_j of the sampled action(s)."""
-    warmup_iterations: int = 0
-    """Act with the own policy only while the training iteration is below this."""
-    own_policy_prob: float = 0.0
-    """At each selection, act with the own policy with this probability instead of switching."""
-    mixture: str = "qswitch"
-    """How a selection picks the candidate: "qswitch" (arg-max of the scores, QMP), "uniform" (every
-    candidate equally likely), "domain" (row i of a fixed table), "softmax" (of scores / temperature)."""
-    softmax_temperature: float = 1.0
-    """Temperature of the "softmax" mixture: toward 0 it becomes the arg-max, large it becomes uniform."""
-
-
-MIXTURES = ("qswitch", "uniform", "domain", "softmax")
 EVALUATION_NOISE_SEED = 0
 """Seed of the score noise in evaluation (``--qmp_action_samples``, ``--qmp_entropy_term``): the same
 noise at every call makes the evaluated choice a function of the state and the networks only."""

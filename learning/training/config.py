@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from learning.behaviour.options import CTPGOptions, QSwitchOptions, option_flags
 from learning.experiment_table import (CTPG, CTPG_FLAGS, DATA_SHARING_FLAGS, DNC_FLAGS, EXPERIMENT_TABLE,
                                        PCGRAD_FLAGS, QMP_FLAGS, QSWITCH, RESUME, BEHAVIOUR_LABELS, Experiment,
                                        experiment_names, takes_flag_group)
@@ -99,6 +100,15 @@ def _is_ctpg(experiment: str) -> bool:
     return takes_flag_group(experiment, CTPG_FLAGS)
 
 
+_OPTION_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str, "bool": parse_bool}
+
+
+def _behaviour_flags(options: type, experiments: Callable[[str], bool]) -> tuple[Flag, ...]:
+    """The flags of a behaviour policy's options, declared once in learning/behaviour/options.py."""
+    return tuple(Flag(flagged.flag, _OPTION_TYPES[flagged.type], flagged.default, flagged.help,
+                      choices=flagged.choices, experiments=experiments) for flagged in option_flags(options))
+
+
 FLAGS: tuple[Flag, ...] = (
     # Run identity and infrastructure.
     Flag("env", str, "MazeLarge-10-v0", "environment id ('python run.py --help' lists them)"),
@@ -158,21 +168,7 @@ FLAGS: tuple[Flag, ...] = (
          choices=("mp4", "gif", "auto")),
     Flag("snapshot_dir", str, None, "run directory to continue (resume only)", experiments=lambda e: e == RESUME),
     # QMP behaviour policy (SPEC §7 and the paper's ablations, §13.4-6).
-    Flag("policy_sampling_freq", int, 1, "QMP: re-run the Q-switch every H steps", experiments=_is_qmp),
-    Flag("qmp_score_critic", str, "q1", "QMP: score candidates with Q1 (original) or min(Q1, Q2)",
-         choices=("q1", "min"), experiments=_is_qmp),
-    Flag("qmp_action_samples", int, 0, "QMP: score by the mean Q of k sampled actions; 0 scores the mean action (original)",
-         experiments=_is_qmp),
-    Flag("qmp_entropy_term", parse_bool, False, "QMP: add alpha_i times the candidate's entropy estimate (paper Eq. 3)",
-         experiments=_is_qmp),
-    Flag("qmp_warmup_iterations", int, 0, "QMP: act with the own policy only during the first W iterations",
-         experiments=_is_qmp),
-    Flag("qmp_own_policy_prob", float, 0.0, "QMP: probability of acting with the own policy instead of the "
-         "Q-switch at each selection (paper's MT10 setting: 0.7)", experiments=_is_qmp),
-    Flag("qmp_mixture", str, "qswitch", "QMP ablation (paper §7.4, H.1): qswitch = arg-max of the scores (QMP); "
-         "uniform over all policies; domain = the environment's fixed table (Jaco); softmax over the scores",
-         choices=("qswitch", "uniform", "domain", "softmax"), experiments=_is_qmp),
-    Flag("qmp_softmax_temperature", float, 1.0, "QMP: temperature of --qmp_mixture softmax", experiments=_is_qmp),
+    *_behaviour_flags(QSwitchOptions, _is_qmp),
     # DnC (SPEC §9.2).
     Flag("kl_coeff", float, (0.0,), "DnC: KL coefficient beta, one value for every pair of policies or T*T "
          "values row-major by receiving policy (1->1 2->1 ... T->1 1->2 ...); the diagonal is ignored; "
@@ -198,23 +194,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("skip_alpha_pc_grad", parse_bool, True, "PCGrad: leave the temperature loss out of the surgery",
          experiments=_is_shared_buffer_sac),
     # CTPG behaviour policy (docs/ctpg.md; defaults: the official code, SPEC-CTPG §1.3).
-    Flag("guide_step", int, 10, "CTPG: K, the guide picks a control policy every K steps", experiments=_is_ctpg),
-    Flag("guide_update_freq", int, 10, "CTPG: one guide update per this many environment steps of each task",
-         experiments=_is_ctpg),
-    Flag("guide_lr", float, 1e-4, "CTPG: Adam learning rate of the guide actor, critics and temperature",
-         experiments=_is_ctpg),
-    Flag("filter_gate", str, "masked", "CTPG: policy-filter gate: masked = sample among candidates whose "
-         "comparable guide value is at least V_i(s) (paper); unmasked = sample among all, the mask only "
-         "triggers the own-policy fallback (official code); off", choices=("masked", "unmasked", "off"),
-         experiments=_is_ctpg),
-    Flag("block_gate", parse_bool, True, "CTPG: do not guide tasks whose log alpha exceeds the mean",
-         experiments=_is_ctpg),
-    Flag("block_gate_freq", int, 10_000, "CTPG: refresh the guide-block gate every this many environment "
-         "steps of each task", experiments=_is_ctpg),
-    Flag("guide_hindsight", parse_bool, True, "CTPG: relabel each segment's guide action as the control "
-         "policy that best explains its actions", experiments=_is_ctpg),
-    Flag("filter_start_steps", int, 10_000, "CTPG: the policy filter acts after this many environment "
-         "steps per task after the warm-up", experiments=_is_ctpg),
+    *_behaviour_flags(CTPGOptions, _is_ctpg),
 )
 
 FLAG_BY_NAME: dict[str, Flag] = {flag.name: flag for flag in FLAGS}
@@ -232,13 +212,11 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     "evaluation and logging": ("num_evaluation_episodes", "evaluation_frequency", "snapshot_gap", "wandb",
                                "wandb_project", "wandb_entity", "notes"),
     "videos": ("vis_freq", "vis_num", "vis_width", "vis_height", "vis_fps", "vis_format"),
-    "QMP": ("policy_sampling_freq", "qmp_score_critic", "qmp_action_samples", "qmp_entropy_term",
-            "qmp_warmup_iterations", "qmp_own_policy_prob", "qmp_mixture", "qmp_softmax_temperature"),
+    "QMP": tuple(flagged.flag for flagged in option_flags(QSwitchOptions)),
     "DnC": ("kl_coeff", "sampling_type", "regularize_representation", "distillation_period", "distillation_n_epochs"),
     "data sharing": ("sharing_quantile", "unsupervised"),
     "PCGrad": ("use_pc_grad", "skip_alpha_pc_grad"),
-    "CTPG": ("guide_step", "guide_update_freq", "guide_lr", "filter_gate", "block_gate", "block_gate_freq",
-             "guide_hindsight", "filter_start_steps"),
+    "CTPG": tuple(flagged.flag for flagged in option_flags(CTPGOptions)),
 }
 
 # Flags that print instead of training (run.py handles them); they never reach the Config.
@@ -299,6 +277,9 @@ ENV_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+_QSWITCH, _CTPG = QSwitchOptions(), CTPGOptions()
+
+
 @dataclass(frozen=True)
 class Config:
     """Every hyperparameter of a run. Field names are the original's flag names."""
@@ -348,14 +329,16 @@ class Config:
     vis_fps: int = 40
     vis_format: str = "mp4"
     snapshot_dir: str | None = None
-    policy_sampling_freq: int = 1
-    qmp_score_critic: str = "q1"
-    qmp_action_samples: int = 0
-    qmp_entropy_term: bool = False
-    qmp_warmup_iterations: int = 0
-    qmp_own_policy_prob: float = 0.0
-    qmp_mixture: str = "qswitch"
-    qmp_softmax_temperature: float = 1.0
+    # The Q-switch's and CTPG's options (learning/behaviour/options.py declares them; tests/test_config.py
+    # checks that these fields are exactly their flagged fields).
+    policy_sampling_freq: int = _QSWITCH.sampling_freq
+    qmp_score_critic: str = _QSWITCH.score_critic
+    qmp_action_samples: int = _QSWITCH.action_samples
+    qmp_entropy_term: bool = _QSWITCH.entropy_term
+    qmp_warmup_iterations: int = _QSWITCH.warmup_iterations
+    qmp_own_policy_prob: float = _QSWITCH.own_policy_prob
+    qmp_mixture: str = _QSWITCH.mixture
+    qmp_softmax_temperature: float = _QSWITCH.softmax_temperature
     kl_coeff: tuple[float, ...] = (0.0,)
     sampling_type: str = "all"
     regularize_representation: bool = False
@@ -365,14 +348,14 @@ class Config:
     unsupervised: bool = True
     use_pc_grad: bool = False
     skip_alpha_pc_grad: bool = True
-    guide_step: int = 10
-    guide_update_freq: int = 10
-    guide_lr: float = 1e-4
-    filter_gate: str = "masked"
-    block_gate: bool = True
-    block_gate_freq: int = 10_000
-    guide_hindsight: bool = True
-    filter_start_steps: int = 10_000
+    guide_step: int = _CTPG.guide_step
+    guide_update_freq: int = _CTPG.guide_update_freq
+    guide_lr: float = _CTPG.guide_lr
+    filter_gate: str = _CTPG.filter_gate
+    block_gate: bool = _CTPG.block_gate
+    block_gate_freq: int = _CTPG.block_gate_freq
+    guide_hindsight: bool = _CTPG.guide_hindsight
+    filter_start_steps: int = _CTPG.filter_start_steps
     explicit_flags: tuple[str, ...] = field(default=(), compare=False)
     """Flags the user typed (the rest came from defaults or presets); kept for the record."""
 
