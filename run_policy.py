@@ -65,15 +65,10 @@ def results_table(task_names: Sequence[str], traces_by_task: dict[int, list["Epi
     return "\n".join(lines)
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from learning.training.config import BOOL_FLAG
+    from learning.training.config import BOOL_FLAG, OneLineParser
 
-    parser = _OneLineParser(prog="run_policy.py", description="Replay a trained run's checkpoint on every "
+    parser = OneLineParser(prog="run_policy.py", error_type=UsageError, description="Replay a trained run's checkpoint on every "
                             "task: a per-task table, optionally videos. Boolean flags take True or False; a bare "
                             "flag means True.", allow_abbrev=False)
     parser.add_argument("--snapshot_dir", required=True, help="run directory (holds config.json and checkpoint.pt)")

@@ -15,22 +15,19 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from learning.sweeps.grid import RUN_ORDERS, GridError, expand, in_order, select_methods
+from learning.training.config import OneLineParser
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        fail(message)
-
-
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     print(f"sweep.py: error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python sweep.py", description="run a grid of experiments on Ray (local or cluster)")
+    parser = OneLineParser(prog="python sweep.py", error_type=GridError, description="run a grid of experiments on Ray (local or cluster)")
     parser.add_argument("grid", nargs="?", help="recipe name (see --list) or a .yaml/.toml grid file")
     parser.add_argument("--list", action="store_true", help="list the recipes and exit")
     parser.add_argument("--sweep_dir", default=None, help="folder of the sweep's runs (default data/sweeps/GRID_NAME)")
@@ -117,7 +114,10 @@ def check_folders(sweep_dir: Path, records_dir: Path | None) -> None:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except GridError as error:
+        fail(str(error))
     if args.list:
         print(list_recipes())
         return 0

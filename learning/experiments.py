@@ -36,6 +36,7 @@ from learning.training.config import DOMAIN_MIXTURES, Config, ConfigError
 from learning.baselines.data_sharing import DataSharingSAC, RewardTableReplayBuffer
 from learning.baselines.decaf import DecafTwinQFunction
 from learning.baselines.dnc import DnCSAC
+from learning.training.budget import Budget
 from learning.training.evaluation import Evaluator
 from learning.training.memory import check_memory, relabels_rewards
 from learning.training.metric_names import EVALUATION_PREFIX, OWN_EVALUATION_PREFIX
@@ -178,7 +179,7 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
     settings = SACSettings(discount=config.discount, tau=config.target_update_tau, reward_scale=config.reward_scale,
                            lr=config.lr, target_entropy=config.target_entropy,
                            per_task_losses=config.per_task_buffers, temperature_per_task=row.temperature_per_task)
-    capacity = config.replay_buffer_size if config.per_task_buffers else max(config.replay_buffer_size // num_tasks, 1)
+    capacity = Budget.of(config, num_tasks).capacity_per_task
     if relabel_rewards:
         buffer = RewardTableReplayBuffer(num_tasks, obs_dim, action_dim, capacity, task_set.reward_function, device)
     else:

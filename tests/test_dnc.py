@@ -126,7 +126,7 @@ def test_distillation_fits_the_maximum_likelihood_gaussian_and_overwrites_every_
     policy = TanhGaussianPolicy("separate", 2, OBS, ACT, (8,))
     critic = TwinQFunction("separate", 2, OBS, ACT, (8,))
     buffer = mixture_buffer()
-    dnc = DnCSAC(policy, critic, SACSettings(lr=0.02), buffer, batch_size=512, distillation_period=2,
+    dnc = DnCSAC(policy, critic, SACSettings(lr=0.02), buffer, buffer_batch_size=512, distillation_period=2,
                  distillation_steps=400)
     data = buffer.sample(500)
     # The maximum-likelihood Gaussian of the pre-tanh values {0.3, 0.7, -0.7, -0.3}: mean 0, variance 0.29.

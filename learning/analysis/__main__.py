@@ -13,10 +13,12 @@ import contextlib
 import io
 import shlex
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 from learning.analysis.arguments import positive_int, positive_number
+from learning.training.config import OneLineParser
 from learning.training.run_guard import check_writable_directory
 
 PLOT_COMMANDS = ("metrics", "trajectories")
@@ -24,11 +26,6 @@ PLOT_COMMANDS = ("metrics", "trajectories")
 
 class AnalysisError(RuntimeError):
     """Bad input; one-line message."""
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise AnalysisError(message)
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,8 +45,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m learning.analysis", description="figures and tables from runs and sweeps")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    parser = OneLineParser(prog="python -m learning.analysis", error_type=AnalysisError,
+                           description="figures and tables from runs and sweeps")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=partial(OneLineParser, error_type=AnalysisError))
     commands.add_parser("metrics", help="curves, behaviour sharing, rliable aggregates of run folders (see "
                         "metrics --help)", add_help=False)
     commands.add_parser("trajectories", help="2-D paths coloured by the acting policy (see trajectories --help)",

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 from learning.analysis.arguments import positive_number
-from learning.training.config import BOOL_FLAG
+from learning.training.config import BOOL_FLAG, OneLineParser
 from learning.training.run_guard import check_writable_directory
 
 
@@ -18,15 +19,12 @@ class PlotError(RuntimeError):
     """Nothing to plot or bad input; one-line message."""
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise PlotError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m learning.analysis", description="figures and tables from local run "
-                            "directories; 'python -m learning.analysis COMMAND --help' lists a command's flags")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    parser = OneLineParser(prog="python -m learning.analysis", error_type=PlotError,
+                           description="figures and tables from local run directories; "
+                                       "'python -m learning.analysis COMMAND --help' lists a command's flags")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     parser_class=partial(OneLineParser, error_type=PlotError))
     metrics = commands.add_parser("metrics", help="curves, behaviour sharing, rliable aggregates",
                                   description="curves, behaviour sharing and rliable aggregates of every run "
                                               "under PATHS, per environment (docs/analysis.md)")

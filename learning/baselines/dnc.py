@@ -57,16 +57,19 @@ def coefficient_matrix(kl_coeff: Sequence[float], num_tasks: int) -> torch.Tenso
 
 
 class DnCSAC(MultiTaskSAC):
-    """Per-task SAC with the DnC penalty between policies and optional periodic distillation."""
+    """Per-task SAC with the DnC penalty between policies and optional periodic distillation.
+
+    ``buffer_batch_size`` is ``--buffer_batch_size``, the minibatch of each task's SAC update; the
+    penalty's and the distillation's state batches are sized from it by ``sampling_type``."""
 
     def __init__(self, policy: TanhGaussianPolicy, critic: TwinQFunction, settings: SACSettings,
-                 buffer: TaskReplayBuffer, batch_size: int, kl_coeff: Sequence[float] = (0.0,),
+                 buffer: TaskReplayBuffer, buffer_batch_size: int, kl_coeff: Sequence[float] = (0.0,),
                  sampling_type: str = "all", regularize_representation: bool = False,
                  distillation_period: int | None = None, distillation_steps: int = 100) -> None:
         super().__init__(policy, critic, settings)
         if sampling_type not in SAMPLING_TYPES:
             raise ValueError(f"unknown sampling type {sampling_type!r}; choose one of {', '.join(SAMPLING_TYPES)}")
-        self.buffer, self.batch_size = buffer, batch_size
+        self.buffer, self.buffer_batch_size = buffer, buffer_batch_size
         self.sampling_type, self.regularize_representation = sampling_type, regularize_representation
         self.register_buffer("kl_coefficients", coefficient_matrix(kl_coeff, self.num_tasks), persistent=False)
         self.regularized = bool(self.kl_coefficients.abs().sum() > 0)
@@ -94,12 +97,12 @@ class DnCSAC(MultiTaskSAC):
         """``[T, T]``: entry (i, j) is the divergence of source j from receiver i on the sampled states."""
         tasks = self.num_tasks
         if self.sampling_type == "all":  # batch // T states from every task's buffer, shared by all pairs
-            states = self.buffer.sample(max(self.batch_size // tasks, 1))["observation"]
+            states = self.buffer.sample(max(self.buffer_batch_size // tasks, 1))["observation"]
             outputs = self._policy_outputs(states.reshape(-1, states.shape[-1]))
             source = tuple(output.unsqueeze(0) for output in outputs)
             receiver = tuple(output.unsqueeze(1) for output in outputs)
             return self._divergence(source, receiver).mean(dim=(-2, -1))
-        per_task = max(self.batch_size // 2 if self.sampling_type == "i+j" else self.batch_size, 1)
+        per_task = max(self.buffer_batch_size // 2 if self.sampling_type == "i+j" else self.buffer_batch_size, 1)
         states = self.buffer.sample(per_task)["observation"]
         outputs = tuple(output.reshape(tasks, tasks, per_task, output.shape[-1])  # [policy, state task, k, F]
                         for output in self._policy_outputs(states.reshape(-1, states.shape[-1])))
@@ -141,8 +144,9 @@ class DnCSAC(MultiTaskSAC):
         """Transitions of every task in one distillation step, as the original's ``sample_all_transitions``
         for ``--sampling_type``: B // T for ``all`` (and ``i``, which the original sampled as ``all``),
         B for ``j``, B // 2 for ``i+j``."""
-        per_task = {"all": self.batch_size // self.num_tasks, "i": self.batch_size // self.num_tasks,
-                    "j": self.batch_size, "i+j": self.batch_size // 2}[self.sampling_type]
+        batch = self.buffer_batch_size
+        per_task = {"all": batch // self.num_tasks, "i": batch // self.num_tasks, "j": batch,
+                    "i+j": batch // 2}[self.sampling_type]
         return max(per_task, 1)
 
     def distil(self) -> float:

@@ -16,7 +16,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from learning.behaviour.options import CTPGOptions, QSwitchOptions, option_flags
 from learning.experiment_table import (CTPG, CTPG_FLAGS, DATA_SHARING_FLAGS, DNC_FLAGS, EXPERIMENT_TABLE,
@@ -438,11 +438,17 @@ class Config:
 
 
 # --------------------------------------------------------------------------------------------- parsing
-class _OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors raise ConfigError instead of printing usage and exiting."""
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise ``error_type(message)`` (ConfigError unless given) instead of
+    printing usage and exiting, so every command turns bad input into one line. Subparsers get the same
+    behaviour with ``add_subparsers(parser_class=functools.partial(OneLineParser, error_type=...))``."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(message)
+    def __init__(self, *args: Any, error_type: type[Exception] = ConfigError, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.error_type = error_type
+
+    def error(self, message: str) -> NoReturn:
+        raise self.error_type(message)
 
 
 def _flag_owner_text(flag: Flag) -> str:
@@ -470,14 +476,14 @@ def _help_text(flag: Flag, default: Any, preset_env: str | None) -> str:
     return f"{flag.help} [default: {_default_text(default)}{origin}]".replace("%", "%%")
 
 
-def _build_parser(experiment: str, env_id: str | None) -> _OneLineParser:
+def _build_parser(experiment: str, env_id: str | None) -> OneLineParser:
     """The experiment's parser, flags grouped as in FLAG_GROUPS, defaults from ``env_id``'s preset
     (the base defaults when ``env_id`` is None, which only ``--help`` without ``--env`` uses)."""
     row = EXPERIMENT_TABLE[experiment]
     paper_name, summary = row.paper_name, row.summary
     preset_note = (f"Defaults are those of {env_id}; '{env_id} preset' marks the ones its preset sets."
                    if env_id else "Defaults shown without an environment preset; add --env ID to see its defaults.")
-    parser = _OneLineParser(prog=f"run.py {experiment}", usage="python %(prog)s --env ID [flags]",
+    parser = OneLineParser(prog=f"run.py {experiment}", usage="python %(prog)s --env ID [flags]",
                             add_help=True, allow_abbrev=False,
                             description=f"{experiment}: {summary}" + (f" (paper: {paper_name})" if paper_name else "")
                             + f". {preset_note}")
@@ -541,7 +547,7 @@ def parse_command_line(argv: Sequence[str], require_env: bool = False) -> Config
             raise ConfigError(f"--{name} is a flag of {_flag_owner_text(flag)}, not of {experiment}")
 
     if experiment == RESUME:
-        parser = _OneLineParser(prog="run.py resume", allow_abbrev=False)
+        parser = OneLineParser(prog="run.py resume", allow_abbrev=False)
         parser.add_argument("--snapshot_dir", type=str, required=True, help="run directory to continue")
         parser.add_argument("--n_epochs", type=int, default=None, help="new total number of epochs")
         parser.add_argument(*(f"--{name}" for name in PRINT_CONFIG_FLAGS), action="store_true",
@@ -555,7 +561,7 @@ def parse_command_line(argv: Sequence[str], require_env: bool = False) -> Config
                       n_epochs=args.n_epochs if args.n_epochs is not None else 0,
                       explicit_flags=tuple(typed))
 
-    env_parser = _OneLineParser(add_help=False, allow_abbrev=False)
+    env_parser = OneLineParser(add_help=False, allow_abbrev=False)
     env_parser.add_argument("--env", type=str, default=FLAG_BY_NAME["env"].default)
     env_id = env_parser.parse_known_args(rest)[0].env
     from environments import available_env_ids

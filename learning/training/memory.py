@@ -9,11 +9,11 @@ or the GPU's), not what happens to be free now.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 from learning.experiment_table import DATA_SHARING
+from learning.training.budget import Budget
 from learning.training.config import MAX_VIDEO_SIDE, Config, ConfigError
 
 FLOAT_BYTES = 4
@@ -35,15 +35,6 @@ def memory_limit_bytes(device_type: str = "cpu", device_index: int | None = None
     return min(total, int(text)) if text.isdigit() else total
 
 
-def reachable_transitions_per_task(config: Config, num_tasks: int) -> int:
-    """Transitions per task a buffer can hold by the end of the run: min(capacity, steps collected)."""
-    capacity = config.replay_buffer_size if config.per_task_buffers else max(config.replay_buffer_size // num_tasks, 1)
-    warm_up = config.min_buffer_size if config.per_task_buffers else math.ceil(config.min_buffer_size / num_tasks)
-    per_iteration = math.ceil(config.batch_size / num_tasks)
-    collected = warm_up + config.n_epochs * config.steps_per_epoch * per_iteration
-    return min(capacity, collected)
-
-
 def network_floats(config: Config, num_tasks: int, obs_dim: int, action_dim: int) -> int:
     """Floats of policy, twin critics, target critics, gradients and Adam moments (upper bound)."""
 
@@ -60,10 +51,9 @@ def check_memory(config: Config, num_tasks: int, obs_dim: int, action_dim: int, 
                  device_index: int | None = None) -> None:
     """Raise ConfigError when the run cannot fit in this machine's memory."""
     transition = (2 * obs_dim + action_dim + 2 + (num_tasks if relabels_rewards(config) else 0)) * FLOAT_BYTES
-    held = reachable_transitions_per_task(config, num_tasks)
-    buffers = num_tasks * held * transition
-    warm_up = config.min_buffer_size if config.per_task_buffers else math.ceil(config.min_buffer_size / num_tasks)
-    collected_per_task = max(warm_up, math.ceil(config.batch_size / num_tasks))
+    budget = Budget.of(config, num_tasks)
+    buffers = num_tasks * budget.reachable_transitions_per_task * transition
+    collected_per_task = max(budget.warm_up_per_task, budget.steps_per_task)
     collection = num_tasks * collected_per_task * transition * 2  # the sampler's arrays and their copy in
     minibatch = config.buffer_batch_size * (1 if not config.per_task_buffers else num_tasks)
     training = minibatch * (transition + FLOAT_BYTES * 4 * sum(config.hidden_sizes))

@@ -6,7 +6,6 @@ logger and checkpoint. The SAC update never learns which behaviour policy collec
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from environments.base import TaskSet
+from learning.training.budget import Budget
 from learning.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from learning.training.config import Config
 from learning.training.evaluation import Evaluator, metric_name, summarize_episodes
@@ -132,28 +132,19 @@ class Trainer:
         self.last_evaluation: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
         self.replay_files = ReplayFiles(run_dir, keep_all=config.snapshot_gap > 1)
-        if config.per_task_buffers:
-            self.gradient_steps = max(config.gradient_steps_per_itr // self.num_tasks, 1)
-            self.batch_per_task = config.buffer_batch_size
-        else:
-            self.gradient_steps = config.gradient_steps_per_itr
-            self.batch_per_task = max(math.ceil(config.buffer_batch_size / self.num_tasks), 1)
+        self.budget = Budget.of(config, self.num_tasks)
+        self.gradient_steps = self.budget.gradient_steps
+        self.batch_per_task = self.budget.minibatch_per_task
 
     # ------------------------------------------------------------------------------------ one iteration
     def _warming_up(self) -> bool:
-        size = self.parts.buffer.size
-        if self.config.per_task_buffers:
-            return size < self.config.min_buffer_size
-        return size * self.num_tasks < self.config.min_buffer_size
+        return self.budget.warming_up(self.parts.buffer.size)
 
     def _steps_to_collect(self) -> int:
         """Per task: the warm-up request while buffers are below min_buffer_size, else batch_size / T."""
-        config = self.config
         if self._warming_up():
-            if config.per_task_buffers:
-                return max(config.min_buffer_size, 1)
-            return max(math.ceil(config.min_buffer_size / self.num_tasks), 1)
-        return max(math.ceil(config.batch_size / self.num_tasks), 1)
+            return max(self.budget.warm_up_per_task, 1)
+        return max(self.budget.steps_per_task, 1)
 
     def run_iteration(self, with_stats: bool = True) -> tuple[list[EpisodeRecord], np.ndarray, dict[str, torch.Tensor]]:
         """Collect, store, and take this iteration's gradient steps; update statistics (of the last
