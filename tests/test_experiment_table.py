@@ -14,6 +14,7 @@ import run
 from learning import experiments
 from learning.baselines.data_sharing import DataSharingSAC
 from learning.behaviour.ctpg import CTPGBehaviour
+from learning.behaviour.protocol import BehaviourPolicy, best_candidate
 from learning.core.sac import MultiTaskSAC
 from learning.experiment_table import (CTPG, CTPG_FLAGS, DATA_SHARING, DATA_SHARING_FLAGS, EXPERIMENT_TABLE, OWN,
                                        SEPARATE_NETWORKS, Experiment)
@@ -83,3 +84,20 @@ def test_a_new_update_is_one_row_and_its_builder(tmp_path, monkeypatch):
     # PointReach has one task: 40 steps per iteration fill the 20-step warm-up in epoch 0, so both epochs
     # take their 6 gradient steps
     assert isinstance(trainer.parts.sac, CountingSAC) and int(trainer.parts.sac.updates) == 2 * 6
+
+
+@pytest.mark.parametrize("experiment, behaviour", [("dnc_sac", "OwnPolicyBehaviour"), ("qmp_dnc", "QSwitchBehaviour"),
+                                                   ("ctpg_dnc", "CTPGBehaviour")])
+def test_every_behaviour_of_the_table_is_a_behaviour_policy(tmp_path, experiment, behaviour):
+    config = parse_command_line([experiment, *TINY, "--log_dir", str(tmp_path)])
+    parts = experiments.build_parts(config, experiments.build_task_set(config))
+    parts.sampler.close()
+    assert type(parts.sampler.behaviour).__name__ == behaviour
+    assert isinstance(parts.sampler.behaviour, BehaviourPolicy)
+    assert all(isinstance(evaluated, BehaviourPolicy) for evaluated in parts.evaluation_behaviours.values())
+
+
+def test_best_candidate_is_the_arg_max_over_the_last_axis_with_ties_to_the_lowest_index():
+    scores = torch.tensor([[0.0, 2.0, 2.0], [5.0, -1.0, 4.0]])
+    assert best_candidate(scores).tolist() == [1, 0]
+    assert best_candidate(scores.reshape(2, 1, 3)).tolist() == [[1], [0]]

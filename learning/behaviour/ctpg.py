@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -109,7 +110,7 @@ def block_gate(log_alpha: torch.Tensor) -> torch.Tensor:
 class CTPGBehaviour:
     """Collection with the guides; evaluation (``deterministic=True``) acts with each task's own policy."""
 
-    def __init__(self, policy: TanhGaussianPolicy, critic: TwinQFunction, alpha: "callable", guide: GuideNetworks,
+    def __init__(self, policy: TanhGaussianPolicy, critic: TwinQFunction, alpha: Callable[[], torch.Tensor], guide: GuideNetworks,
                  options: CTPGOptions, guide_policies: tuple[GuidePolicy, ...] = ()) -> None:
         self.policy, self.critic, self.alpha, self.guide, self.options = policy, critic, alpha, guide, options
         self.num_tasks = policy.num_tasks

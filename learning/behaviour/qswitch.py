@@ -14,6 +14,7 @@ the index of the policy that acted in each task ``[T]``.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ import torch
 from environments.base import GuidePolicy
 from learning.core.networks import TanhGaussianPolicy, TwinQFunction, tanh_gaussian_log_prob
 from learning.behaviour.options import MIXTURES, QSwitchOptions
+from learning.behaviour.protocol import best_candidate
 
 
 EVALUATION_NOISE_SEED = 0
@@ -41,7 +43,7 @@ class QSwitchBehaviour:
     mixture's table.
     """
 
-    def __init__(self, policy: TanhGaussianPolicy, critic: TwinQFunction, alpha: "callable",
+    def __init__(self, policy: TanhGaussianPolicy, critic: TwinQFunction, alpha: Callable[[], torch.Tensor],
                  options: QSwitchOptions, guide_policies: tuple[GuidePolicy, ...] = (),
                  mixture_probabilities: np.ndarray | None = None) -> None:
         self.policy, self.critic, self.alpha, self.options = policy, critic, alpha, options
@@ -137,8 +139,8 @@ class QSwitchBehaviour:
         scores = self.scores(obs, sampled, means, entropy)
         if mixture == "softmax":  # Gumbel-max: the arg-max of logits + Gumbel noise samples their softmax
             gumbel = -torch.log(-torch.log(torch.rand_like(scores).clamp_min(torch.finfo(scores.dtype).tiny)))
-            return (scores / self.options.softmax_temperature + gumbel).argmax(dim=1)
-        return scores.argmax(dim=1)  # ties: lowest index
+            return best_candidate(scores / self.options.softmax_temperature + gumbel)
+        return best_candidate(scores)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,7 +191,7 @@ class QSwitchBehaviour:
                 choice = own
             else:
                 states = obs.unsqueeze(1).expand(tasks, tasks, obs.shape[-1])
-                choice = self.critic.q1(states, means.permute(1, 0, 2)).argmax(dim=1)
+                choice = best_candidate(self.critic.q1(states, means.permute(1, 0, 2)))
                 if not deterministic and self.options.own_policy_prob > 0:
                     keep_own = torch.rand(tasks, device=obs.device) < self.options.own_policy_prob
                     choice = torch.where(keep_own, own, choice)
@@ -217,7 +219,7 @@ class QSwitchBehaviour:
         means = torch.tanh(mean).reshape(candidates, tasks, rows, action_dim).permute(1, 2, 0, 3)  # [T, E, C, A]
         states = obs.unsqueeze(2).expand(tasks, rows, candidates, obs_dim).reshape(tasks, rows * candidates, obs_dim)
         scores = self.critic.q1(states, means.reshape(tasks, rows * candidates, action_dim))
-        choice = scores.reshape(tasks, rows, candidates).argmax(dim=2)
+        choice = best_candidate(scores.reshape(tasks, rows, candidates))
         index = choice[:, :, None, None].expand(tasks, rows, 1, action_dim)
         return torch.take_along_dim(means, index, dim=2).squeeze(2), choice
 

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from environments.base import TaskSet, get_env_state, independent_resets, set_env_state, share_model
+from learning.behaviour.protocol import BehaviourPolicy
 from learning.training.logger import is_terminal
 from learning.training.sampler import EpisodeRecord, EpisodeTracker
 
@@ -98,7 +99,7 @@ class Evaluator:
                 self.generators = [None] * self.num_tasks
             self.generators[task] = copy.deepcopy(env.unwrapped.np_random)
 
-    def run(self, behaviour, episodes_per_task: int) -> tuple[list[EpisodeRecord], np.ndarray]:
+    def run(self, behaviour: BehaviourPolicy, episodes_per_task: int) -> tuple[list[EpisodeRecord], np.ndarray]:
         """Evaluate; returns the episodes and the ``[T, C]`` acting-policy counts."""
         if self.independent and getattr(behaviour, "lockstep_evaluation", False):
             return self._run_lockstep(behaviour, episodes_per_task)

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from environments.base import TaskSet, get_env_state, set_env_state
+from learning.behaviour.protocol import BehaviourPolicy
 from learning.core.replay_buffer import Transitions
 
 
@@ -167,9 +168,10 @@ class LockstepSampler:
     With ``keep_raw_observations`` the transitions also carry the environments' raw observations.
     """
 
-    def __init__(self, task_set: TaskSet, behaviour, network_input: Callable[[np.ndarray], np.ndarray],
-                 device: torch.device, seed: int, discount: float, keep_raw_observations: bool = False) -> None:
-        self.task_set, self.behaviour, self.network_input = task_set, behaviour, network_input
+    def __init__(self, task_set: TaskSet, behaviour: BehaviourPolicy | None,
+                 network_input: Callable[[np.ndarray], np.ndarray], device: torch.device, seed: int, discount: float,
+                 keep_raw_observations: bool = False) -> None:
+        self._behaviour, self.task_set, self.network_input = behaviour, task_set, network_input
         self.device, self.seed = device, seed
         self.keep_raw_observations = keep_raw_observations  # CDS relabelling reads slots networks do not see
         self.num_tasks = task_set.num_tasks
@@ -177,6 +179,17 @@ class LockstepSampler:
         self.tracker = EpisodeTracker(self.num_tasks, task_set.episode_metrics, discount)
         self.raw_obs: np.ndarray | None = None
         self.env_steps_per_task = np.zeros(self.num_tasks, dtype=np.int64)
+
+    @property
+    def behaviour(self) -> BehaviourPolicy:
+        """The behaviour policy that acts (None until build_parts sets it, after the networks exist)."""
+        if self._behaviour is None:
+            raise RuntimeError("the sampler has no behaviour policy yet")
+        return self._behaviour
+
+    @behaviour.setter
+    def behaviour(self, behaviour: BehaviourPolicy) -> None:
+        self._behaviour = behaviour
 
     @property
     def total_env_steps(self) -> int:

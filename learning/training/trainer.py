@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from environments.base import TaskSet
+from learning.behaviour.protocol import BehaviourPolicy
 from learning.training.budget import Budget
 from learning.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from learning.training.config import Config
@@ -47,7 +48,7 @@ class RunParts:
     sampler: LockstepSampler
     evaluator: Evaluator
     buffer: TaskReplayBuffer
-    evaluation_behaviours: dict
+    evaluation_behaviours: dict[str, BehaviourPolicy]
     """Prefix -> behaviour policy evaluated under it: EVALUATION_PREFIX always; QMP adds OWN_EVALUATION_PREFIX."""
     behaviour_learner: "BehaviourLearner | None" = None
     """What trains the behaviour policy itself (CTPG's guides); None when nothing does."""
