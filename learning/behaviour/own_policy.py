@@ -1,10 +1,9 @@
 """The default behaviour policy: task i acts with policy i (the original's MultiPolicyWrapper).
 
 Every behaviour policy answers the same calls (``BehaviourPolicy`` in learning/behaviour/protocol.py):
-``act(obs [T, obs], deterministic)`` returns the
-actions ``[T, A]`` and the index of the candidate policy that acted in each task ``[T]``;
-``episode_start``, ``begin_iteration``, ``state_dict`` and ``load_state_dict`` carry what it holds
-across steps (the Q-switch's held choice, for example).
+``act(obs [T, obs], deterministic)`` returns the actions ``[T, A]`` and the index of the candidate
+policy that acted in each task ``[T]``; ``episode_start``, ``begin_iteration``, ``state_dict`` and
+``load_state_dict`` carry what it holds across steps (the Q-switch's held choice, for example).
 """
 
 from __future__ import annotations
