@@ -16,7 +16,7 @@ from typing import Callable
 from environments.base import TaskSet
 from learning.experiments import build_parts, build_task_set, count_parameters, resolve_device
 from learning.training.checkpoint import CHECKPOINT_FILE, CONFIG_FILE, CheckpointError, load_checkpoint
-from learning.training.config import Config, ConfigError, validate
+from learning.training.config import Config, ConfigError, resumed_config, validate
 from learning.training.logger import METRICS_FILE, RunLogger, parse_metrics_lines
 from learning.training.memory import check_memory, check_video_memory
 from learning.training.replay_files import FORMAT as REPLAY_FILES_FORMAT, REPLAY_DIR
@@ -113,10 +113,9 @@ def _prepare_resume(config: Config) -> tuple[Config, TaskSet, Path, dict]:
     except (ConfigError, TypeError) as error:
         raise ConfigError(f"{run_dir / CHECKPOINT_FILE} holds no configuration of this codebase: "
                           f"{str(error).splitlines()[0]}") from None
-    if {**stored.to_dict(), "n_epochs": 0} != {**saved.to_dict(), "n_epochs": 0}:
+    if {**stored.to_dict(), "n_epochs": 0, "gpu": None} != {**saved.to_dict(), "n_epochs": 0, "gpu": None}:
         raise ConfigError(f"{run_dir / CHECKPOINT_FILE} does not belong to {config_path} (configurations differ)")
-    n_epochs = config.n_epochs if config.n_epochs > 0 else saved.n_epochs
-    config = Config.from_dict({**saved.to_dict(), "n_epochs": n_epochs})
+    config = resumed_config(saved, config)
     validate(config)
     check_metrics_rows(run_dir, trained)
     check_replay_chunks(run_dir, checkpoint)
@@ -268,7 +267,7 @@ def _train(config: Config, parts, run_dir: Path, checkpoint: dict | None, lock: 
             lock.name_holder()
             drop_stale_files(run_dir, fresh=checkpoint is None)
             route_mujoco_warnings(run_dir / MUJOCO_WARNINGS_FILE)
-            if checkpoint is None or Config.load(run_dir / CONFIG_FILE).n_epochs != config.n_epochs:
+            if checkpoint is None or Config.load(run_dir / CONFIG_FILE) != config:  # resume: new --n_epochs or --gpu
                 config.save(run_dir / CONFIG_FILE)
             announce("starting W&B" if config.wandb else "W&B off (--wandb False)")
             logger = RunLogger(config, run_dir, resume=checkpoint is not None)

@@ -21,7 +21,7 @@ def overview() -> str:
     from learning.experiment_table import EXPERIMENT_TABLE, RESUME, RESUME_SUMMARY
 
     lines = ["usage: python run.py EXPERIMENT --env ID [flags]", "       python run.py resume --snapshot_dir DIR "
-             "[--n_epochs N]", "", "experiments:"]
+             "[--n_epochs N] [--gpu ID|cpu]", "", "experiments:"]
     for name, row in EXPERIMENT_TABLE.items():
         lines.append(f"  {name:<13}{row.paper_name:<30}{row.summary}")
     lines.append(f"  {RESUME:<13}{'':<30}{RESUME_SUMMARY}")
@@ -49,9 +49,7 @@ def print_config(config) -> None:
     config, task_set, run_dir, _ = prepare_run(config)
     check_resources(config, task_set)
     if resumed:
-        origin = {name: "saved run" for name in config.to_dict()}
-        if "n_epochs" in typed:
-            origin["n_epochs"] = "flag"
+        origin = {name: "flag" if name in typed else "saved run" for name in config.to_dict()}
     else:
         preset = ENV_PRESETS.get(config.env, {})
         origin = {name: "flag" if name in config.explicit_flags else f"{config.env} preset" if name in preset

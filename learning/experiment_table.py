@@ -139,7 +139,7 @@ EXPERIMENT_TABLE: dict[str, Experiment] = {
 """Experiment name -> its row, in the order of ``run.py --help``."""
 
 RESUME = "resume"
-RESUME_SUMMARY = "continue a run: resume --snapshot_dir DIR [--n_epochs N]"
+RESUME_SUMMARY = "continue a run: resume --snapshot_dir DIR [--n_epochs N] [--gpu ID|cpu]"
 """``resume`` is a command, not an experiment: it continues a saved run under its saved experiment."""
 
 

@@ -86,6 +86,7 @@ def test_qmp_flags_only_for_qmp_experiments():
     (["resume"], "required"),
     (["resume", "--snapshot_dir", "/nonexistent/run"], "is not a directory"),
     (["resume", "--snapshot_dir", ".", "--seed", "3"], "resume takes only"),
+    (["resume", "--snapshot_dir", ".", "--gpu", "gpu0"], "expected a CUDA device id or cpu"),
 ])
 def test_bad_input_raises_one_line_config_error(argv, message):
     with pytest.raises(ConfigError, match=message) as error:

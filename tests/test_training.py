@@ -77,6 +77,30 @@ def test_resume_continues_exactly(tmp_path):
     assert comparable(read_metrics(stopped.run_dir)) == comparable(read_metrics(straight.run_dir))
 
 
+def test_resume_moves_a_run_to_another_device_and_keeps_the_rest(tmp_path):
+    """A run recorded on GPU 0 (its config and checkpoint say so) continues on the CPU with --gpu cpu,
+    exactly as it would have without the move; without --gpu it asks for its recorded device."""
+    import torch
+
+    from learning.training.config import Config, ConfigError
+
+    argv = ["qmp_dnc", "--env=MazeLarge-10-v0", *TINY, "--task_name", "1,2", "--n_policies", "2"]
+    straight, _, _ = run([*argv, "--n_epochs", "3", "--name", "straight"], tmp_path)
+    stopped, _, _ = run([*argv, "--n_epochs", "2", "--name", "stopped"], tmp_path)
+    checkpoint = torch.load(stopped.run_dir / "checkpoint.pt", weights_only=False)
+    torch.save({**checkpoint, "config": {**checkpoint["config"], "gpu": 0}}, stopped.run_dir / "checkpoint.pt")
+    Config.from_dict({**stopped.to_dict(), "gpu": 0}).save(stopped.run_dir / "config.json")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="--gpu 0 was given but no CUDA device is available"):
+            garage_experiments.launch(parse_command_line(["resume", "--snapshot_dir", str(stopped.run_dir)]))
+    resumed = parse_command_line(["resume", "--snapshot_dir", str(stopped.run_dir), "--n_epochs", "3", "--gpu", "cpu"])
+    trainer, _ = garage_experiments.launch(resumed, announce=lambda message: None)
+    assert trainer.parts.device == torch.device("cpu")
+    assert comparable(read_metrics(stopped.run_dir)) == comparable(read_metrics(straight.run_dir))
+    moved = Config.load(stopped.run_dir / "config.json")
+    assert moved.gpu is None and moved == Config.from_dict({**stopped.to_dict(), "n_epochs": 3})
+
+
 def test_resume_rejects_a_checkpoint_of_another_run(tmp_path):
     first, _, _ = run(["dnc_sac", "--env=PointReach-v0", *TINY, "--name", "a"], tmp_path)
     second, _, _ = run(["dnc_sac", "--env=PointReach-v0", *TINY, "--name", "b", "--hidden_sizes", "8"], tmp_path)

@@ -43,6 +43,25 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
 
 
+def parse_device(text: str) -> int | None:
+    """``resume --gpu``: a CUDA device id, or ``cpu`` (None, as an absent ``--gpu`` of a new run)."""
+    if str(text).strip().lower() == "cpu":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a CUDA device id or cpu, got {text!r}") from None
+
+
+def resumed_config(saved: Config, resume: Config) -> Config:
+    """The saved configuration of a run continued by ``resume``: its ``--n_epochs`` when given (0 keeps the
+    saved one) and its ``--gpu`` when typed (a run may move between devices); everything else as saved."""
+    changes: dict[str, Any] = {"n_epochs": resume.n_epochs if resume.n_epochs > 0 else saved.n_epochs}
+    if "gpu" in resume.explicit_flags:
+        changes["gpu"] = resume.gpu
+    return Config.from_dict({**saved.to_dict(), **changes})
+
+
 BOOL_FLAG: dict[str, Any] = dict(type=parse_bool, nargs="?", const=True, metavar="{True,False}")
 """argparse keywords of every boolean flag of the project's commands: ``--flag True``, ``--flag False``,
 or a bare ``--flag`` meaning True."""
@@ -541,8 +560,8 @@ def parse_command_line(argv: Sequence[str], require_env: bool = False) -> Config
         flag = FLAG_BY_NAME.get(name)
         if name != "help" and name not in PRINT_CONFIG_FLAGS and flag is None:
             raise ConfigError(f"unknown flag --{name}")
-        if experiment == RESUME and name not in ("snapshot_dir", "n_epochs", "help", *PRINT_CONFIG_FLAGS):
-            raise ConfigError(f"resume takes only --snapshot_dir and --n_epochs, not --{name}")
+        if experiment == RESUME and name not in ("snapshot_dir", "n_epochs", "gpu", "help", *PRINT_CONFIG_FLAGS):
+            raise ConfigError(f"resume takes only --snapshot_dir, --n_epochs and --gpu, not --{name}")
         if flag is not None and not flag.applies_to(experiment):
             raise ConfigError(f"--{name} is a flag of {_flag_owner_text(flag)}, not of {experiment}")
 
@@ -550,6 +569,8 @@ def parse_command_line(argv: Sequence[str], require_env: bool = False) -> Config
         parser = OneLineParser(prog="run.py resume", allow_abbrev=False)
         parser.add_argument("--snapshot_dir", type=str, required=True, help="run directory to continue")
         parser.add_argument("--n_epochs", type=int, default=None, help="new total number of epochs")
+        parser.add_argument("--gpu", type=parse_device, default=None, metavar="{ID,cpu}",
+                            help="continue on CUDA device ID, or on the CPU (default: where the run was trained)")
         parser.add_argument(*(f"--{name}" for name in PRINT_CONFIG_FLAGS), action="store_true",
                             help="print the saved configuration and the run directory, then exit")
         args = parser.parse_args(rest)
@@ -558,7 +579,7 @@ def parse_command_line(argv: Sequence[str], require_env: bool = False) -> Config
         if not Path(args.snapshot_dir).is_dir():
             raise ConfigError(f"--snapshot_dir {args.snapshot_dir!r} is not a directory")
         return Config(experiment=RESUME, snapshot_dir=args.snapshot_dir,
-                      n_epochs=args.n_epochs if args.n_epochs is not None else 0,
+                      n_epochs=args.n_epochs if args.n_epochs is not None else 0, gpu=args.gpu,
                       explicit_flags=tuple(typed))
 
     env_parser = OneLineParser(add_help=False, allow_abbrev=False)
