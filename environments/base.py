@@ -80,6 +80,23 @@ class GuidePolicy:
 
 
 @dataclass(frozen=True)
+class Arena:
+    """A 2-D task's layout, for trajectory plots and drawn videos: the learning code draws it from here and
+    never imports an environment module."""
+
+    goal: Callable[[gym.Env], np.ndarray]
+    """The (x, y) goal of an environment instance."""
+    success_distance: float
+    """Radius of the goal's success disc."""
+    bounds: tuple[float, float] | None = None
+    """``(low, high)`` of a square arena bounded on every side (point reaching); None: walls instead."""
+    wall_centres: tuple[tuple[float, float], ...] = ()
+    """Centres of the unit wall squares, in the coordinates of the agent's (x, y) (the maze)."""
+    position: Callable[[gym.Env], np.ndarray] | None = None
+    """The agent's (x, y) in an environment instance, for drawn videos (None: filmed by a camera)."""
+
+
+@dataclass(frozen=True)
 class TaskSet:
     """A multi-task benchmark: tasks, their environments and the facts learning needs."""
 
@@ -99,6 +116,8 @@ class TaskSet:
     reward_function: Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray] | None = None
     """``reward_function(raw_obs, action, raw_next_obs, task_index)`` for CDS relabelling, where the env
     has one: task ``task_index``'s reward of the transitions (s, a, s')."""
+    arena: Arena | None = None
+    """The 2-D layout of navigation tasks (point reaching, the maze) for plots and videos; None elsewhere."""
 
     @property
     def num_tasks(self) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium.wrappers import TimeLimit
 
 from environments.arithmetic import clip_into
-from environments.base import LazyRenderer, ObservationLayout, TaskSet, one_hot, select_tasks
+from environments.base import Arena, LazyRenderer, ObservationLayout, TaskSet, one_hot, select_tasks
 
 ENV_ID = "MazeLarge-10-v0"
 MAX_EPISODE_STEPS = 600
@@ -71,6 +71,12 @@ MAZE_TASKS: tuple[MazeTask, ...] = (
     MazeTask((1, 2), (3, 10), "long"),
     MazeTask((7, 2), (6, 8), "long"),
 )
+
+
+def wall_centres() -> tuple[tuple[float, float], ...]:
+    """Centres of the large maze's wall squares in the agent's (x, y) coordinates."""
+    shift = np.subtract(WALL_OFFSET, AGENT_BODY_OFFSET)
+    return tuple((float(x + shift[0]), float(y + shift[1])) for x, y in zip(*np.nonzero(wall_cells())))
 
 
 def wall_cells(rows: Sequence[str] = LARGE_MAZE_ROWS) -> np.ndarray:
@@ -253,4 +259,6 @@ def make_maze_task_set(task_name: str | None = None, sparse_tasks: Sequence[int]
         ),
         min_reward=MIN_REWARD,
         reward_function=reward_function,
+        arena=Arena(goal=lambda env: env.unwrapped.goal, success_distance=SUCCESS_DISTANCE,
+                    wall_centres=wall_centres()),
     )

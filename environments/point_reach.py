@@ -26,7 +26,7 @@ from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
 
 from environments.arithmetic import clip_into, clipped_float64, norm
-from environments.base import GuidePolicy, ObservationLayout, TaskSet
+from environments.base import Arena, GuidePolicy, ObservationLayout, TaskSet
 
 START = np.array([0.0, 0.0])
 GOAL = np.array([10.0, 10.0])
@@ -102,4 +102,6 @@ def make_point_reach_task_set(guide_policies: str = "up,right,up_right") -> Task
         min_reward=-1.0,
         episode_metrics={"distance": "last"},
         guide_policies=parse_guide_policies(guide_policies),
+        arena=Arena(goal=lambda env: GOAL, success_distance=SUCCESS_DISTANCE, bounds=ARENA,
+                    position=lambda env: np.array(env.unwrapped.position, dtype=np.float64)),
     )

@@ -104,3 +104,13 @@ def test_no_import_circles():
         if start not in state:
             visit(start, [start])
     assert circles == []
+
+
+def test_learning_code_never_imports_a_concrete_environment():
+    """learning/ sees environments only through the registry (``environments``) and ``environments.base``:
+    arenas for plots and videos come from the task set, not from an environment module."""
+    modules = library_modules()
+    concrete = {name for name in modules if name.startswith("environments.")} - {"environments.base"}
+    wrong = {name: sorted(imported_modules(path) & concrete) for name, path in modules.items()
+             if name.startswith("learning")}
+    assert {name: imports for name, imports in wrong.items() if imports} == {}

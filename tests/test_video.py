@@ -94,7 +94,7 @@ def test_point_reach_trail_takes_the_colour_of_the_acting_policy():
     task_set = make_task_set("PointReach-v0")  # candidates: policy 0, guides up, right, up_right
     env = task_set.make_env(0, True)
     env.reset(seed=0)
-    source = video.frame_source_for(env, 100, 100, 4)
+    source = video.frame_source_for(env, 100, 100, 4, task_set.arena)
     colours = video.candidate_colours(4)
     source.start_episode()
     source.frame(env, 0)

@@ -44,6 +44,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from environments.base import Arena  # noqa: E402
 from learning.analysis.cli import PlotError, parse_arguments, report  # noqa: E402
 from learning.training.checkpoint import CONFIG_FILE  # noqa: E402
 from learning.training.logger import (METRICS_FILE, is_terminal,  # noqa: E402
@@ -522,24 +523,16 @@ def estimate_list(estimate: Estimate) -> list[float]:
 
 
 # ----------------------------------------------------------------------------------------- trajectories
-def draw_arena(axis, env_id: str, env) -> None:
-    """Walls or bounds of the 2-D arena, and the goal with its success radius."""
+def draw_arena(axis, arena: Arena, env) -> None:
+    """Walls or bounds of the 2-D arena (the task set's), and the goal with its success radius."""
     from matplotlib.patches import Circle, Rectangle
 
-    if env_id == "PointReach-v0":
-        from environments.point_reach import ARENA, GOAL, SUCCESS_DISTANCE
-
-        low, high = ARENA
+    if arena.bounds is not None:
+        low, high = arena.bounds
         axis.add_patch(Rectangle((low, low), high - low, high - low, fill=False, edgecolor="black"))
-        goal, radius = GOAL, SUCCESS_DISTANCE
-    else:
-        from environments.maze import AGENT_BODY_OFFSET, SUCCESS_DISTANCE, WALL_OFFSET, wall_cells
-
-        shift = np.subtract(WALL_OFFSET, AGENT_BODY_OFFSET)
-        for x, y in zip(*np.nonzero(wall_cells())):
-            axis.add_patch(Rectangle((x + shift[0] - 0.5, y + shift[1] - 0.5), 1, 1, color="0.75", linewidth=0))
-        goal, radius = env.unwrapped.goal, SUCCESS_DISTANCE
-    axis.add_patch(Circle(goal, radius, color="gold", alpha=0.6, zorder=0))
+    for x, y in arena.wall_centres:
+        axis.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, color="0.75", linewidth=0))
+    axis.add_patch(Circle(arena.goal(env), arena.success_distance, color="gold", alpha=0.6, zorder=0))
     axis.set_aspect("equal")
     axis.autoscale_view()
 
@@ -551,6 +544,9 @@ def plot_trajectories(run, traces_by_task: dict[int, list], mode: str, determini
     from learning.training.video import candidate_names
 
     names = candidate_names(run.parts.task_set)
+    arena = run.parts.task_set.arena
+    if arena is None:
+        raise PlotError(f"{run.config.env} has no 2-D arena to draw trajectories in")
     colours = [tuple(c / 255 for c in colour) for colour in candidate_colours(len(names))]
     tasks = sorted(traces_by_task)
     columns = min(len(tasks), 5)
@@ -559,7 +555,7 @@ def plot_trajectories(run, traces_by_task: dict[int, list], mode: str, determini
                                  layout="constrained")
     used = set()
     for axis, task in zip(axes.flat, tasks):
-        draw_arena(axis, run.config.env, run.parts.evaluator.envs[task])
+        draw_arena(axis, arena, run.parts.evaluator.envs[task])
         for trace in traces_by_task[task]:
             positions = trace.raw_observations[:, :2]
             segments = np.stack([positions[:-1], positions[1:]], axis=1)

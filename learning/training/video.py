@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from environments.base import TaskSet
+from environments.base import Arena, TaskSet
 
 if TYPE_CHECKING:
     import torch
@@ -180,10 +180,14 @@ class MujocoCameraFrames:
             self._model = None
 
 
-class PointReachFrames:
-    """The 2-D point-reaching arena: goal disc, point, and its trail coloured by the acting policy."""
+class ArenaFrames:
+    """A drawing of a bounded 2-D arena (the task set's ``Arena``, e.g. point reaching): goal disc, agent,
+    and its trail coloured by the acting policy."""
 
-    def __init__(self, width: int, height: int, colours: Sequence[tuple[int, int, int]]) -> None:
+    def __init__(self, arena: Arena, width: int, height: int, colours: Sequence[tuple[int, int, int]]) -> None:
+        if arena.bounds is None or arena.position is None:
+            raise VideoError("only arenas with bounds and a position are drawn")
+        self.bounds, self.position, self.arena = arena.bounds, arena.position, arena
         self.width, self.height, self.colours = width, height, list(colours)
         self.trail: list[tuple[np.ndarray, int]] = []
 
@@ -191,25 +195,21 @@ class PointReachFrames:
         self.trail = []
 
     def _pixel(self, position: np.ndarray) -> tuple[float, float]:
-        from environments.point_reach import ARENA
-
-        low, high = ARENA
+        low, high = self.bounds
         margin = 0.08
         u = (position[0] - low) / (high - low)
         v = (position[1] - low) / (high - low)
         return ((margin + (1 - 2 * margin) * u) * self.width, (1 - margin - (1 - 2 * margin) * v) * self.height)
 
     def frame(self, env: gym.Env, acting: int) -> np.ndarray:
-        from environments.point_reach import ARENA, GOAL, SUCCESS_DISTANCE
-
-        self.trail.append((np.array(env.unwrapped.position, dtype=np.float64), acting))
+        self.trail.append((self.position(env), acting))
         image = Image.new("RGB", (self.width, self.height), (250, 250, 250))
         draw = ImageDraw.Draw(image)
-        low, high = ARENA
+        low, high = self.bounds
         draw.rectangle([self._pixel(np.array([low, high])), self._pixel(np.array([high, low]))],
                        outline=(60, 60, 60), width=2)
-        goal_x, goal_y = self._pixel(GOAL)
-        radius = SUCCESS_DISTANCE / (high - low) * (1 - 2 * 0.08) * self.width
+        goal_x, goal_y = self._pixel(self.arena.goal(env))
+        radius = self.arena.success_distance / (high - low) * (1 - 2 * 0.08) * self.width
         draw.ellipse([goal_x - radius, goal_y - radius, goal_x + radius, goal_y + radius], fill=(255, 215, 120))
         for (start, _), (end, policy) in zip(self.trail, self.trail[1:]):
             draw.line([self._pixel(start), self._pixel(end)], fill=self.colours[policy % len(self.colours)], width=3)
@@ -221,16 +221,16 @@ class PointReachFrames:
         """Nothing to release."""
 
 
-def frame_source_for(env: gym.Env, width: int, height: int, num_candidates: int) -> FrameSource:
-    """How to film ``env``: the point-reaching drawing, or a camera on its MuJoCo model.
+def frame_source_for(env: gym.Env, width: int, height: int, num_candidates: int,
+                     arena: Arena | None = None) -> FrameSource:
+    """How to film ``env``: a drawing of its task set's ``arena`` when it is drawable (bounds and a
+    position) and the env has no MuJoCo model (point reaching), else a camera on its MuJoCo model.
 
     Raises VideoError for an env that is neither, or when MuJoCo cannot render on this machine.
     """
-    from environments.point_reach import PointReachEnv
-
     width, height = even_size(width, height)
-    if isinstance(env.unwrapped, PointReachEnv):
-        return PointReachFrames(width, height, candidate_colours(num_candidates))
+    if arena is not None and arena.bounds is not None and arena.position is not None and mujoco_state(env) is None:
+        return ArenaFrames(arena, width, height, candidate_colours(num_candidates))
     if mujoco_state(env) is None:
         raise VideoError(f"{type(env.unwrapped).__name__} has no MuJoCo model to film")
     problem = rendering_problem()
@@ -245,7 +245,7 @@ def check_video_support(task_set: TaskSet, video_format: str) -> str:
     resolved = resolve_format(video_format)
     env = task_set.make_env(0, True)
     try:
-        frame_source_for(env, 16, 16, task_set.num_tasks + len(task_set.guide_policies)).close()
+        frame_source_for(env, 16, 16, task_set.num_tasks + len(task_set.guide_policies), task_set.arena).close()
     finally:
         env.close()
     return resolved
@@ -441,7 +441,7 @@ def replay_tasks(context: ReplayContext, behaviour, envs: Sequence[gym.Env], tas
     for task in tasks:
         recorder = None
         if video is not None:
-            source = frame_source_for(envs[task], video.width, video.height, len(names))
+            source = frame_source_for(envs[task], video.width, video.height, len(names), context.task_set.arena)
             path = Path(video_dir) / f"task{task:02d}_{file_slug(context.task_set.task_names[task])}"
             recorder = VideoRecorder(source, VideoWriter(path, video.fps, video.video_format), names)
             writers[task] = recorder.writer
