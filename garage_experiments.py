@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from environments.base import TaskSet
 from learning.experiments import build_parts, build_task_set, count_parameters, resolve_device
@@ -19,9 +19,16 @@ from learning.training.checkpoint import CHECKPOINT_FILE, CONFIG_FILE, Checkpoin
 from learning.training.config import Config, ConfigError, resumed_config, validate
 from learning.training.logger import METRICS_FILE, RunLogger, parse_metrics_lines
 from learning.training.memory import check_memory, check_video_memory
-from learning.training.replay_files import FORMAT as REPLAY_FILES_FORMAT, REPLAY_DIR
-from learning.training.run_guard import (RunLock, RunLockError, check_writable_directory, lock_holder,
-                                         route_mujoco_warnings, write_failure)
+from learning.training.replay_files import FORMAT as REPLAY_FILES_FORMAT
+from learning.training.replay_files import REPLAY_DIR
+from learning.training.run_guard import (
+    RunLock,
+    RunLockError,
+    check_writable_directory,
+    lock_holder,
+    route_mujoco_warnings,
+    write_failure,
+)
 from learning.training.trainer import Trainer
 
 MUJOCO_WARNINGS_FILE = "mujoco_warnings.log"
@@ -56,7 +63,9 @@ def check_resources(config: Config, task_set: TaskSet) -> None:
     device = resolve_device(config.gpu)
     env = task_set.make_env(0, False)
     try:
-        action_dim = int(env.action_space.shape[0])
+        shape = env.action_space.shape
+        assert shape is not None, "task environments have Box action spaces"
+        action_dim = int(shape[0])
     finally:
         env.close()
     obs_dim = task_set.observation_layout.network_dim(config.include_task_id)
@@ -88,6 +97,7 @@ def prepare_run(config: Config) -> tuple[Config, TaskSet, Path, dict | None]:
 
 
 def _prepare_resume(config: Config) -> tuple[Config, TaskSet, Path, dict]:
+    assert config.snapshot_dir is not None  # parse_command_line requires it for resume
     run_dir = Path(config.snapshot_dir)
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
@@ -226,7 +236,7 @@ def launch(config: Config, announce: Callable[[str], None] = say) -> tuple[Train
     resume = config.experiment == "resume"
     announce(f"run directory: {config.snapshot_dir if resume else config.run_dir}")
     announce("building environments" + ("" if resume else f" ({config.env})"))
-    lock = lock_run_directory(Path(config.snapshot_dir), fresh=False) if resume else None
+    lock = lock_run_directory(Path(str(config.snapshot_dir)), fresh=False) if resume else None
     try:
         config, task_set, run_dir, checkpoint = prepare_run(config)
         announce(f"building networks, replay buffers and samplers for {task_set.num_tasks} tasks")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-
 NO_EPISODE = "no finished episode"
 
 
@@ -89,15 +88,28 @@ def print_final_table(task_names: tuple[str, ...], training: dict[str, float], e
 
 
 def main(argv: list[str]) -> int:
-    from learning.training.run_guard import (EXIT_DIVERGED, EXIT_WRITE_FAILED, Terminated, TrainingDiverged,
-                                             WriteFailure, install_termination_handler, interruption_exit_code,
-                                             interruption_name, is_out_of_space)
+    from learning.training.run_guard import (
+        EXIT_DIVERGED,
+        EXIT_WRITE_FAILED,
+        Terminated,
+        TrainingDiverged,
+        WriteFailure,
+        install_termination_handler,
+        interruption_exit_code,
+        interruption_name,
+        is_out_of_space,
+    )
 
     install_termination_handler()
     config = None
     try:
-        from learning.training.config import (PRINT_CONFIG_FLAGS, ConfigError, main_error, parse_command_line,
-                                              reject_repeated_flags)
+        from learning.training.config import (
+            PRINT_CONFIG_FLAGS,
+            ConfigError,
+            main_error,
+            parse_command_line,
+            reject_repeated_flags,
+        )
 
         if argv[:1] in (["-h"], ["--help"]):
             print(overview())

@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from learning.training.config import MAX_SEED, MAX_VIDEO_SIDE
-from learning.training.run_guard import (Terminated, check_writable_directory, install_termination_handler,
-                                         interruption_exit_code, interruption_name, route_mujoco_warnings)
+from learning.training.run_guard import (
+    Terminated,
+    check_writable_directory,
+    install_termination_handler,
+    interruption_exit_code,
+    interruption_name,
+    route_mujoco_warnings,
+)
 
 if TYPE_CHECKING:  # the library (torch, MuJoCo) loads after the arguments are parsed
     from learning.analysis.runs import LoadedRun
@@ -32,7 +39,7 @@ class UsageError(ValueError):
     """A bad command line; one-line message."""
 
 
-def results_table(task_names: Sequence[str], traces_by_task: dict[int, list["EpisodeTrace"]],
+def results_table(task_names: Sequence[str], traces_by_task: dict[int, list[EpisodeTrace]],
                   metric_keys: Sequence[str], show_own_share: bool) -> str:
     """Per-task mean return, success rate, completion (termination) rate, length and env metrics."""
     import numpy as np
@@ -42,9 +49,10 @@ def results_table(task_names: Sequence[str], traces_by_task: dict[int, list["Epi
     num_tasks = len(task_names)
     records = [trace.record for traces in traces_by_task.values() for trace in traces]
     summary = summarize_episodes(records, num_tasks, "", metric_keys)
-    columns = [("episodes", "NumEpisodes", "{:.0f}"), ("return", "AverageReturn", "{:.2f}"),
-               ("success", "SuccessRate", "{:.2f}"), ("completion", "TerminationRate", "{:.2f}"),
-               ("length", "AverageEpisodeLength", "{:.1f}")]
+    columns: list[tuple[str, str | None, str]] = [
+        ("episodes", "NumEpisodes", "{:.0f}"), ("return", "AverageReturn", "{:.2f}"),
+        ("success", "SuccessRate", "{:.2f}"), ("completion", "TerminationRate", "{:.2f}"),
+        ("length", "AverageEpisodeLength", "{:.1f}")]
     columns += [(metric_name(key), metric_name(key), "{:.3g}") for key in metric_keys]
     own_share = {}
     for task, traces in traces_by_task.items():
@@ -68,9 +76,10 @@ def results_table(task_names: Sequence[str], traces_by_task: dict[int, list["Epi
 def build_parser() -> argparse.ArgumentParser:
     from learning.training.config import BOOL_FLAG, OneLineParser
 
-    parser = OneLineParser(prog="run_policy.py", error_type=UsageError, description="Replay a trained run's checkpoint on every "
-                            "task: a per-task table, optionally videos. Boolean flags take True or False; a bare "
-                            "flag means True.", allow_abbrev=False)
+    parser = OneLineParser(prog="run_policy.py", error_type=UsageError,
+                           description="Replay a trained run's checkpoint on every task: a per-task table, "
+                                       "optionally videos. Boolean flags take True or False; a bare flag means True.",
+                           allow_abbrev=False)
     parser.add_argument("--snapshot_dir", required=True, help="run directory (holds config.json and checkpoint.pt)")
     parser.add_argument("--checkpoint", default="checkpoint.pt",
                         help="checkpoint file in the run directory, e.g. checkpoint_epoch50.pt written with "
@@ -148,10 +157,9 @@ def _main(argv: Sequence[str]) -> int:
         print(f"run_policy.py: error: {error}", file=sys.stderr)
         return 2
     from learning.analysis.runs import RunLoadError, load_run, parse_tasks
-    from learning.training.video import VideoError
-
     from learning.training.config import ConfigError
     from learning.training.memory import check_video_memory
+    from learning.training.video import VideoError
 
     try:
         run = load_run(args.snapshot_dir, args.checkpoint, args.gpu)
@@ -184,8 +192,8 @@ def _main(argv: Sequence[str]) -> int:
     return 0
 
 
-def replay(run: "LoadedRun", behaviour, tasks: Sequence[int], args: argparse.Namespace,
-           video_format: str | None) -> dict[int, list["EpisodeTrace"]]:
+def replay(run: LoadedRun, behaviour, tasks: Sequence[int], args: argparse.Namespace,
+           video_format: str | None) -> dict[int, list[EpisodeTrace]]:
     """Every requested task's episodes on the evaluation envs; a video per task when ``video_format``."""
     import torch
 
@@ -196,7 +204,8 @@ def replay(run: "LoadedRun", behaviour, tasks: Sequence[int], args: argparse.Nam
     if video_format is not None:
         video = VideoSettings(args.video_width, args.video_height, args.video_fps, video_format)
     traces, writers = replay_tasks(run.parts.replay_context, behaviour, run.parts.evaluator.envs, tasks,
-                                   args.num_episodes_per_task, not args.stochastic, args.seed, video, Path(args.video_root) / run.run_dir.name)
+                                   args.num_episodes_per_task, not args.stochastic, args.seed, video,
+                                   Path(args.video_root) / run.run_dir.name)
     for writer in writers.values():
         print(f"video: {writer.path} ({writer.frames_written} frames)")
     return traces

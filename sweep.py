@@ -27,7 +27,8 @@ def fail(message: str) -> NoReturn:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python sweep.py", error_type=GridError, description="run a grid of experiments on Ray (local or cluster)")
+    parser = OneLineParser(prog="python sweep.py", error_type=GridError,
+                           description="run a grid of experiments on Ray (local or cluster)")
     parser.add_argument("grid", nargs="?", help="recipe name (see --list) or a .yaml/.toml grid file")
     parser.add_argument("--list", action="store_true", help="list the recipes and exit")
     parser.add_argument("--sweep_dir", default=None, help="folder of the sweep's runs (default data/sweeps/GRID_NAME)")
@@ -145,7 +146,8 @@ def main(argv: list[str]) -> int:
     method_order = tuple(spec.label for spec in grid.experiments)
     methods, envs = len({run.label for run in runs}), len({run.env for run in runs})
     print(f"{grid.name}: {len(runs)} run{'s' * (len(runs) != 1)} ({methods} method{'s' * (methods != 1)}, "
-          f"{envs} env{'s' * (envs != 1)}, seeds {sorted({run.seed for run in runs})}), budget x{args.budget_scale:g}, folder {sweep_dir}"
+          f"{envs} env{'s' * (envs != 1)}, seeds {sorted({run.seed for run in runs})}), "
+          f"budget x{args.budget_scale:g}, folder {sweep_dir}"
           f"{f', records {records_dir}' if records_dir else ''}")
     if args.dry_run:
         dry_run(runs, sweep_dir, args.gpus_per_run > 0)
@@ -154,8 +156,7 @@ def main(argv: list[str]) -> int:
         return record_only(runs, sweep_dir, records_dir, method_order)
 
     from learning.sweeps.runner import Reporter, SweepError, SweepOptions, run_sweep
-    from learning.training.run_guard import (Terminated, interruption_exit_code, interruption_name,
-                                             tolerate_closed_pipes)
+    from learning.training.run_guard import Terminated, interruption_exit_code, interruption_name, tolerate_closed_pipes
 
     options = SweepOptions(cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                            max_retries=args.max_retries, address=args.address, records_dir=records_dir,

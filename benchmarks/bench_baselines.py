@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -22,8 +22,8 @@ from learning.baselines.data_sharing import DataSharingSAC
 from learning.baselines.decaf import DecafTwinQFunction
 from learning.baselines.dnc import DnCSAC
 from learning.baselines.mcal import MultiCriticActorSAC
-from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 from learning.baselines.pcgrad import PCGradSAC
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 from learning.core.replay_buffer import TaskReplayBuffer, Transitions
 from learning.core.sac import MultiTaskSAC, SACSettings
 

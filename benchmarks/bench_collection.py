@@ -38,7 +38,7 @@ def measure(env_ids: list[str], steps: int) -> dict:
         sampler.collect(10)  # resets and first steps untimed
         spent = {"act": 0.0, "env": 0.0}
 
-        def timed(function, key):
+        def timed(function, key, spent=spent):
             def call(*args, **kwargs):
                 started = time.perf_counter()
                 result = function(*args, **kwargs)

@@ -118,7 +118,7 @@ def main() -> None:
     try:
         device = torch.device(args.device)
     except RuntimeError:
-        raise SystemExit(f"--device {args.device!r} is not a device (cpu, cuda, cuda:1, ...)")
+        raise SystemExit(f"--device {args.device!r} is not a device (cpu, cuda, cuda:1, ...)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

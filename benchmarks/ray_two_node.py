@@ -17,6 +17,7 @@ Exit 0 when the grid finished with runs on both nodes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -87,10 +88,8 @@ def stop_session(temp_dir: Path) -> None:
     pids = session_processes(temp_dir)
     for number in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, number)
-            except ProcessLookupError:
-                pass
         deadline = time.time() + 5
         while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
             time.sleep(0.2)

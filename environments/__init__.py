@@ -66,4 +66,5 @@ def make_task_set(env_id: str, **env_kwargs) -> TaskSet:
     return builder(**env_kwargs)
 
 
-__all__ = ["ENV_BUILDERS", "ENV_KWARGS", "ENV_SUMMARIES", "GuidePolicy", "ObservationLayout", "TaskSet", "available_env_ids", "make_task_set"]
+__all__ = ["ENV_BUILDERS", "ENV_KWARGS", "ENV_SUMMARIES", "GuidePolicy", "ObservationLayout", "TaskSet",
+           "available_env_ids", "make_task_set"]

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-_clip = np._core.umath.clip  # the ufunc behind np.clip (numpy >= 2)
+_clip = np._core.umath.clip  # type: ignore[attr-defined]  # the ufunc behind np.clip (numpy >= 2)
 
 
 def clip(values: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -18,8 +18,9 @@ Conventions shared by all environments:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -150,7 +151,7 @@ def select_tasks(task_names: Sequence[str], task_name: str | None) -> list[int]:
     return indices
 
 
-def _wrapper_chain(env: gym.Env) -> list[gym.Env]:
+def _wrapper_chain(env: gym.Env) -> list[Any]:
     """The env and every wrapper below it, outermost first."""
     chain = [env]
     while hasattr(chain[-1], "env"):
@@ -214,7 +215,8 @@ def share_model(env: gym.Env, source: gym.Env) -> None:
     instead of its own copy, when both are the same kind of env with ``constant_model`` (built alike,
     never changed): the evaluator's copies of one task then hold one model in memory and in the CPU
     caches. Other envs are left as they are."""
-    inner, other = env.unwrapped, source.unwrapped
+    inner: Any = env.unwrapped
+    other: Any = source.unwrapped
     if getattr(inner, "constant_model", False) and type(inner) is type(other):
         import mujoco
 
@@ -257,8 +259,8 @@ class LazyRenderer:
 
     def __init__(self, width: int = 480, height: int = 480, camera: str | int = -1) -> None:
         self.width, self.height, self.camera = width, height, camera
-        self._renderer = None
-        self._model = None
+        self._renderer: Any = None  # a mujoco.Renderer once the first frame is drawn
+        self._model: Any = None
 
     def render(self, model, data) -> np.ndarray:
         """An RGB frame ``[height, width, 3]`` of ``data`` seen from the camera."""
@@ -281,4 +283,4 @@ class LazyRenderer:
         return {"width": self.width, "height": self.height, "camera": self.camera}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
+        LazyRenderer.__init__(self, **state)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.resources
 from dataclasses import dataclass
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -45,7 +46,7 @@ class _Link:
     mesh_quat: tuple[float, ...]
 
 
-_WRIST_INERTIAL = dict(
+_WRIST_INERTIAL: dict[str, Any] = dict(
     inertial_pos=(0.00914824, 4.53141e-8, -0.0370941),
     inertial_quat=(0.971237, -1.92989e-5, -0.238115, 3.23646e-5),
     mass=0.227408,

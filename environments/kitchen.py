@@ -13,9 +13,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 from xml.etree import ElementTree
 
 import gymnasium as gym
@@ -55,7 +55,9 @@ ROBOT_SLICE = slice(0, NUM_ROBOT_JOINTS)
 OBJECT_SLICE = slice(NUM_ROBOT_JOINTS, STATE_DIM)
 GOAL_SLICE = slice(STATE_DIM, OBSERVATION_DIM)
 
-_PACKAGE_DIR = Path(importlib.util.find_spec("gymnasium_robotics").origin).parent
+_SPEC = importlib.util.find_spec("gymnasium_robotics")
+assert _SPEC is not None and _SPEC.origin is not None, "gymnasium-robotics is a requirement"
+_PACKAGE_DIR = Path(_SPEC.origin).parent
 KITCHEN_ASSETS = _PACKAGE_DIR / "envs" / "assets" / "kitchen_franka"
 MODEL_PATH = KITCHEN_ASSETS / "kitchen_assets" / "kitchen_env_model.xml"
 ROBOT_CONFIG_PATH = KITCHEN_ASSETS / "franka_assets" / "franka_config.xml"
@@ -190,7 +192,8 @@ def robot_config() -> RobotConfig:
     entries = [root.find(f"qpos{index}") for index in range(STATE_DIM)]
 
     def values(attribute: str) -> np.ndarray:
-        return np.array([[float(number) for number in entry.get(attribute).split()] for entry in entries])
+        return np.array([[float(number) for number in entry.get(attribute).split()]  # type: ignore[union-attr]
+                         for entry in entries])
 
     return RobotConfig(
         position_bounds=values("pos_bound")[:NUM_ROBOT_JOINTS],
@@ -234,7 +237,7 @@ class KitchenPhysics:
         return {"physics_state": state}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__()
+        type(self).__init__(self)
         mujoco.mj_setState(self.model, self.data, state["physics_state"], PHYSICS_STATE)
         mujoco.mj_kinematics(self.model, self.data)
 
@@ -289,7 +292,8 @@ class KitchenTaskEnv(gym.Env):
         return self.physics.data
 
     def control_targets(self, action: np.ndarray) -> np.ndarray:
-        """Position targets: last observed robot qpos + clip(2 a, velocity bounds) x 0.08 s, clipped to position bounds."""
+        """Position targets: last observed robot qpos + clip(2 a, velocity bounds) x 0.08 s, clipped to position
+        bounds."""
         velocity = ACTION_SCALE * np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         velocity = np.clip(velocity, self.velocity_bounds[:, 0], self.velocity_bounds[:, 1])
         targets = self.observed_robot_qpos + velocity * self.control_timestep

@@ -11,8 +11,9 @@ is d4rl's and is kept on purpose: starts and goals are the integer cell coordina
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, cast
 
 import gymnasium as gym
 import mujoco
@@ -259,6 +260,6 @@ def make_maze_task_set(task_name: str | None = None, sparse_tasks: Sequence[int]
         ),
         min_reward=MIN_REWARD,
         reward_function=reward_function,
-        arena=Arena(goal=lambda env: env.unwrapped.goal, success_distance=SUCCESS_DISTANCE,
+        arena=Arena(goal=lambda env: cast(PointMazeTaskEnv, env.unwrapped).goal, success_distance=SUCCESS_DISTANCE,
                     wall_centres=wall_centres()),
     )

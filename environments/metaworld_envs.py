@@ -12,8 +12,9 @@ item 25) and the variant order from the env's ``np_random``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import cached_property, partial
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import mujoco
@@ -71,7 +72,13 @@ _PHYSICS_STATE = mujoco.mjtState.mjSTATE_INTEGRATION
 # MetaWorldCDS-v1 tasks: the stock V3 task logic on the door + drawer scene (SPEC §11.4).
 
 
-class _DoorDrawerScene:
+if TYPE_CHECKING:  # the mixins below read and extend the Meta-World environment they are mixed into
+    _MixedIntoSawyer = SawyerXYZEnv
+else:
+    _MixedIntoSawyer = object
+
+
+class _DoorDrawerScene(_MixedIntoSawyer):
     """Mixin for the CDS tasks: the shared scene, the 21-dim observation and a single reset pass.
 
     Observation: hand xyz, gripper opening, drawer handle xyz, drawer quaternion (w first), door
@@ -119,7 +126,7 @@ class _DoorDrawerScene:
         return self._get_obs(), {}
 
 
-class _DoorRewardsFromDoorSlot:
+class _DoorRewardsFromDoorSlot(_MixedIntoSawyer):
     """The stock door rewards read the first object slot; on the CDS table the door is the second
     object, so its block is copied there before the reward is computed."""
 
@@ -129,33 +136,33 @@ class _DoorRewardsFromDoorSlot:
         return super().evaluate_state(reordered, action)
 
 
-class CDSDoorOpenEnv(_DoorRewardsFromDoorSlot, _DoorDrawerScene, SawyerDoorEnvV3):
+class CDSDoorOpenEnv(_DoorRewardsFromDoorSlot, _DoorDrawerScene, SawyerDoorEnvV3):  # type: ignore[misc]  # Meta-World's own bases disagree on pickling
     """door-open on the CDS table: door x in [-0.1, 0], target = door + (-0.3, -0.45, 0), door starts closed."""
 
     def __init__(self, reward_function_version: str = REWARD_FUNCTION_VERSION) -> None:
         super().__init__(reward_function_version=reward_function_version)
-        self._random_reset_space = Box(*map(np.array, CDS_DOOR_RANGE), dtype=np.float64)
+        self._random_reset_space = Box(np.array(CDS_DOOR_RANGE[0]), np.array(CDS_DOOR_RANGE[1]), dtype=np.float64)
 
 
-class CDSDoorCloseEnv(_DoorRewardsFromDoorSlot, _DoorDrawerScene, SawyerDoorCloseEnvV3):
+class CDSDoorCloseEnv(_DoorRewardsFromDoorSlot, _DoorDrawerScene, SawyerDoorCloseEnvV3):  # type: ignore[misc]  # Meta-World's own bases disagree on pickling
     """door-close on the CDS table: hand at (-0.6, 0.6, 0.2), door opened to -pi/2, target = door + (0.2, -0.2, 0)."""
 
     def __init__(self, reward_function_version: str = REWARD_FUNCTION_VERSION) -> None:
         super().__init__(reward_function_version=reward_function_version)
-        self._random_reset_space = Box(*map(np.array, CDS_DOOR_RANGE), dtype=np.float64)
+        self._random_reset_space = Box(np.array(CDS_DOOR_RANGE[0]), np.array(CDS_DOOR_RANGE[1]), dtype=np.float64)
         self.hand_init_pos = np.array(CDS_DOOR_CLOSE_HAND_START)
         self.init_config["hand_init_pos"] = self.hand_init_pos
 
 
-class CDSDrawerOpenEnv(_DoorDrawerScene, SawyerDrawerOpenEnvV3):
+class CDSDrawerOpenEnv(_DoorDrawerScene, SawyerDrawerOpenEnvV3):  # type: ignore[misc]  # Meta-World's own bases disagree on pickling
     """drawer-open on the CDS table: drawer x in [0.3, 0.4], target = drawer + (0, -0.36, 0.09), drawer closed."""
 
     def __init__(self, reward_function_version: str = REWARD_FUNCTION_VERSION) -> None:
         super().__init__(reward_function_version=reward_function_version)
-        self._random_reset_space = Box(*map(np.array, CDS_DRAWER_RANGE), dtype=np.float64)
+        self._random_reset_space = Box(np.array(CDS_DRAWER_RANGE[0]), np.array(CDS_DRAWER_RANGE[1]), dtype=np.float64)
 
 
-class CDSDrawerCloseEnv(_DoorDrawerScene, SawyerDrawerCloseEnvV3):
+class CDSDrawerCloseEnv(_DoorDrawerScene, SawyerDrawerCloseEnvV3):  # type: ignore[misc]  # Meta-World's own bases disagree on pickling
     """drawer-close on the CDS table: drawer pulled out by 0.15, target = drawer + (0, -0.16, 0.09).
 
     The handle is the drawer-open one (no +0.05 z offset of stock drawer-close), as in the original.
@@ -165,7 +172,7 @@ class CDSDrawerCloseEnv(_DoorDrawerScene, SawyerDrawerCloseEnvV3):
 
     def __init__(self, reward_function_version: str = REWARD_FUNCTION_VERSION) -> None:
         super().__init__(reward_function_version=reward_function_version)
-        self._random_reset_space = Box(*map(np.array, CDS_DRAWER_RANGE), dtype=np.float64)
+        self._random_reset_space = Box(np.array(CDS_DRAWER_RANGE[0]), np.array(CDS_DRAWER_RANGE[1]), dtype=np.float64)
 
     def _get_pos_objects(self) -> npt.NDArray[np.float64]:
         return self.data.body("drawer_link").xpos + np.array([0.0, -0.16, 0.0])
@@ -274,7 +281,7 @@ def sample_variants(simulator: SawyerXYZEnv, rng: np.random.Generator, count: in
     """
     simulator.np_random = rng
     simulator._freeze_rand_vec, simulator.seeded_rand_vec = False, True
-    simulator._reset_hand = partial(_skip_hand_settling, simulator)
+    simulator._reset_hand = partial(_skip_hand_settling, simulator)  # type: ignore[method-assign]
     try:
         variants = []
         for _ in range(count):

@@ -20,6 +20,8 @@ The paper leaves these parts open; our choices (docs/tutorial.md, "The environme
 
 from __future__ import annotations
 
+from typing import cast
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -103,5 +105,5 @@ def make_point_reach_task_set(guide_policies: str = "up,right,up_right") -> Task
         episode_metrics={"distance": "last"},
         guide_policies=parse_guide_policies(guide_policies),
         arena=Arena(goal=lambda env: GOAL, success_distance=SUCCESS_DISTANCE, bounds=ARENA,
-                    position=lambda env: np.array(env.unwrapped.position, dtype=np.float64)),
+                    position=lambda env: np.array(cast(PointReachEnv, env.unwrapped).position, dtype=np.float64)),
     )

@@ -17,34 +17,36 @@ from __future__ import annotations
 
 import importlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import cast
 
 import numpy as np
 import torch
 
 from environments import make_task_set
 from environments.base import TaskSet
-from learning.experiment_table import CTPG, DATA_SHARING, DECAF, DNC, DNC_FLAGS, MCAL, QSWITCH, SAC
-from learning.behaviour.ctpg import CTPGBehaviour, GuideNetworks
-from learning.behaviour.ctpg_learner import CTPGLearner
-from learning.behaviour.own_policy import OwnPolicyBehaviour
-from learning.behaviour.options import CTPGOptions, QSwitchOptions, options_from
-from learning.behaviour.qswitch import QSwitchBehaviour
-from learning.training.config import DOMAIN_MIXTURES, Config, ConfigError
 from learning.baselines.data_sharing import DataSharingSAC, RewardTableReplayBuffer
 from learning.baselines.decaf import DecafTwinQFunction
 from learning.baselines.dnc import DnCSAC
+from learning.baselines.mcal import MultiCriticActorSAC
+from learning.baselines.pcgrad import PCGradSAC
+from learning.behaviour.ctpg import CTPGBehaviour, GuideNetworks
+from learning.behaviour.ctpg_learner import CTPGLearner
+from learning.behaviour.options import CTPGOptions, QSwitchOptions, options_from
+from learning.behaviour.own_policy import OwnPolicyBehaviour
+from learning.behaviour.protocol import BehaviourPolicy
+from learning.behaviour.qswitch import QSwitchBehaviour
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
+from learning.core.replay_buffer import TaskReplayBuffer
+from learning.core.sac import MultiTaskSAC, SACSettings
+from learning.experiment_table import CTPG, DATA_SHARING, DECAF, DNC, DNC_FLAGS, MCAL, QSWITCH, SAC
 from learning.training.budget import Budget
+from learning.training.config import DOMAIN_MIXTURES, Config, ConfigError
 from learning.training.evaluation import Evaluator
 from learning.training.memory import check_memory, relabels_rewards
 from learning.training.metric_names import EVALUATION_PREFIX, OWN_EVALUATION_PREFIX
-from learning.baselines.mcal import MultiCriticActorSAC
-from learning.core.networks import TanhGaussianPolicy, TwinQFunction
-from learning.baselines.pcgrad import PCGradSAC
-from learning.core.replay_buffer import TaskReplayBuffer
-from learning.core.sac import MultiTaskSAC, SACSettings
 from learning.training.sampler import LockstepSampler
 from learning.training.trainer import RunParts
 
@@ -94,7 +96,7 @@ def domain_mixture_table(env_id: str) -> np.ndarray:
     return np.asarray(getattr(importlib.import_module(module_name), function_name)())
 
 
-def _sac(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: torch.nn.Module,
+def _sac(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: TwinQFunction,
          settings: SACSettings, buffer: TaskReplayBuffer) -> MultiTaskSAC:
     """Plain multi-task SAC; PCGrad's surgery on one shared buffer's loss when --use_pc_grad asks for it."""
     if not config.per_task_buffers and config.use_pc_grad:
@@ -102,7 +104,7 @@ def _sac(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: 
     return MultiTaskSAC(policy, critic, settings)
 
 
-def _dnc(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: torch.nn.Module,
+def _dnc(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: TwinQFunction,
          settings: SACSettings, buffer: TaskReplayBuffer) -> MultiTaskSAC:
     """DnC when its penalty or distillation is on, else plain SAC (Separated)."""
     if config.dnc_penalty or config.distillation_period is not None:
@@ -112,33 +114,35 @@ def _dnc(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: 
     return _sac(config, task_set, policy, critic, settings, buffer)
 
 
-def _data_sharing(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: torch.nn.Module,
+def _data_sharing(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: TwinQFunction,
                   settings: SACSettings, buffer: TaskReplayBuffer) -> MultiTaskSAC:
     """UDS (shared rewards = the environment's minimum reward) or CDS (--unsupervised False)."""
     min_reward = task_set.min_reward if config.unsupervised else None
     return DataSharingSAC(policy, critic, settings, buffer, config.sharing_quantile, min_reward)
 
 
-def _mcal(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: torch.nn.Module,
+def _mcal(config: Config, task_set: TaskSet, policy: TanhGaussianPolicy, critic: TwinQFunction,
           settings: SACSettings, buffer: TaskReplayBuffer) -> MultiTaskSAC:
     return MultiCriticActorSAC(policy, critic, settings)
 
 
-def _twin_critic(config: Config, num_tasks: int, obs_dim: int, action_dim: int) -> torch.nn.Module:
+def _twin_critic(config: Config, num_tasks: int, obs_dim: int, action_dim: int) -> TwinQFunction:
     return TwinQFunction(config.Q_architecture, num_tasks, obs_dim, action_dim, config.hidden_sizes, config.layer_norm)
 
 
-def _decaf_critic(config: Config, num_tasks: int, obs_dim: int, action_dim: int) -> torch.nn.Module:
-    return DecafTwinQFunction(num_tasks, obs_dim, action_dim, config.hidden_sizes, config.layer_norm)
+def _decaf_critic(config: Config, num_tasks: int, obs_dim: int, action_dim: int) -> TwinQFunction:
+    """DECAF's critics answer the calls of the twin critics (``q1``, ``q2``, ``forward``)."""
+    return cast(TwinQFunction, DecafTwinQFunction(num_tasks, obs_dim, action_dim, config.hidden_sizes,
+                                                  config.layer_norm))
 
 
 @dataclass(frozen=True)
 class UpdateBuilder:
     """How one update of the experiment table is built: its critic, then its algorithm."""
 
-    algorithm: Callable[[Config, TaskSet, TanhGaussianPolicy, torch.nn.Module, SACSettings, TaskReplayBuffer],
+    algorithm: Callable[[Config, TaskSet, TanhGaussianPolicy, TwinQFunction, SACSettings, TaskReplayBuffer],
                         MultiTaskSAC]
-    critic: Callable[[Config, int, int, int], torch.nn.Module] = _twin_critic
+    critic: Callable[[Config, int, int, int], TwinQFunction] = _twin_critic
     """``(config, num_tasks, obs_dim, action_dim)`` -> the twin critics."""
 
 
@@ -164,11 +168,12 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
     network_input = partial(layout.network_input, include_task_id=config.include_task_id)
     obs_dim = layout.network_dim(config.include_task_id)
 
-    behaviour_learner = None
+    behaviour_learner: CTPGLearner | None = None
+    evaluation_behaviours: dict[str, BehaviourPolicy]
     relabel_rewards = relabels_rewards(config)
     sampler = LockstepSampler(task_set, None, network_input, device, config.seed, config.discount,
                               keep_raw_observations=relabel_rewards)
-    action_dim = int(sampler.envs.single_action_space.shape[0])
+    action_dim = sampler.envs.action_dim
     try:
         check_memory(config, num_tasks, obs_dim, action_dim, device.type, device.index)
     except ConfigError:
@@ -180,7 +185,9 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
                            lr=config.lr, target_entropy=config.target_entropy,
                            per_task_losses=config.per_task_buffers, temperature_per_task=row.temperature_per_task)
     capacity = Budget.of(config, num_tasks).capacity_per_task
+    buffer: TaskReplayBuffer
     if relabel_rewards:
+        assert task_set.reward_function is not None  # build_task_set checked it
         buffer = RewardTableReplayBuffer(num_tasks, obs_dim, action_dim, capacity, task_set.reward_function, device)
     else:
         buffer = TaskReplayBuffer(num_tasks, obs_dim, action_dim, capacity, device)
@@ -206,7 +213,8 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
                               num_tasks + len(task_set.guide_policies), config.hidden_sizes).to(device)
         behaviour = CTPGBehaviour(sac.policy, sac.critic, sac.alpha, guide, ctpg_options, task_set.guide_policies)
         sampler.behaviour = behaviour
-        behaviour_learner = CTPGLearner(sac, guide, behaviour, buffer, ctpg_options, config.discount, config.reward_scale)
+        behaviour_learner = CTPGLearner(sac, guide, behaviour, buffer, ctpg_options, config.discount,
+                                        config.reward_scale)
         evaluation_behaviours = {EVALUATION_PREFIX: own()}  # CTPG evaluates each task's own policy
     else:
         sampler.behaviour = own()

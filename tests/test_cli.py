@@ -134,7 +134,8 @@ def test_zero_column_terminal_gets_line_output(monkeypatch):
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     for columns, lines in ((0, 0), (120, 0)):  # under `script`; tqdm draws nothing with 0 lines either
-        monkeypatch.setattr(logger.os, "get_terminal_size", lambda fd: os.terminal_size((columns, lines)))
+        monkeypatch.setattr(logger.os, "get_terminal_size",
+                            lambda fd, size=(columns, lines): os.terminal_size(size))
         assert logger.is_terminal() is False
     monkeypatch.setattr(logger.os, "get_terminal_size", lambda fd: os.terminal_size((80, 24)))
     assert logger.is_terminal() is True

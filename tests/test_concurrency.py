@@ -19,7 +19,6 @@ import garage_experiments
 from learning.sweeps.grid import expand, grid_from_dict
 from learning.sweeps.runner import Reporter, SweepOptions, run_sweep
 from learning.training.config import ConfigError, parse_command_line
-from learning.training.logger import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
-import dataclasses
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from learning.behaviour.ctpg import CTPGOptions
+from learning.behaviour.options import option_flags
 from learning.behaviour.qswitch import QSwitchOptions
 from learning.experiments import build_parts, build_task_set
-from learning.behaviour.options import option_flags
 from learning.training.config import ENV_PRESETS, FLAG_BY_NAME, Config, ConfigError, parse_command_line
 
 REPO = Path(__file__).resolve().parents[1]

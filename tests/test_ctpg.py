@@ -10,10 +10,24 @@ import torch
 
 import garage_experiments
 from learning import experiments
-from learning.behaviour.ctpg import (CTPGBehaviour, CTPGOptions, GuideNetworks, block_gate, filter_mask,
-                                     gated_choice, own_soft_value)
-from learning.behaviour.ctpg_learner import (CTPGLearner, SegmentStore, candidate_log_likelihoods,
-                                             discrete_sac_actor_losses, gather_segments, smdp_target, soft_state_value)
+from learning.behaviour.ctpg import (
+    CTPGBehaviour,
+    CTPGOptions,
+    GuideNetworks,
+    block_gate,
+    filter_mask,
+    gated_choice,
+    own_soft_value,
+)
+from learning.behaviour.ctpg_learner import (
+    CTPGLearner,
+    SegmentStore,
+    candidate_log_likelihoods,
+    discrete_sac_actor_losses,
+    gather_segments,
+    smdp_target,
+    soft_state_value,
+)
 from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 from learning.core.replay_buffer import TaskReplayBuffer, Transitions
 from learning.core.sac import MultiTaskSAC, SACSettings
@@ -536,7 +550,7 @@ def test_guide_learns_to_pick_the_candidate_that_reaches_the_goal(tmp_path):
     parts = experiments.build_parts(config, experiments.build_task_set(config))
     trainer = Trainer(parts, tmp_path, logger=None)
     shares, successes = [], []
-    for epoch in range(6):
+    for _epoch in range(6):
         episodes, counts, _ = trainer.run_iteration()
         shares.append(counts[0, 3] / counts[0].sum())
         successes.append(np.mean([episode.success for episode in episodes]))

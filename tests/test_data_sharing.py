@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from environments import make_task_set
-from learning.behaviour.own_policy import OwnPolicyBehaviour
 from learning.baselines.data_sharing import DataSharingSAC, RewardTableReplayBuffer, sharing_threshold
+from learning.behaviour.own_policy import OwnPolicyBehaviour
 from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 from learning.core.replay_buffer import TaskReplayBuffer, Transitions
 from learning.core.sac import SACSettings

@@ -16,8 +16,16 @@ from learning.baselines.data_sharing import DataSharingSAC
 from learning.behaviour.ctpg import CTPGBehaviour
 from learning.behaviour.protocol import BehaviourPolicy, best_candidate
 from learning.core.sac import MultiTaskSAC
-from learning.experiment_table import (CTPG, CTPG_FLAGS, DATA_SHARING, DATA_SHARING_FLAGS, EXPERIMENT_TABLE, OWN,
-                                       SEPARATE_NETWORKS, Experiment)
+from learning.experiment_table import (
+    CTPG,
+    CTPG_FLAGS,
+    DATA_SHARING,
+    DATA_SHARING_FLAGS,
+    EXPERIMENT_TABLE,
+    OWN,
+    SEPARATE_NETWORKS,
+    Experiment,
+)
 from learning.training.config import ConfigError, parse_command_line
 from learning.training.logger import read_metrics
 from learning.training.metric_names import ACTING_COUNTS_METRIC

@@ -106,7 +106,7 @@ def test_sparse_tasks_are_rejected_with_a_clear_error():
 def test_reset_is_deterministic_with_each_tasks_initial_state(envs):
     envs[0].reset(seed=0)
     base_qpos = envs[0].unwrapped.data.qpos.copy()  # the configuration all tasks share outside their element
-    for env, (name, indices, *_rest, initial, _goal) in zip(envs, SPEC_TASKS):
+    for env, (_name, indices, *_rest, initial, _goal) in zip(envs, SPEC_TASKS):
         first, _ = env.reset(seed=3)
         qpos = env.unwrapped.data.qpos.copy()
         np.testing.assert_allclose(qpos[list(indices)], initial, **SPEC_ROUNDING)

@@ -121,7 +121,9 @@ def test_lockstep_evaluation_gives_the_one_by_one_episodes(kind, architecture):
 def test_evaluator_state_resumes_the_generator_chain():
     task_set = reacher()
     behaviour = SliceWise(behaviours(task_set, "own"))
-    make = lambda: Evaluator(task_set, task_set.observation_layout.network_input, torch.device("cpu"), SEED, DISCOUNT)
+    def make() -> Evaluator:
+        return Evaluator(task_set, task_set.observation_layout.network_input, torch.device("cpu"), SEED, DISCOUNT)
+
     uninterrupted, resumed = make(), make()
     uninterrupted.run(behaviour, 1)
     resumed.load_state_dict(uninterrupted.state_dict())

@@ -324,7 +324,7 @@ def test_waypoint_controller_solves_a_short_task():
     waypoints = [np.array(cell, dtype=np.float64) - 0.2 for cell in shortest_cell_path(task.start, task.goal)[1:-1]]
     waypoints.append(np.array(task.goal, dtype=np.float64))
     target = 0
-    for step in range(1, 601):
+    for step in range(1, 601):  # noqa: B007 (the step count is read after the loop)
         position, velocity = observation[:2], observation[2:4]
         if target < len(waypoints) - 1 and np.linalg.norm(waypoints[target] - position) < 0.3:
             target += 1

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from learning.experiments import domain_mixture_table
 from learning.behaviour.qswitch import QSwitchBehaviour, QSwitchOptions
+from learning.experiments import domain_mixture_table
 from learning.training.config import ConfigError, parse_command_line
 from tests.test_qswitch import TargetCritic, fixed_policy
 

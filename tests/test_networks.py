@@ -7,8 +7,14 @@ import math
 import pytest
 import torch
 
-from learning.core.networks import (LOG_STD_MAX, LOG_STD_MIN, TanhGaussianPolicy, TaskMLP, TwinQFunction,
-                               tanh_gaussian_log_prob)
+from learning.core.networks import (
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    TanhGaussianPolicy,
+    TaskMLP,
+    TwinQFunction,
+    tanh_gaussian_log_prob,
+)
 
 T, B, OBS, ACT = 3, 5, 4, 2
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 from learning.baselines.pcgrad import PCGradSAC, merge_projected, project_conflicting, twin_halves
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 from learning.core.sac import SACSettings
 
 CONFLICTING = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])  # dot product -1

@@ -49,9 +49,10 @@ class TargetCritic(HandCritic):
 
 
 MEANS = [[2.0, 0.0], [0.0, 2.0], [-2.0, -2.0]]  # tanh: (0.96, 0), (0, 0.96), (-0.96, -0.96)
+DEFAULT_OPTIONS = QSwitchOptions()
 
 
-def switch(targets, options=QSwitchOptions(), guides=(), means=MEANS, log_std=-3.0, q2_bias=0.0) -> QSwitchBehaviour:
+def switch(targets, options=DEFAULT_OPTIONS, guides=(), means=MEANS, log_std=-3.0, q2_bias=0.0) -> QSwitchBehaviour:
     return QSwitchBehaviour(fixed_policy(means, log_std), TargetCritic(targets, q2_bias),
                             lambda: torch.ones(len(targets)), options, guides)
 

@@ -102,8 +102,8 @@ def test_state_round_trip_continues_identically():
 
 
 def test_checkpointed_buffer_holds_only_the_filled_part(tmp_path):
-    from learning.training.checkpoint import load_checkpoint, save_checkpoint
     from learning.core.replay_buffer import TaskReplayBuffer, Transitions
+    from learning.training.checkpoint import load_checkpoint, save_checkpoint
 
     buffer = TaskReplayBuffer(num_tasks=2, obs_dim=1000, action_dim=1, capacity_per_task=100_000, initial_capacity=4096)
     buffer.add(Transitions(

@@ -17,8 +17,16 @@ import pytest
 
 from learning.sweeps.grid import GridError, expand, grid_from_dict, in_order, select_methods
 from learning.sweeps.recipes import PAPER_GRIDS, load_grid
+from learning.sweeps.runner import (
+    Reporter,
+    RunProgress,
+    SweepOptions,
+    estimate_seconds_left,
+    read_status,
+    run_sweep,
+    wandb_env,
+)
 from learning.training.logger import read_metrics
-from learning.sweeps.runner import Reporter, RunProgress, SweepOptions, estimate_seconds_left, read_status, run_sweep, wandb_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"wandb": False, "batch_size": 20, "gradient_steps_per_itr": 5, "min_buffer_size": 20,

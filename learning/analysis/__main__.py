@@ -13,9 +13,9 @@ import contextlib
 import io
 import shlex
 import sys
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from learning.analysis.arguments import positive_int, positive_number
 from learning.training.config import OneLineParser
@@ -44,10 +44,18 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                              "grid's order)")
 
 
+class _AnalysisParser(OneLineParser):
+    """The parser of ``python -m learning.analysis`` and its subcommands: errors raise AnalysisError."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, error_type=AnalysisError, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m learning.analysis", error_type=AnalysisError,
+    parser = _AnalysisParser(prog="python -m learning.analysis",
                            description="figures and tables from runs and sweeps")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=partial(OneLineParser, error_type=AnalysisError))
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     parser_class=_AnalysisParser)
     commands.add_parser("metrics", help="curves, behaviour sharing, rliable aggregates of run folders (see "
                         "metrics --help)", add_help=False)
     commands.add_parser("trajectories", help="2-D paths coloured by the acting policy (see trajectories --help)",
@@ -124,10 +132,13 @@ def docs_command(file: str, check: bool) -> int:
 
 def main(argv: Sequence[str]) -> int:
     """Run one command; 2 on bad input, 130 / 143 on Ctrl-C / SIGTERM (files are written whole or not at all)."""
-    from learning.training.run_guard import (Terminated, install_termination_handler, interruption_exit_code,
-                                             interruption_name)
-
     from learning.training.logger import MetricsError
+    from learning.training.run_guard import (
+        Terminated,
+        install_termination_handler,
+        interruption_exit_code,
+        interruption_name,
+    )
 
     install_termination_handler()
     try:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from learning.analysis.arguments import positive_number
 from learning.training.config import BOOL_FLAG, OneLineParser
@@ -19,12 +19,19 @@ class PlotError(RuntimeError):
     """Nothing to plot or bad input; one-line message."""
 
 
+class _PlotParser(OneLineParser):
+    """The parser of ``python -m learning.analysis`` and its subcommands: errors raise PlotError."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, error_type=PlotError, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m learning.analysis", error_type=PlotError,
+    parser = _PlotParser(prog="python -m learning.analysis",
                            description="figures and tables from local run directories; "
                                        "'python -m learning.analysis COMMAND --help' lists a command's flags")
     commands = parser.add_subparsers(dest="command", required=True,
-                                     parser_class=partial(OneLineParser, error_type=PlotError))
+                                     parser_class=_PlotParser)
     metrics = commands.add_parser("metrics", help="curves, behaviour sharing, rliable aggregates",
                                   description="curves, behaviour sharing and rliable aggregates of every run "
                                               "under PATHS, per environment (docs/analysis.md)")

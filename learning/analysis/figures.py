@@ -17,22 +17,33 @@ environment as the method's smallest count (rliable needs one run count per meth
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
-from learning.analysis.plots import (method_colours, plot_aggregates, plot_improvement, plot_profiles,  # noqa: E402
-                                     save, task_grid)
-from learning.analysis.results import (ResultsError, SweepRun, env_budgets, group, load_sweep,  # noqa: E402
-                                       scores_matrix, select_methods, steps_text)
-from learning.analysis.statistics import (Estimate, aggregate_estimates, aggregate_functions,  # noqa: E402
-                                          bootstrap_estimate, improvement_probability)
+from learning.analysis.plots import method_colours, plot_aggregates, plot_improvement, plot_profiles, save, task_grid  # noqa: E402
+from learning.analysis.results import (  # noqa: E402
+    ResultsError,
+    SweepRun,
+    env_budgets,
+    group,
+    load_sweep,
+    scores_matrix,
+    select_methods,
+    steps_text,
+)
+from learning.analysis.statistics import (  # noqa: E402
+    Estimate,
+    aggregate_estimates,
+    aggregate_functions,
+    bootstrap_estimate,
+    improvement_probability,
+)
 from learning.sweeps.recipes import PAPER_NUMBERS  # noqa: E402
-
 
 SWEEP = "sweep"
 """The aggregate figures pool every environment of the sweep: sweep_aggregates.png, sweep_improvement.png,
@@ -99,7 +110,8 @@ def plot_curves(groups: dict[str, dict[str, list[SweepRun]]], budgets: dict[str,
 def aggregate_scores(groups: dict[str, dict[str, list[SweepRun]]], budgets: dict[str, float], last: int
                      ) -> dict[str, np.ndarray]:
     """Method -> ``[runs, all tasks of every env]`` at each env's budget, for methods present everywhere."""
-    methods = [label for label in next(iter(groups.values())) if all(label in by_method for by_method in groups.values())]
+    methods = [label for label in next(iter(groups.values()))
+               if all(label in by_method for by_method in groups.values())]
     scores = {}
     for label in methods:
         matrices = [scores_matrix(groups[env][label], budgets[env], last)[0] for env in groups]

@@ -33,27 +33,25 @@ import difflib
 import json
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from environments.base import Arena  # noqa: E402
 from learning.analysis.cli import PlotError, parse_arguments, report  # noqa: E402
-from learning.training.checkpoint import CONFIG_FILE  # noqa: E402
-from learning.training.logger import (METRICS_FILE, is_terminal,  # noqa: E402
-                                      row_shares, run_dirs_under)
 from learning.analysis.run_data import RunData, acting_counts, summed_acting, task_count, task_scores  # noqa: E402
-from learning.analysis.statistics import (Estimate, aggregate_estimates, improvement_probability,  # noqa: E402
-                                         performance_profiles)
-from learning.training.video import candidate_colours, file_slug  # noqa: E402
+from learning.analysis.statistics import Estimate, aggregate_estimates, improvement_probability, performance_profiles  # noqa: E402
+from learning.training.checkpoint import CONFIG_FILE  # noqa: E402
+from learning.training.logger import METRICS_FILE, is_terminal, row_shares, run_dirs_under  # noqa: E402
 from learning.training.run_guard import write_atomically  # noqa: E402
+from learning.training.video import candidate_colours, file_slug  # noqa: E402
 
 RATE_METRICS = ("SuccessRate", "TerminationRate", "MixtureProbs")
 BOOKKEEPING_KEYS = {"seed", "log_dir", "notes", "wandb", "wandb_project", "wandb_entity", "explicit_flags", "gpu",
@@ -197,7 +195,8 @@ def method_colours(methods: Sequence[str]) -> dict[str, tuple[float, float, floa
     taken = {FIXED_COLOURS.index(method) for method in methods if method in FIXED_COLOURS}
     free = iter(index for index in range(len(palette)) if index not in taken)
     indices = {method: FIXED_COLOURS.index(method) if method in FIXED_COLOURS else next(free) for method in methods}
-    return {method: tuple(c / 255 for c in palette[index]) for method, index in indices.items()}
+    return {method: (palette[index][0] / 255, palette[index][1] / 255, palette[index][2] / 255)
+            for method, index in indices.items()}
 
 
 def draw_curve(axis, steps: np.ndarray, values: np.ndarray, label: str, colour, spread: str, window: int) -> None:
@@ -264,7 +263,7 @@ def plot_task_curves(env: str, methods: dict[str, list[RunData]], metric: str, m
     figure, task_axes = task_grid(count)
     for task, axis in task_axes:
         for label, runs in methods.items():
-            steps, values = aligned(runs, lambda run: run.metric_keys(metric, mode)[1].format(task=task))
+            steps, values = aligned(runs, lambda run: run.metric_keys(metric, mode)[1].format(task=task))  # noqa: B023
             if values.shape[1]:
                 draw_curve(axis, steps, values, label, colours[label], spread, window)
         axis.set_title(panel_title(task, names[task]), fontsize=8)
@@ -344,7 +343,7 @@ def plot_policy_shares(env: str, label: str, runs: Sequence[RunData], window: in
     _, num_tasks, num_candidates = shares.shape
     names = task_names(runs[0], num_tasks)
     labels = candidate_labels(num_tasks, num_candidates, runs[0])
-    colours = [tuple(c / 255 for c in colour) for colour in candidate_colours(num_candidates)]
+    colours = [(r / 255, g / 255, b / 255) for r, g, b in candidate_colours(num_candidates)]
     figure, task_axes = task_grid(num_tasks)
     for task, axis in task_axes:
         for candidate in range(num_candidates):
@@ -532,7 +531,8 @@ def draw_arena(axis, arena: Arena, env) -> None:
         axis.add_patch(Rectangle((low, low), high - low, high - low, fill=False, edgecolor="black"))
     for x, y in arena.wall_centres:
         axis.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, color="0.75", linewidth=0))
-    axis.add_patch(Circle(arena.goal(env), arena.success_distance, color="gold", alpha=0.6, zorder=0))
+    goal = arena.goal(env)
+    axis.add_patch(Circle((float(goal[0]), float(goal[1])), arena.success_distance, color="gold", alpha=0.6, zorder=0))
     axis.set_aspect("equal")
     axis.autoscale_view()
 
@@ -547,19 +547,19 @@ def plot_trajectories(run, traces_by_task: dict[int, list], mode: str, determini
     arena = run.parts.task_set.arena
     if arena is None:
         raise PlotError(f"{run.config.env} has no 2-D arena to draw trajectories in")
-    colours = [tuple(c / 255 for c in colour) for colour in candidate_colours(len(names))]
+    colours = [(r / 255, g / 255, b / 255) for r, g, b in candidate_colours(len(names))]
     tasks = sorted(traces_by_task)
     columns = min(len(tasks), 5)
     rows = -(-len(tasks) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns + 1.8, 4 * rows + 0.6), squeeze=False,
                                  layout="constrained")
-    used = set()
+    used: set[int] = set()
     for axis, task in zip(axes.flat, tasks):
         draw_arena(axis, arena, run.parts.evaluator.envs[task])
         for trace in traces_by_task[task]:
             positions = trace.raw_observations[:, :2]
             segments = np.stack([positions[:-1], positions[1:]], axis=1)
-            axis.add_collection(LineCollection(segments, colors=[colours[j] for j in trace.acting], linewidths=1.2))
+            axis.add_collection(LineCollection(segments, colors=[colours[j] for j in trace.acting], linewidths=1.2))  # type: ignore[arg-type]
             axis.plot(*positions[0], marker="o", color="black", markersize=4)
             used.update(int(j) for j in trace.acting)
         axis.set_title(f"{task}: {run.task_names[task]}", fontsize=8)
@@ -625,7 +625,8 @@ def metrics_command(args: argparse.Namespace) -> list[Path]:
         }
         summary_path = out / f"{file_slug(env)}_aggregates.json"
         summary_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(summary_path, lambda handle: handle.write(json.dumps(summary, indent=2).encode()))
+        data = json.dumps(summary, indent=2).encode()
+        write_atomically(summary_path, lambda handle: handle.write(data))  # noqa: B023 (called at once)
         written.append(summary_path)
     return [path for path in written if path is not None]
 
@@ -662,8 +663,8 @@ def print_aggregates(env: str, estimates: dict[str, dict[str, Estimate]], improv
 def trajectories_command(args: argparse.Namespace) -> list[Path]:
     import torch
 
-    from learning.training.video import replay_tasks
     from learning.analysis.runs import RunLoadError, load_run, parse_tasks
+    from learning.training.video import replay_tasks
 
     try:
         run = load_run(args.snapshot_dir)

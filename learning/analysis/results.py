@@ -29,19 +29,20 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from learning.analysis.run_data import RunData, acting_counts, summed_acting, task_scores
 from learning.analysis.statistics import Estimate, aggregate_functions, bootstrap_estimate
 from learning.sweeps.grid import labelled, read_manifest
-from learning.analysis.run_data import RunData, acting_counts, summed_acting, task_scores
+from learning.sweeps.recipes import PAPER_NUMBERS, PaperNumber
 from learning.training.logger import row_shares, run_dirs_under
 from learning.training.metric_names import EPOCH_SECONDS_METRIC, STEP_METRIC
 from learning.training.run_guard import write_atomically
-from learning.sweeps.recipes import PAPER_NUMBERS, PaperNumber
 
 FORMATS = ("markdown", "csv", "latex")
 
@@ -472,6 +473,6 @@ def table_command(sweep_dir: str, env_steps: float | None, formats: Sequence[str
         if out:
             path = Path(out).with_suffix(suffixes[name])
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, lambda handle: handle.write(text.encode()))
+            write_atomically(path, lambda handle: handle.write(text.encode()))  # noqa: B023 (called at once)
             written.append(path)
     return written

@@ -11,9 +11,9 @@ seed, so a figure is the same every time it is drawn.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 from rliable import library, metrics
@@ -95,7 +95,7 @@ def aggregate_estimates(scores_by_method: dict[str, np.ndarray], reps: int = 200
     if not checked:
         return {}
     points, intervals = _interval_estimates(
-        checked, lambda sample: np.array([function(sample) for function in functions.values()]), reps, confidence, seed)
+        checked, lambda sample: np.array([function(sample) for function in functions.values()]), reps, confidence, seed)  # type: ignore[arg-type]
     return {method: {name: Estimate(float(points[method][index]), float(intervals[method][0, index]),
                                     float(intervals[method][1, index]))
                      for index, name in enumerate(functions)}
@@ -108,14 +108,15 @@ def improvement_probability(scores_x: np.ndarray, scores_y: np.ndarray, reps: in
     scores_x, scores_y = check_scores(scores_x), check_scores(scores_y)
     if scores_x.shape[1] != scores_y.shape[1]:
         raise ValueError(f"methods have different task counts: {scores_x.shape[1]} vs {scores_y.shape[1]}")
-    points, intervals = _interval_estimates({"pair": [scores_x, scores_y]}, probability_of_improvement,
+    points, intervals = _interval_estimates({"pair": [scores_x, scores_y]}, probability_of_improvement,  # type: ignore[arg-type]
                                             reps, confidence, seed)
     low, high = np.ravel(intervals["pair"])
     return Estimate(float(np.ravel(points["pair"])[0]), float(low), float(high))
 
 
 def performance_profiles(scores_by_method: dict[str, np.ndarray], thresholds: np.ndarray, reps: int = 2000,
-                         confidence: float = 0.95, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                         confidence: float = 0.95, seed: int = 0,
+                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """rliable's score distributions: per method the fraction of run-task scores above each threshold
     ``[len(thresholds)]`` and its stratified-bootstrap interval ``[2, len(thresholds)]``."""
     checked = {method: check_scores(scores) for method, scores in scores_by_method.items()}

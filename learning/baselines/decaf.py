@@ -12,7 +12,7 @@ usual Polyak update: the original's targets kept the other tasks' Q_k frozen at 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -22,6 +22,9 @@ from learning.core.networks import TaskMLP, TwinQFunction
 
 class DecafTwinQFunction(nn.Module):
     """Twin DECAF critics ``(obs, act) [T, B, .] -> [2, T, B]``, called like :class:`TwinQFunction`."""
+
+    own: torch.Tensor
+    """``[1, T, T, 1]``: critic k is task i's own (a buffer)."""
 
     def __init__(self, num_tasks: int, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int],
                  layer_norm: bool = False) -> None:

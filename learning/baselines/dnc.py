@@ -17,7 +17,7 @@ computation: every policy is evaluated on the chosen states at once.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -61,6 +61,9 @@ class DnCSAC(MultiTaskSAC):
 
     ``buffer_batch_size`` is ``--buffer_batch_size``, the minibatch of each task's SAC update; the
     penalty's and the distillation's state batches are sized from it by ``sampling_type``."""
+
+    kl_coefficients: torch.Tensor
+    """``[T, T]`` beta_ij (a non-persistent buffer)."""
 
     def __init__(self, policy: TanhGaussianPolicy, critic: TwinQFunction, settings: SACSettings,
                  buffer: TaskReplayBuffer, buffer_batch_size: int, kl_coeff: Sequence[float] = (0.0,),
@@ -137,6 +140,7 @@ class DnCSAC(MultiTaskSAC):
         """The centroid's log-likelihood ``[N]`` of stored actions ``[..., A]`` at observations ``[..., obs]``."""
         obs = obs.reshape(1, -1, obs.shape[-1])
         action = action.reshape(1, -1, action.shape[-1]).clamp(-1.0 + ACTION_EPS, 1.0 - ACTION_EPS)
+        assert self.centroid is not None, "no distillation without --distillation_period"
         mean, log_std = self.centroid(obs)
         return tanh_gaussian_log_prob(mean, log_std, torch.atanh(action), action)[0]
 
@@ -163,6 +167,7 @@ class DnCSAC(MultiTaskSAC):
             self.centroid_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.centroid_optimizer.step()
+        assert self.centroid is not None
         with torch.no_grad():
             for task_parameter, centroid_parameter in zip(self.policy.parameters(), self.centroid.parameters()):
                 task_parameter.copy_(centroid_parameter.expand_as(task_parameter))
@@ -170,7 +175,8 @@ class DnCSAC(MultiTaskSAC):
 
     def end_of_epoch(self, epoch: int) -> dict[str, float]:
         """Distil at every epoch > 0 that is a multiple of the distillation period."""
-        if self.centroid is None or epoch == 0 or epoch % self.distillation_period != 0:
+        if self.centroid is None or self.distillation_period is None or epoch == 0 \
+                or epoch % self.distillation_period != 0:
             return {}
         return {"Train/DistillationLoss": self.distil()}
 
@@ -191,7 +197,7 @@ def single_policy_copy(policy: TanhGaussianPolicy, member: int) -> TanhGaussianP
     if policy.mlp.architecture != "separate":
         raise ValueError("DnC distillation needs separate task policies")
     hidden_sizes = [layer.out_features for layer in policy.mlp.hidden]
-    copy = TanhGaussianPolicy("separate", 1, policy.mlp.hidden[0].in_features, policy.action_dim, hidden_sizes)
+    copy = TanhGaussianPolicy("separate", 1, policy.mlp.hidden[0].in_features, policy.action_dim, hidden_sizes)  # type: ignore[arg-type]
     copy = copy.to(next(policy.parameters()).device)
     with torch.no_grad():
         for copy_parameter, parameter in zip(copy.parameters(), policy.parameters()):

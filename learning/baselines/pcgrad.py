@@ -41,7 +41,8 @@ def project_conflicting(grads: torch.Tensor, order: list[int]) -> torch.Tensor:
 
 
 def merge_projected(projected: torch.Tensor, task_specific: torch.Tensor) -> torch.Tensor:
-    """One gradient ``[P]`` from projected ``[T, P]``: the sum over tasks where ``task_specific [P]``, the mean elsewhere."""
+    """One gradient ``[P]`` from projected ``[T, P]``: the sum over tasks where ``task_specific [P]``, the mean
+    elsewhere."""
     return torch.where(task_specific, projected.sum(dim=0), projected.mean(dim=0))
 
 

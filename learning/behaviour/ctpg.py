@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from environments.base import GuidePolicy
-from learning.core.networks import TanhGaussianPolicy, TaskMLP, TwinQFunction
 from learning.behaviour.options import CTPGOptions
+from learning.core.networks import TanhGaussianPolicy, TaskMLP, TwinQFunction
 
 
 class GuideNetworks(nn.Module):
@@ -59,7 +59,7 @@ class GuideNetworks(nn.Module):
 
 
 def fixed_guide_tensors(guide_policies: tuple[GuidePolicy, ...], device: torch.device
-                        ) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Means ``[G, A]`` and standard deviations ``[G]`` of the environment's fixed guide policies."""
     if not guide_policies:
         return None, None
@@ -110,8 +110,8 @@ def block_gate(log_alpha: torch.Tensor) -> torch.Tensor:
 class CTPGBehaviour:
     """Collection with the guides; evaluation (``deterministic=True``) acts with each task's own policy."""
 
-    def __init__(self, policy: TanhGaussianPolicy, critic: TwinQFunction, alpha: Callable[[], torch.Tensor], guide: GuideNetworks,
-                 options: CTPGOptions, guide_policies: tuple[GuidePolicy, ...] = ()) -> None:
+    def __init__(self, policy: TanhGaussianPolicy, critic: TwinQFunction, alpha: Callable[[], torch.Tensor],
+                 guide: GuideNetworks, options: CTPGOptions, guide_policies: tuple[GuidePolicy, ...] = ()) -> None:
         self.policy, self.critic, self.alpha, self.guide, self.options = policy, critic, alpha, guide, options
         self.num_tasks = policy.num_tasks
         self.num_candidates = self.num_tasks + len(guide_policies)
@@ -206,7 +206,7 @@ class CTPGBehaviour:
         """The held candidate's sampled action in every task ``[T, A]``."""
         mean, log_std = self.policy.all_policies(obs)  # [T (policy), T (task), A]
         sampled = torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
-        if self.guide_means is not None:
+        if self.guide_means is not None and self.guide_stds is not None:
             guides = self.guide_means.shape[0]
             noise = torch.randn(guides, self.num_tasks, mean.shape[-1], device=obs.device)
             fixed = (self.guide_means[:, None, :] + self.guide_stds[:, None, None] * noise).clamp(-1.0, 1.0)
@@ -244,5 +244,5 @@ class CTPGBehaviour:
         self.blocked_next = np.array(state["blocked_next"], dtype=bool)
         self.env_steps = int(state["env_steps"])
         self.trained_steps = int(state["trained_steps"])
-        self._log = [tuple(np.copy(part) for part in entry) for entry in state["log"]]
+        self._log = [tuple(np.copy(part) for part in entry) for entry in state["log"]]  # type: ignore[misc]
         self.gate_counts = {k: np.array(v) for k, v in state["gate_counts"].items()}

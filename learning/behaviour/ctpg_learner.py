@@ -199,7 +199,7 @@ def candidate_log_likelihoods(policy, guide_means: torch.Tensor | None, guide_st
     mean, log_std = policy.all_policies(rows)  # [T (policy), N, A]
     pre_tanh = torch.atanh(stored).unsqueeze(0).expand_as(mean)
     log_prob = tanh_gaussian_log_prob(mean, log_std, pre_tanh, stored.unsqueeze(0).expand_as(mean))
-    if guide_means is not None:
+    if guide_means is not None and guide_stds is not None:
         z = (stored.unsqueeze(0) - guide_means.unsqueeze(1)) / guide_stds.view(-1, 1, 1)
         fixed = (-0.5 * z.pow(2) - torch.log(guide_stds).view(-1, 1, 1) - 0.5 * math.log(2 * math.pi)).sum(-1)
         log_prob = torch.cat([log_prob, fixed], dim=0)

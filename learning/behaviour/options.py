@@ -103,8 +103,8 @@ class OptionFlag:
 
 def option_flags(options: type) -> tuple[OptionFlag, ...]:
     """The flagged fields of an options dataclass, in declaration order."""
-    return tuple(OptionFlag(f.metadata["flag"], f.name, str(f.type), f.default, f.metadata["help"], f.metadata["choices"])
-                 for f in dataclasses.fields(options) if f.metadata.get("flag"))
+    return tuple(OptionFlag(f.metadata["flag"], f.name, str(f.type), f.default, f.metadata["help"],
+                            f.metadata["choices"]) for f in dataclasses.fields(options) if f.metadata.get("flag"))
 
 
 OptionsT = TypeVar("OptionsT")

@@ -24,10 +24,7 @@ class OwnPolicyBehaviour:
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self.policy(obs.unsqueeze(1))
-        if deterministic:
-            action = torch.tanh(mean)
-        else:
-            action = torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
+        action = torch.tanh(mean) if deterministic else torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
         return action[:, 0], torch.arange(obs.shape[0], device=obs.device)
 
     lockstep_evaluation = True

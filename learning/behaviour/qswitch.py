@@ -14,16 +14,15 @@ the index of the policy that acted in each task ``[T]``.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from environments.base import GuidePolicy
-from learning.core.networks import TanhGaussianPolicy, TwinQFunction, tanh_gaussian_log_prob
 from learning.behaviour.options import MIXTURES, QSwitchOptions
 from learning.behaviour.protocol import best_candidate
-
+from learning.core.networks import TanhGaussianPolicy, TwinQFunction, tanh_gaussian_log_prob
 
 EVALUATION_NOISE_SEED = 0
 """Seed of the score noise in evaluation (``--qmp_action_samples``, ``--qmp_entropy_term``): the same
@@ -59,6 +58,8 @@ class QSwitchBehaviour:
             table = torch.zeros(self.num_tasks, self.num_candidates, device=device)
             table[:, : self.num_tasks] = torch.as_tensor(np.asarray(mixture_probabilities), dtype=torch.float32)
             self.mixture_probabilities = table
+        self.guide_means: torch.Tensor | None
+        self.guide_stds: torch.Tensor | None
         if guide_policies:
             self.guide_means = torch.tensor([g.mean for g in guide_policies], dtype=torch.float32, device=device)
             self.guide_stds = torch.tensor([g.std for g in guide_policies], dtype=torch.float32, device=device)
@@ -81,7 +82,7 @@ class QSwitchBehaviour:
         self.steps_since_selection[np.asarray(started, dtype=bool)] = 0
 
     def _candidates(self, obs: torch.Tensor, samples: int, generator: torch.Generator | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Candidate actions of every candidate policy for every task.
 
         Returns sampled actions ``[C, T, samples, A]``, mean actions ``[C, T, A]`` and the entropy
@@ -97,7 +98,7 @@ class QSwitchBehaviour:
         if self.options.entropy_term:
             log_prob = tanh_gaussian_log_prob(mean.unsqueeze(2), log_std.unsqueeze(2), pre_tanh, sampled)
             entropy = -log_prob.mean(dim=2)
-        if self.guide_means is not None:
+        if self.guide_means is not None and self.guide_stds is not None:
             guides, tasks, actions = self.guide_means.shape[0], self.num_tasks, mean.shape[-1]
             guide_mean = self.guide_means[:, None, :].expand(guides, tasks, actions)
             noise = torch.randn(guides, tasks, samples, actions, device=obs.device, generator=generator)
@@ -135,6 +136,7 @@ class QSwitchBehaviour:
         if mixture == "uniform":
             return torch.randint(self.num_candidates, (tasks,), device=obs.device)
         if mixture == "domain":
+            assert self.mixture_probabilities is not None  # set by __init__ for the domain mixture
             return torch.multinomial(self.mixture_probabilities, 1).squeeze(1)
         scores = self.scores(obs, sampled, means, entropy)
         if mixture == "softmax":  # Gumbel-max: the arg-max of logits + Gumbel noise samples their softmax
@@ -168,10 +170,7 @@ class QSwitchBehaviour:
             self.held_choice = torch.where(reselect, choice, self.held_choice)
         self.steps_since_selection += 1
         acting = self.held_choice
-        if deterministic:
-            action = means[acting, own]
-        else:
-            action = sampled[acting, own, 0]
+        action = means[acting, own] if deterministic else sampled[acting, own, 0]
         return action, acting.clone()
 
     def _act_lean(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ Hidden activation is ReLU (the original's choice; the paper says tanh, SPEC §13
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -107,7 +107,8 @@ class TaskReplayBuffer:
         self.size = min(self.capacity, end)
 
     def newest(self, count: int) -> dict[str, np.ndarray]:
-        """The ``count`` newest transitions of every task in the order they were added: CPU arrays ``[T, count, ...]``."""
+        """The ``count`` newest transitions of every task in the order they were added: CPU arrays
+        ``[T, count, ...]``."""
         count = min(count, self.size)
         indices = torch.as_tensor((self.total_added - count + np.arange(count)) % self.capacity, device=self.device)
         return {name: data[:, indices].cpu().numpy() for name, data in self._data.items()}

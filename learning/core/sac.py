@@ -195,8 +195,8 @@ class MultiTaskSAC(nn.Module):
         """Wrap the critic loss and the actor + temperature losses in ``torch.compile`` (``--compile``).
         Meant for CUDA: on the CPU the compiled update is slower than the eager one (``bench_update
         --compile``; numbers in docs/performance.md), so the launcher applies it on CUDA only."""
-        self.critic_loss = torch.compile(self.critic_loss)
-        self.actor_and_alpha_losses = torch.compile(self.actor_and_alpha_losses)
+        self.critic_loss = torch.compile(self.critic_loss)  # type: ignore[method-assign]
+        self.actor_and_alpha_losses = torch.compile(self.actor_and_alpha_losses)  # type: ignore[method-assign]
 
     def end_of_epoch(self, epoch: int) -> dict[str, float]:
         """Called by the trainer after each epoch's evaluation; returns metrics to log (DnC distils here)."""
@@ -207,7 +207,7 @@ class MultiTaskSAC(nn.Module):
         """Polyak averaging: target <- (1 - tau) target + tau online."""
         tau = self.settings.tau
         target_parameters = list(self.target_critic.parameters())
-        torch._foreach_lerp_(target_parameters, self._critic_parameters, tau)
+        torch._foreach_lerp_(target_parameters, self._critic_parameters, tau)  # type: ignore[arg-type]
 
     def optimizer_state(self) -> dict:
         return {"policy": self.policy_optimizer.state_dict(), "critic": self.critic_optimizer.state_dict(),

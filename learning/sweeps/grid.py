@@ -32,9 +32,10 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from learning.training.run_guard import write_atomically
 
@@ -180,7 +181,7 @@ def expand(grid: Grid, budget_scale: float = 1.0, seeds: tuple[int, ...] | None 
         for env in grid.envs if spec.envs is None else spec.envs:
             flags = {**spec.flags, **spec.env_flags.get(env, {}), **grid.overrides}
             epochs = scaled_epochs(grid.epochs(spec, env), budget_scale)
-            budget_flags = ()
+            budget_flags: tuple[str, ...] = ()
             if spec.distillations:
                 budget_flags = ("--distillation_period", str(max(1, epochs // spec.distillations)))
             tokens = flag_tokens(flags)
@@ -196,13 +197,18 @@ def expand(grid: Grid, budget_scale: float = 1.0, seeds: tuple[int, ...] | None 
     return runs
 
 
-LabelledT = TypeVar("LabelledT")
+class _Labelled(Protocol):
+    @property
+    def label(self) -> str: ...
+
+
+LabelledT = TypeVar("LabelledT", bound=_Labelled)
 
 
 def labelled(items: Sequence[LabelledT], labels: Sequence[str]) -> tuple[list[LabelledT], str | None, list[str]]:
     """The items (anything with a ``label``) of ``labels``, in that order of labels; the first label no item
     has (None when every label is known); and the items' labels in their order."""
-    label_of = [getattr(item, "label") for item in items]
+    label_of = [item.label for item in items]
     known = list(dict.fromkeys(label_of))
     unknown = next((label for label in labels if label not in known), None)
     chosen = [item for label in dict.fromkeys(labels) for item, own in zip(items, label_of) if own == label]
@@ -264,7 +270,7 @@ def _positive_int(value: Any, where: str) -> int | None:
 
 def _epochs(value: Any) -> int | dict[str, int] | None:
     if isinstance(value, dict):
-        return {str(env): _positive_int(epochs, f"n_epochs.{env}") for env, epochs in value.items()}
+        return {str(env): _positive_int(epochs, f"n_epochs.{env}") for env, epochs in value.items()}  # type: ignore[misc]
     return _positive_int(value, "n_epochs")
 
 

@@ -13,6 +13,7 @@ Standard library only, and Linux's /proc: it runs beside the driver, before and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -69,10 +70,8 @@ def still_running(noted: dict[int, str]) -> list[int]:
 
 def send(pids: list[int], number: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, number)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def watch(driver: int, pipe: int, ready: int) -> None:
@@ -107,6 +106,7 @@ class Reaper:
 
     def stand_down(self) -> None:
         """The driver stopped Ray itself: the watcher exits without stopping anything."""
+        assert self.process.stdin is not None  # started with stdin=PIPE
         try:
             self.process.stdin.write(GOODBYE)
             self.process.stdin.close()
@@ -120,6 +120,7 @@ def start_reaper() -> Reaper:
     reaches the driver but not the watcher; returns once it watches (call it before starting Ray)."""
     process = subprocess.Popen([sys.executable, __file__, str(os.getpid())], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, start_new_session=True, close_fds=True)
+    assert process.stdout is not None
     process.stdout.read(1)
     return Reaper(process)
 

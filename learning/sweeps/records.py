@@ -22,9 +22,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from learning.sweeps.grid import MANIFEST_FILE, RUNS_FOLDER, manifest_lock, read_manifest, save_manifest
 from learning.training.checkpoint import CONFIG_FILE

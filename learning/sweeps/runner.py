@@ -33,8 +33,10 @@ fail again.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -47,13 +49,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from learning.sweeps import task
 from learning.sweeps.grid import RUNS_FOLDER, RunSpec, changed_runs, write_manifest
 from learning.sweeps.reaper import Reaper, start_reaper
-from learning.sweeps import task
 from learning.sweeps.records import RecordsError, update_records
 from learning.training.checkpoint import CHECKPOINT_FILE
-from learning.training.metric_names import (EPOCH_SECONDS_METRIC, EVALUATION_PREFIX, OWN_EVALUATION_PREFIX,
-                                              STEP_METRIC)
+from learning.training.metric_names import EPOCH_SECONDS_METRIC, EVALUATION_PREFIX, OWN_EVALUATION_PREFIX, STEP_METRIC
 from learning.training.run_guard import Terminated
 
 STATUS_FOLDER = "status"
@@ -294,7 +295,7 @@ def check_fit(cpus_per_run: float, gpus_per_run: float, address: str | None) -> 
     nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
     if any(node.get("CPU", 0) >= cpus_per_run and node.get("GPU", 0) >= gpus_per_run for node in nodes):
         return
-    largest = max(nodes, key=lambda node: (node.get("CPU", 0), node.get("GPU", 0)), default={})
+    largest: dict[str, Any] = max(nodes, key=lambda node: (node.get("CPU", 0), node.get("GPU", 0)), default={})
     where = f"the Ray cluster at {address}" if address else "this machine"
     raise SweepError(f"a run needs {cpus_per_run:g} CPUs and {gpus_per_run:g} GPUs on one node, but no node of {where} "
                      f"has them (the largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs); lower "
@@ -333,11 +334,11 @@ def connect(options: SweepOptions) -> RayConnection:
     connection = RayConnection(started=True)
     try:
         if address:
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         else:
             connection.reaper = start_reaper()
             # "local": a new instance even when `ray start` runs here (join that one with --address auto)
-            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         check_fit(options.cpus_per_run, options.gpus_per_run, address)
     except SweepError:
         connection.close()
@@ -367,7 +368,7 @@ class SweepClaim:
         self.runs = runs
         self._descriptors: list[int] = []
 
-    def acquire(self) -> "SweepClaim":
+    def acquire(self) -> SweepClaim:
         """Claim every run or none; raises SweepError naming the driver that holds one."""
         note = f"pid {os.getpid()} on host {socket.gethostname()}\n".encode()
         try:
@@ -431,10 +432,8 @@ def stop_orphans(sweep_dir: Path, runs: list[RunSpec], reporter: Reporter) -> No
 
 
 def _signal(pid: int, number: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, number)
-    except ProcessLookupError:
-        pass
 
 
 def _alive(pid: int) -> bool:
@@ -537,7 +536,8 @@ def _run_locked(runs: list[RunSpec], sweep_dir: Path, options: SweepOptions, rep
         while pending:
             if terminated.is_set():
                 raise Terminated()
-            done, deadline = [], time.time() + options.poll_seconds
+            done: list[Any] = []
+            deadline = time.time() + options.poll_seconds
             while not done and not terminated.is_set() and time.time() < deadline:  # SIGTERM seen within 0.2 s
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=min(0.2, options.poll_seconds))
             for ref in done:

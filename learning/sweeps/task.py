@@ -25,7 +25,7 @@ def execute_run(command: list[str], cwd: str, log_file: str, env_vars: dict[str,
         start = log.tell()
         process = subprocess.run(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env={**os.environ, **env_vars}, preexec_fn=die_with_worker)
-    with open(log_file, "rb") as log:
-        log.seek(start)
-        lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+    with open(log_file, "rb") as reader:
+        reader.seek(start)
+        lines = [line.strip() for line in reader.read().decode(errors="replace").splitlines() if line.strip()]
     return process.returncode, lines[-1] if lines else ""

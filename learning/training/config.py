@@ -14,14 +14,27 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, NoReturn
 
 from learning.behaviour.options import CTPGOptions, QSwitchOptions, option_flags
-from learning.experiment_table import (CTPG, CTPG_FLAGS, DATA_SHARING_FLAGS, DNC_FLAGS, EXPERIMENT_TABLE,
-                                       PCGRAD_FLAGS, QMP_FLAGS, QSWITCH, RESUME, BEHAVIOUR_LABELS, Experiment,
-                                       experiment_names, takes_flag_group)
+from learning.experiment_table import (
+    BEHAVIOUR_LABELS,
+    CTPG,
+    CTPG_FLAGS,
+    DATA_SHARING_FLAGS,
+    DNC_FLAGS,
+    EXPERIMENT_TABLE,
+    PCGRAD_FLAGS,
+    QMP_FLAGS,
+    QSWITCH,
+    RESUME,
+    Experiment,
+    experiment_names,
+    takes_flag_group,
+)
 
 # Environment id -> "module:function" returning QMP-Domain's fixed mixture table [T, T] (SPEC §8).
 DOMAIN_MIXTURES: dict[str, str] = {"JacoReachMT5-v1": "environments.jaco:domain_mixture_probabilities"}
@@ -157,7 +170,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("lr", float, 3e-4, "Adam learning rate for policy, critics and temperature"),
     # Networks.
     Flag("hidden_sizes", int, (256, 256), "hidden layer sizes of every MLP", nargs="+"),
-    Flag("layer_norm", parse_bool, False, "layer normalisation in the Q networks, before each hidden Linear (garage's)"),
+    Flag("layer_norm", parse_bool, False,
+         "layer normalisation in the Q networks, before each hidden Linear (garage's)"),
     Flag("policy_architecture", str, "separate", "policy networks", choices=ARCHITECTURES),
     Flag("Q_architecture", str, "separate", "Q networks", choices=ARCHITECTURES),
     Flag("include_task_id", parse_bool, False, "let networks see the task one-hot"),
@@ -167,12 +181,15 @@ FLAGS: tuple[Flag, ...] = (
          envs=_envs_taking("task_name")),
     Flag("sparse_tasks", int, (), "task indices with sparse rewards (Maze, Meta-World, Kitchen)", nargs="*",
          envs=_envs_taking("sparse_tasks")),
-    Flag("external_forces", parse_bool, False, "Walker: the paper's random external forces (the original never applies them)",
+    Flag("external_forces", parse_bool, False,
+         "Walker: the paper's random external forces (the original never applies them)",
          envs=_envs_taking("external_forces")),
-    Flag("corrected_kitchen_goal", parse_bool, False, "Kitchen: observe the true goal of the 'off' tasks (original: inverted)",
+    Flag("corrected_kitchen_goal", parse_bool, False,
+         "Kitchen: observe the true goal of the 'off' tasks (original: inverted)",
          envs=_envs_taking("corrected_kitchen_goal")),
     Flag("guide_policies", str, "up,right,up_right", "PointReach: fixed candidate policies QMP may pick, comma list of "
-         "up, down, left, right, up_right, up_left, down_right, down_left; 'none' for no candidates", envs=_envs_taking("guide_policies")),
+         "up, down, left, right, up_right, up_left, down_right, down_left; 'none' for no candidates",
+         envs=_envs_taking("guide_policies")),
     # Evaluation, logging, checkpoints.
     Flag("num_evaluation_episodes", int, 10, "evaluation episodes per evaluation, total over tasks"),
     Flag("evaluation_frequency", int, 1, "evaluate every k epochs"),
@@ -433,7 +450,7 @@ class Config:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Config":
+    def from_dict(cls, data: dict[str, Any]) -> Config:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -451,7 +468,7 @@ class Config:
         temporary.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "Config":
+    def load(cls, path: Path) -> Config:
         """Read a saved configuration; anything unreadable, incomplete or mistyped is a ConfigError."""
         return load_saved_config(Path(path))
 
@@ -674,18 +691,19 @@ def _validate_run_identity(config: Config) -> None:
     for flag in FLAGS:
         value = getattr(config, flag.name)
         values = value if isinstance(value, tuple) else (value,)
+        shown = value if flag.nargs is None else list(value)
         if any(isinstance(item, float) and not math.isfinite(item) for item in values):
-            raise ConfigError(f"--{flag.name} must be a finite number, got {value if flag.nargs is None else list(value)}")
+            raise ConfigError(f"--{flag.name} must be a finite number, got {shown}")
         if any(isinstance(item, int) and abs(item) > MAX_INTEGER for item in values):
-            raise ConfigError(f"--{flag.name} is too large (at most {MAX_INTEGER}), got {value if flag.nargs is None else list(value)}")
+            raise ConfigError(f"--{flag.name} is too large (at most {MAX_INTEGER}), got {shown}")
     if not 0 <= config.seed <= MAX_SEED:
         raise ConfigError(f"--seed must be in [0, {MAX_SEED}], got {config.seed}")
     if not config.log_dir.strip():
         raise ConfigError("--log_dir must not be empty")
     if ("/" in config.name or "\\" in config.name or ".." in config.name
             or not all(char.isprintable() for char in config.name)):
-        raise ConfigError(f"--name must not contain '/', '\\', '..' or control characters (it names a folder inside --log_dir), "
-                          f"got {config.name!r}")
+        raise ConfigError(f"--name must not contain '/', '\\', '..' or control characters (it names a folder "
+                          f"inside --log_dir), got {config.name!r}")
     if config.replay_buffer_size < config.min_buffer_size:
         raise ConfigError(f"--replay_buffer_size ({config.replay_buffer_size}) is smaller than --min_buffer_size "
                           f"({config.min_buffer_size}): training would never start")
@@ -740,7 +758,8 @@ def _has_flag_type(value: Any, flag: Flag) -> bool:
         return isinstance(value, bool)
     if isinstance(value, bool):
         return False
-    expected = {int: (int,), float: (int, float), str: (str,)}.get(flag.type, (object,))
+    types: dict[Callable[[str], Any], tuple[type, ...]] = {int: (int,), float: (int, float), str: (str,)}
+    expected = types.get(flag.type, (object,))
     return isinstance(value, expected)
 
 
@@ -825,7 +844,7 @@ def _validate_method_flags(config: Config) -> None:
                               f"{', '.join(DOMAIN_MIXTURES)} has (SPEC §8), not {config.env}")
 
 
-def main_error(message: str) -> None:
+def main_error(message: str) -> NoReturn:
     """Print one line on stderr and exit with code 2."""
     print(f"run.py: error: {message}", file=sys.stderr)
     raise SystemExit(2)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -183,8 +183,9 @@ class Evaluator:
                 results = [self.envs[index].step(actions[index]) for index in stepping]
                 progress.update(len(stepping))
                 acting_counts[stepping, acting_np[stepping]] += 1
-                tracker.record_infos(stepping, [result[1] for result in results], [result[4] for result in results])
-                for index, (next_raw, _, terminated, truncated, _) in zip(stepping, results):
+                tracker.record_infos(stepping, [float(result[1]) for result in results],
+                                     [result[4] for result in results])
+                for index, (next_raw, _, terminated, truncated, _) in zip(stepping.tolist(), results):
                     raw[index] = next_raw
                     if terminated or truncated:
                         episodes.append(tracker.finish(index, bool(terminated)))

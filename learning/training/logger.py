@@ -162,7 +162,7 @@ class RunLogger:
         if self.wandb_run is not None:
             import wandb
 
-            media = {key: wandb.Video(str(path), format=Path(path).suffix[1:]) for key, path in videos.items()}
+            media = {key: wandb.Video(str(path), format=Path(path).suffix[1:]) for key, path in videos.items()}  # type: ignore[arg-type]
             if epoch % self.media_every == 0:
                 for key, matrix in matrices.items():
                     media[f"{key}/Heatmap"], media[f"{key}/Table"] = acting_matrix_media(matrix, epoch)

@@ -62,7 +62,8 @@ def check_memory(config: Config, num_tasks: int, obs_dim: int, action_dim: int, 
     limit = memory_limit_bytes(device_type, device_index)
     if needed <= limit:
         return
-    parts = {"replay buffers": (buffers, "--replay_buffer_size"), "collected data": (collection, "--batch_size/--min_buffer_size"),
+    parts = {"replay buffers": (buffers, "--replay_buffer_size"),
+             "collected data": (collection, "--batch_size/--min_buffer_size"),
              "minibatches": (training, "--buffer_batch_size"), "networks": (networks, "--hidden_sizes")}
     largest, (size, flags) = max(parts.items(), key=lambda item: item[1][0])
     where = "GPU" if device_type == "cuda" else "machine"

@@ -52,7 +52,7 @@ class ReplayFiles:
             name = _chunk_name(first, buffer.total_added)
             temporary = self.directory / (name + ".tmp")
             with temporary.open("wb") as handle:
-                np.savez(handle, **buffer.newest(buffer.total_added - first))
+                np.savez(handle, **buffer.newest(buffer.total_added - first))  # type: ignore[arg-type]
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, self.directory / name)

@@ -23,8 +23,9 @@ import os
 import shutil
 import signal
 import socket
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable
+from typing import IO, Any
 
 LOCK_FILE = "run.lock"
 EXIT_DIVERGED = 3
@@ -105,7 +106,7 @@ class RunLock:
         self.run_dir = Path(run_dir)
         self._descriptor: int | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         """Lock the (existing) directory or raise RunLockError naming the holder."""
         descriptor = _open_directory(self.run_dir)
         try:
@@ -142,7 +143,7 @@ def first_non_finite(stats: dict[str, Any], named_parameters: Iterable[tuple[str
         value = torch.as_tensor(stats[key]).detach()
         finite = torch.isfinite(value)
         if not bool(finite.all()):
-            bad = (~finite).reshape(-1).nonzero()[0].item()
+            bad = int((~finite).reshape(-1).nonzero()[0].item())
             task = f" (task {bad})" if value.dim() > 0 else ""
             return f"{key} is {value.reshape(-1)[bad].item()}{task}"
     parameters = list(named_parameters)
@@ -208,7 +209,7 @@ def payload_bytes(value: Any) -> int:
     return 64
 
 
-def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+def write_atomically(path: str | Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write`` on a temporary file beside ``path``, flush it to disk, then rename it over
     ``path``: a kill, a signal or a full disk leaves the previous file (or none), never a torn one."""
     path = Path(path)
@@ -282,8 +283,8 @@ def tolerate_closed_pipes() -> None:
     """Wrap ``sys.stdout`` and ``sys.stderr`` in :class:`ClosedPipeTolerantStream` (a script's entry point)."""
     import sys
 
-    sys.stdout = ClosedPipeTolerantStream(sys.stdout)  # type: ignore[assignment]
-    sys.stderr = ClosedPipeTolerantStream(sys.stderr)  # type: ignore[assignment]
+    sys.stdout = ClosedPipeTolerantStream(sys.stdout)
+    sys.stderr = ClosedPipeTolerantStream(sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------- MuJoCo warnings

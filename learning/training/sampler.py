@@ -11,12 +11,13 @@ gradient steps an equal split.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from tqdm import tqdm
 
 from environments.base import TaskSet, get_env_state, set_env_state
@@ -50,7 +51,7 @@ class SampleBatch:
 class EpisodeTracker:
     """Running per-task episode statistics (return, length, success, env-info metrics)."""
 
-    def __init__(self, num_tasks: int, metric_aggregations: dict[str, str], discount: float) -> None:
+    def __init__(self, num_tasks: int, metric_aggregations: Mapping[str, str], discount: float) -> None:
         self.num_tasks, self.aggregations, self.discount = num_tasks, dict(metric_aggregations), discount
         self.reset_all()
 
@@ -62,7 +63,7 @@ class EpisodeTracker:
         self.success = np.zeros(t, dtype=bool)
         self.metric_values = {key: np.zeros(t) for key in self.aggregations}
 
-    def record_infos(self, tasks: np.ndarray, rewards: np.ndarray, infos: list[dict]) -> None:
+    def record_infos(self, tasks: ArrayLike, rewards: ArrayLike, infos: Sequence[dict]) -> None:
         """Add one step of each listed task from separately stepped envs (``infos[k]`` is task
         ``tasks[k]``'s step info)."""
         success = np.array([bool(info.get("success", False)) for info in infos])
@@ -136,6 +137,9 @@ class TaskEnvs:
     def __init__(self, envs: list[gym.Env]) -> None:
         self.envs = envs
         self.single_action_space = envs[0].action_space
+        shape = self.single_action_space.shape
+        assert shape is not None, "task environments have Box action spaces"
+        self.action_dim = int(shape[0])
         self.single_observation_space = envs[0].observation_space
 
     def step(self, actions: np.ndarray) -> LockstepStep:
@@ -212,10 +216,11 @@ class LockstepSampler:
         the acting-policy counts."""
         if self.raw_obs is None:
             self._start()
+        assert self.raw_obs is not None
         t = self.num_tasks
         observations = self.network_input(self.raw_obs)
         obs_dim = observations.shape[-1]
-        action_dim = self.envs.single_action_space.shape[0]
+        action_dim = self.envs.action_dim
         buffers = Transitions(
             observation=np.zeros((t, steps_per_task, obs_dim), np.float32),
             action=np.zeros((t, steps_per_task, action_dim), np.float32),
@@ -238,7 +243,7 @@ class LockstepSampler:
             done = np.logical_or(stepped.terminated, stepped.truncated)
             next_observations = self.network_input(stepped.final_observation)
             buffers.observation[:, step] = observations
-            if buffers.raw_observation is not None:
+            if buffers.raw_observation is not None and buffers.raw_next_observation is not None:
                 buffers.raw_observation[:, step] = self.raw_obs
                 buffers.raw_next_observation[:, step] = stepped.final_observation
             buffers.action[:, step] = actions
@@ -248,7 +253,7 @@ class LockstepSampler:
             acting_counts[rows, acting.cpu().numpy()] += 1
             self.tracker.record_infos(rows, stepped.reward, stepped.infos)
             for index in np.flatnonzero(done):
-                episodes.append(self.tracker.finish(index, bool(stepped.terminated[index])))
+                episodes.append(self.tracker.finish(int(index), bool(stepped.terminated[index])))
             if done.any():
                 self.behaviour.episode_start(done)
                 observations = self.network_input(stepped.observation)

@@ -18,17 +18,23 @@ from tqdm import tqdm
 
 from environments.base import TaskSet
 from learning.behaviour.protocol import BehaviourPolicy
+from learning.core.replay_buffer import TaskReplayBuffer
+from learning.core.sac import MultiTaskSAC
 from learning.training.budget import Budget
 from learning.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from learning.training.config import Config
 from learning.training.evaluation import Evaluator, metric_name, summarize_episodes
 from learning.training.logger import RunLogger, is_terminal, row_shares
-from learning.training.metric_names import (ACTING_COUNTS_METRIC, EPOCH_SECONDS_METRIC, EVALUATION_PREFIX,
-                                              OWN_EVALUATION_PREFIX, STEP_METRIC)
-from learning.training.replay_files import FORMAT as REPLAY_FILES_FORMAT, ReplayFiles
+from learning.training.metric_names import (
+    ACTING_COUNTS_METRIC,
+    EPOCH_SECONDS_METRIC,
+    EVALUATION_PREFIX,
+    OWN_EVALUATION_PREFIX,
+    STEP_METRIC,
+)
+from learning.training.replay_files import FORMAT as REPLAY_FILES_FORMAT
+from learning.training.replay_files import ReplayFiles
 from learning.training.run_guard import TrainingDiverged, first_non_finite
-from learning.core.replay_buffer import TaskReplayBuffer
-from learning.core.sac import MultiTaskSAC
 from learning.training.sampler import EpisodeRecord, LockstepSampler
 
 if TYPE_CHECKING:
@@ -50,11 +56,11 @@ class RunParts:
     buffer: TaskReplayBuffer
     evaluation_behaviours: dict[str, BehaviourPolicy]
     """Prefix -> behaviour policy evaluated under it: EVALUATION_PREFIX always; QMP adds OWN_EVALUATION_PREFIX."""
-    behaviour_learner: "BehaviourLearner | None" = None
+    behaviour_learner: BehaviourLearner | None = None
     """What trains the behaviour policy itself (CTPG's guides); None when nothing does."""
 
     @property
-    def replay_context(self) -> "ReplayContext":
+    def replay_context(self) -> ReplayContext:
         """What the episode replays of training-time videos and run_policy.py need of this run."""
         from learning.training.video import ReplayContext
 
@@ -74,8 +80,8 @@ def training_metrics(episodes: list[EpisodeRecord], acting_counts: np.ndarray, u
     summary = summarize_episodes(episodes, num_tasks, "Train/", metric_keys)
     for key, value in summary.items():
         if "/Task" in key:
-            task, name = key.split("/Task", 1)[1].split("/", 1)
-            out[f"Train/LocalPolicy{task}/{name}"] = value
+            task_text, name = key.split("/Task", 1)[1].split("/", 1)
+            out[f"Train/LocalPolicy{task_text}/{name}"] = value
         else:
             out[key] = value
     for name in ("AverageReturn", "SuccessRate", *(metric_name(key) for key in metric_keys)):
@@ -83,8 +89,8 @@ def training_metrics(episodes: list[EpisodeRecord], acting_counts: np.ndarray, u
                     if f"Train/LocalPolicy{task}/{name}" in out]
         if per_task:
             out[f"Train/{name}"] = float(np.mean(per_task))
-    for name, values in update_stats.items():
-        values = values.detach().cpu().numpy()
+    for name, tensor in update_stats.items():
+        values = tensor.detach().cpu().numpy()
         out[f"Train/{name}"] = float(values.mean())
         for task in range(num_tasks):
             out[f"Train/LocalPolicy{task}/{name}"] = float(values[task])
@@ -185,6 +191,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------ the loop
     def train(self) -> dict[str, float]:
         """Train from ``next_epoch`` to ``n_epochs``; returns the last evaluation's metrics."""
+        assert self.logger is not None, "training logs every epoch"
         config, parts = self.config, self.parts
         epochs = range(self.next_epoch, config.n_epochs)
         if self._warming_up() and self.next_epoch < config.n_epochs:
@@ -264,8 +271,8 @@ class Trainer:
             started, first_epoch = self._session
             left = (time.perf_counter() - started) / (epoch + 1 - first_epoch) * (self.config.n_epochs - epoch - 1)
             print(f"epoch {epoch + 1}/{self.config.n_epochs} | " + " | ".join(parts)
-                  + f" | {epoch_steps / max(seconds, 1e-9):.0f} steps/s | {seconds:.1f} s | ETA {format_duration(left)}",
-                  flush=True)
+                  + f" | {epoch_steps / max(seconds, 1e-9):.0f} steps/s | {seconds:.1f} s"
+                  + f" | ETA {format_duration(left)}", flush=True)
         else:
             progress.set_postfix_str(" | ".join(parts))
 

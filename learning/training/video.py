@@ -20,9 +20,10 @@ import functools
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -89,8 +90,10 @@ def candidate_colours(count: int) -> list[tuple[int, int, int]]:
     """One distinct RGB colour per candidate policy (matplotlib's tab10, then tab20b)."""
     from matplotlib import colormaps
 
-    palette = list(colormaps["tab10"].colors) + list(colormaps["tab20b"].colors)
-    return [tuple(int(round(255 * c)) for c in palette[index % len(palette)]) for index in range(count)]
+    palette = [colormaps["tab10"](index)[:3] for index in range(10)] + [colormaps["tab20b"](index)[:3]
+                                                                        for index in range(20)]
+    return [(round(255 * r), round(255 * g), round(255 * b)) for r, g, b in (palette[index % len(palette)]
+                                                                            for index in range(count))]
 
 
 def file_slug(text: str) -> str:
@@ -149,8 +152,8 @@ class MujocoCameraFrames:
 
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = width, height
-        self._renderer = None
-        self._model = None
+        self._renderer: Any = None  # a mujoco.Renderer once the first frame is drawn
+        self._model: Any = None
         self._camera: str | int = -1
 
     def start_episode(self) -> None:
@@ -159,7 +162,10 @@ class MujocoCameraFrames:
     def frame(self, env: gym.Env, acting: int) -> np.ndarray:
         import mujoco
 
-        model, data = mujoco_state(env)
+        state = mujoco_state(env)
+        if state is None:
+            raise VideoError(f"{type(env.unwrapped).__name__} has no MuJoCo model to film")
+        model, data = state
         if self._renderer is None or self._model is not model:
             self.close()
             model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
@@ -342,7 +348,7 @@ class VideoWriter:
 class EpisodeTrace:
     """One replayed episode: its summary and what happened at every step."""
 
-    record: "EpisodeRecord"
+    record: EpisodeRecord
     raw_observations: np.ndarray
     """``[length + 1, raw_dim]``: the reset observation, then one per step."""
     acting: np.ndarray
@@ -367,7 +373,7 @@ class ReplayContext:
     task_set: TaskSet
     network_input: Callable[[np.ndarray], np.ndarray]
     """Raw env observation -> the networks' input (the task identity hidden or one-hot)."""
-    device: "torch.device"
+    device: torch.device
     discount: float
 
 
@@ -380,8 +386,8 @@ class VideoRecorder:
     candidate_names: Sequence[str]
 
 
-def run_task_episodes(context: ReplayContext, behaviour, env: gym.Env, task: int, num_episodes: int, deterministic: bool,
-                      seed: int, recorder: VideoRecorder | None = None) -> list[EpisodeTrace]:
+def run_task_episodes(context: ReplayContext, behaviour, env: gym.Env, task: int, num_episodes: int,
+                      deterministic: bool, seed: int, recorder: VideoRecorder | None = None) -> list[EpisodeTrace]:
     """Run ``num_episodes`` episodes of one task on ``env`` (an env of that task).
 
     The first episode resets with ``seed + task`` (as the evaluator does), later ones continue the
@@ -427,8 +433,9 @@ def run_task_episodes(context: ReplayContext, behaviour, env: gym.Env, task: int
     return traces
 
 
-def replay_tasks(context: ReplayContext, behaviour, envs: Sequence[gym.Env], tasks: Sequence[int], episodes_per_task: int,
-                 deterministic: bool, seed: int, video: VideoSettings | None = None, video_dir: Path | None = None,
+def replay_tasks(context: ReplayContext, behaviour, envs: Sequence[gym.Env], tasks: Sequence[int],
+                 episodes_per_task: int, deterministic: bool, seed: int, video: VideoSettings | None = None,
+                 video_dir: Path | None = None,
                  ) -> tuple[dict[int, list[EpisodeTrace]], dict[int, VideoWriter]]:
     """Episodes of every task in ``tasks`` (``envs[task]`` is its env); with ``video``, one file per
     task in ``video_dir`` named ``task{k:02d}_{task name}``. Returns the traces and the closed writers.
@@ -442,7 +449,7 @@ def replay_tasks(context: ReplayContext, behaviour, envs: Sequence[gym.Env], tas
         recorder = None
         if video is not None:
             source = frame_source_for(envs[task], video.width, video.height, len(names), context.task_set.arena)
-            path = Path(video_dir) / f"task{task:02d}_{file_slug(context.task_set.task_names[task])}"
+            path = Path(video_dir or ".") / f"task{task:02d}_{file_slug(context.task_set.task_names[task])}"
             recorder = VideoRecorder(source, VideoWriter(path, video.fps, video.video_format), names)
             writers[task] = recorder.writer
         try:
