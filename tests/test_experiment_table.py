@@ -109,3 +109,15 @@ def test_best_candidate_is_the_arg_max_over_the_last_axis_with_ties_to_the_lowes
     scores = torch.tensor([[0.0, 2.0, 2.0], [5.0, -1.0, 4.0]])
     assert best_candidate(scores).tolist() == [1, 0]
     assert best_candidate(scores.reshape(2, 1, 3)).tolist() == [[1], [0]]
+
+
+def test_every_row_names_known_flag_groups_and_accepts_exactly_their_flags():
+    from learning.experiment_table import METHOD_FLAG_GROUPS
+    from learning.training.config import FLAG_BY_NAME, FLAG_GROUPS
+
+    assert set(METHOD_FLAG_GROUPS) <= set(FLAG_GROUPS)
+    for name, row in EXPERIMENT_TABLE.items():
+        assert set(row.flag_groups) <= set(METHOD_FLAG_GROUPS), name
+        for group in METHOD_FLAG_GROUPS:
+            assert all(FLAG_BY_NAME[flag].applies_to(name) == (group in row.flag_groups)
+                       for flag in FLAG_GROUPS[group]), (name, group)
