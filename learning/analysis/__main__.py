@@ -1,7 +1,8 @@
 """``python -m learning.analysis COMMAND ...``: figures and tables from run directories and sweeps.
 
 Commands: ``metrics`` and ``trajectories`` (learning/analysis/plots.py), ``table`` and ``figure`` (a
-sweep folder of sweep.py; learning/analysis/results.py and figures.py), ``docs`` (the tables a markdown
+sweep folder of sweep.py; learning/analysis/results.py and figures.py), ``compare`` (two methods' runs
+tested against each other; learning/analysis/compare.py), ``docs`` (the tables a markdown
 file marks with their commands, regenerated or checked; learning/analysis/docs.py). Arguments are parsed before
 numpy, scipy, torch or matplotlib are imported, so a typo costs no start-up time.
 """
@@ -90,6 +91,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help="curves: iqm: IQM over runs x tasks with stratified-bootstrap bands (default); mean: "
                              "the paper's aggregation, each run's mean over tasks, then the mean over runs with a "
                              "bootstrap band over runs")
+    compare = commands.add_parser(
+        "compare", help="per-run scores of one or two methods of a sweep, Welch's t-test, the exact permutation "
+        "p, the probability of improvement and, with --expect, the verdict of docs/results.md's rule")
+    compare.add_argument("sweep_dir", help="folder of a sweep (sweep.py --sweep_dir), or any folder of run directories")
+    compare.add_argument("methods", nargs="+", metavar="METHOD",
+                         help="method label A, and B to test A against (one method with --level or --sharing)")
+    compare.add_argument("--env_steps", type=positive_number, nargs="+", default=(), metavar="STEPS",
+                         help="budget in env steps, all tasks together; a second value is B's budget (default: "
+                              "the most every run of the methods reached)")
+    compare.add_argument("--mode", choices=("own", "mixture"), default="own",
+                         help="which evaluation of QMP runs: each task's own policy (default) or the Q-switch mixture")
+    compare.add_argument("--last", type=positive_int, default=1, help="score = mean of the last N evaluations")
+    compare.add_argument("--metric", default="SuccessRate", help="per-task evaluation metric (default SuccessRate)")
+    compare.add_argument("--task", type=int, default=None, help="score one task (0-based) instead of the mean over tasks")
+    compare.add_argument("--reach", type=positive_number, default=None, metavar="X",
+                         help="score each run by the env steps at which its mean over tasks first reached X")
+    compare.add_argument("--level", type=float, default=None, metavar="L",
+                         help="one method: Student's one-sample t-test of its mean against L")
+    compare.add_argument("--sharing", type=positive_number, default=None, metavar="SPLIT",
+                         help="one method: other tasks' policies' share of collection steps up to SPLIT env steps "
+                              "against after it, paired t-test over runs")
+    compare.add_argument("--expect", choices=("greater", "less", "equal"), default=None,
+                         help="what the paper states of A against B (or the level, or late against early sharing): "
+                              "prints the rule's verdict")
+    compare.add_argument("--reps", type=positive_int, default=2000, help="bootstrap resamples")
     docs = commands.add_parser("docs", help="regenerate the tables a markdown file marks with their commands "
                                "(<!-- output -->, a ```bash block with one table command, its output, "
                                "<!-- /output -->; learning/analysis/docs.py)")
@@ -171,6 +197,19 @@ def _main(argv: list[str]) -> int:
                 raise AnalysisError(problem)
         if args.command == "docs":
             return docs_command(args.file, args.check)
+        if args.command == "compare":
+            from learning.analysis.compare import compare_lines
+            from learning.analysis.results import ResultsError
+
+            if args.task is not None and args.task < 0:
+                raise AnalysisError(f"--task must be 0 or more, got {args.task}")
+            try:
+                lines = compare_lines(args.sweep_dir, args.methods, args.env_steps, args.last, args.mode, args.metric,
+                                      args.task, args.reach, args.level, args.sharing, args.expect, args.reps)
+            except ResultsError as error:
+                raise AnalysisError(str(error)) from None
+            print("\n".join(lines))
+            return 0
         if args.command == "table":
             from learning.analysis.results import ResultsError, table_command
 

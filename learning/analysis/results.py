@@ -7,7 +7,10 @@ an environment-step budget and reports, per environment and method, as markdown,
 * ``--aggregate iqm`` (default): the interquartile mean over all (run, task) scores with a 95 %
   stratified-bootstrap interval (learning/analysis/statistics.py; tasks are the strata);
 * ``--aggregate mean``: the paper's number: each run's mean over its tasks, then the mean over runs,
-  with the standard deviation over runs (the paper's "mean ± std") and a bootstrap interval over runs.
+  with the sample standard deviation over runs (``ddof = 1``; the paper's "mean ± std") and Student's
+  95 % t-interval over runs (a percentile bootstrap over three runs would be far too narrow); in
+  markdown the IQM over runs x tasks with its stratified-bootstrap interval follows (rliable's
+  recommended aggregate).
 
 The numbers the paper states (learning/sweeps/recipes.py PAPER_NUMBERS) are listed beside ours at
 the paper's budget, always in the paper's aggregation (mean over tasks, then over runs). In markdown,
@@ -37,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from learning.analysis.run_data import RunData, acting_counts, summed_acting, task_scores
-from learning.analysis.statistics import Estimate, aggregate_functions, bootstrap_estimate
+from learning.analysis.statistics import Estimate, aggregate_functions, bootstrap_estimate, sample_std, t_interval
 from learning.sweeps.grid import labelled, read_manifest
 from learning.sweeps.recipes import PAPER_NUMBERS, PaperNumber
 from learning.training.logger import row_shares, run_dirs_under
@@ -142,7 +145,7 @@ class Cell:
     estimate: Estimate
     runs: int
     std: float | None = None
-    """Standard deviation over runs of the per-run means (the paper's aggregation only)."""
+    """Sample standard deviation (ddof 1) over runs of the per-run means (the paper's aggregation only)."""
 
 
 @dataclass
@@ -164,6 +167,8 @@ class Table:
     mode: str = "own"
     aggregate: str = "iqm"
     metric: str = "SuccessRate"
+    iqm_cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
+    """(env, method) -> the IQM over runs x tasks, beside the paper's aggregation (``aggregate`` mean)."""
     task_means: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     """(env, method) -> ``[tasks]`` means over the runs at the budget (filled when asked for, ``per_task``)."""
     reach_steps: dict[float, dict[tuple[str, str], list[float | None]]] = field(default_factory=dict)
@@ -185,10 +190,10 @@ def iqm_cell(matrix: np.ndarray, reps: int) -> Cell:
 
 def mean_cell(matrix: np.ndarray, reps: int) -> Cell:
     """The paper's aggregation of a ``[runs, tasks]`` matrix: each run's mean over tasks, then their
-    mean over runs, its bootstrap 95 % interval over runs and the (population) std over runs."""
-    per_run = matrix.mean(axis=1, keepdims=True)
-    estimate = bootstrap_estimate(per_run, aggregate_functions(None)["Mean"], reps=reps)
-    return Cell(estimate, matrix.shape[0], float(per_run.std()))
+    mean over runs, its 95 % t-interval over runs and the sample std (ddof 1) over runs (``reps``
+    unused: no bootstrap)."""
+    per_run = matrix.mean(axis=1)
+    return Cell(t_interval(per_run), matrix.shape[0], sample_std(per_run))
 
 
 AGGREGATES = {"iqm": iqm_cell, "mean": mean_cell}
@@ -242,6 +247,8 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
                                    f"({', '.join(run.run_dir.name for run in missing)})")
             if matrix.size:
                 table.cells[(env, label)] = cell_of(matrix, reps)
+                if aggregate == "mean":
+                    table.iqm_cells[(env, label)] = iqm_cell(matrix, reps)
                 if per_task:
                     table.task_means[(env, label)] = matrix.mean(axis=0)
             left_out = {id(run) for run in missing}
@@ -274,18 +281,24 @@ def cell_text(cell: Cell | None) -> str:
     if cell is None:
         return "-"
     e = cell.estimate
-    spread = "" if cell.std is None else f" ± {cell.std:.2f}"
-    return f"{e.point:.2f}{spread} [{e.low:.2f}, {e.high:.2f}] (n={cell.runs})"
+    spread = "" if cell.std is None or np.isnan(cell.std) else f" ± {cell.std:.2f}"
+    interval = "" if np.isnan(e.low) else f" [{e.low:.2f}, {e.high:.2f}]"
+    return f"{e.point:.2f}{spread}{interval} (n={cell.runs})"
 
 
 def steps_text(steps: float) -> str:
     return f"{steps / 1e6:.3g}M" if steps >= 1e5 else f"{steps:,.0f}"
 
 
+IQM_CAPTION = ("IQM over runs x tasks [95% stratified-bootstrap percentile CI (rliable): each task's runs "
+               "resampled]")
+
+
 def caption(table: Table) -> str:
     policy = "own policies" if table.mode == "own" else "the mixture that collected the data"
-    how = ("IQM over runs x tasks [95% stratified-bootstrap CI]" if table.aggregate == "iqm"
-           else "mean over runs of each run's mean over tasks ± std over runs [95% bootstrap CI over runs]")
+    how = (IQM_CAPTION if table.aggregate == "iqm"
+           else "mean over runs of each run's mean over tasks ± sample std over runs (ddof 1) [95% t-interval "
+                "over runs]")
     return f"{table.metric}: {how} (n runs), at the env-step budget of each row (QMP runs: {policy})"
 
 
@@ -303,6 +316,12 @@ def to_markdown(table: Table) -> str:
     for env in table.envs:
         cells = [cell_text(table.cells.get((env, label))) for label in table.methods]
         lines.append(f"| {env} | {steps_text(table.budgets[env])} | " + " | ".join(cells) + " |")
+    if table.iqm_cells:
+        lines += ["", f"{table.metric}: {IQM_CAPTION}, beside it:", "",
+                  "| env | env steps | " + " | ".join(table.methods) + " |", "|---|---|" + "---|" * len(table.methods)]
+        for env in table.envs:
+            cells = [cell_text(table.iqm_cells.get((env, label))) for label in table.methods]
+            lines.append(f"| {env} | {steps_text(table.budgets[env])} | " + " | ".join(cells) + " |")
     if table.paper:
         lines += ["", "Numbers the paper states, beside ours at the same budget:", "",
                   "| " + " | ".join(PAPER_HEADER) + " |", "|" + "---|" * len(PAPER_HEADER)]
@@ -403,7 +422,7 @@ def acting_lines(table: Table) -> list[str]:
 def to_csv(table: Table) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["env", "env_steps", "method", table.aggregate, "ci_low", "ci_high", "std", "runs", "paper",
+    writer.writerow(["env", "env_steps", "method", table.aggregate, "ci_low", "ci_high", "sample_std", "runs", "paper",
                      "paper_env_steps"])
 
     def numbers(cell: Cell | None) -> list[str]:

@@ -7,16 +7,25 @@ percentile intervals of a stratified bootstrap (each task's runs resampled with 
 performance profiles. rliable 1.2's ``library`` needs ``arch`` 7 and pandas < 3 (requirements.txt
 pins both). The functions here keep the interface the plots and result tables use and add a fixed
 seed, so a figure is the same every time it is drawn.
+
+Over runs (a handful of seeds) the tables and the verdicts of docs/results.md use small-sample
+statistics instead: the sample standard deviation (``ddof = 1``), Student's t-interval of the mean,
+Welch's t-test of two methods' per-run scores (the primary test), an exact permutation test beside it
+(every split of the pooled runs, so with 3 runs against 3 its two-sided p is at least 2 / 20 = 0.10),
+and the verdict words of the written rule (``verdict``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import combinations
+from math import comb
 
 import numpy as np
 from rliable import library, metrics
+from scipy import stats
 
 Aggregate = Callable[[np.ndarray], float]
 
@@ -123,3 +132,121 @@ def performance_profiles(scores_by_method: dict[str, np.ndarray], thresholds: np
     with _global_numpy_seed(seed):
         return library.create_performance_profile(checked, np.asarray(thresholds), reps=reps,
                                                   confidence_interval_size=confidence)
+
+
+# ------------------------------------------------------------------------------- small samples of runs
+SIGNIFICANCE = 0.05
+"""Two-sided level of the verdict rule (docs/results.md, "How verdicts are decided")."""
+
+EXPECTATIONS = ("greater", "less", "equal")
+"""What the paper states of A against B (or of A against a level): A greater, A less, no difference."""
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """A two-sided test: its statistic, degrees of freedom (NaN where none) and p-value."""
+
+    statistic: float
+    df: float
+    p: float
+
+
+def sample_std(values: Sequence[float]) -> float:
+    """The sample standard deviation (``ddof = 1``); NaN for fewer than two values."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.std(ddof=1)) if values.size >= 2 else float("nan")
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> Estimate:
+    """The mean and Student's t-interval ``mean ± t(n - 1) · s / sqrt(n)`` (``s`` the sample std);
+    NaN bounds for fewer than two values."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if values.size < 2:
+        return Estimate(mean, float("nan"), float("nan"))
+    half = float(stats.t.ppf(0.5 + confidence / 2, values.size - 1)) * sample_std(values) / np.sqrt(values.size)
+    return Estimate(mean, float(mean - half), float(mean + half))
+
+
+def _no_spread_result(difference: float, df: float) -> TestResult:
+    """The limit of a t-test whose samples have no spread: t = 0, p = 1 with no difference; infinite t,
+    p = 0 with one."""
+    if difference == 0:
+        return TestResult(0.0, df, 1.0)
+    return TestResult(float(np.copysign(np.inf, difference)), df, 0.0)
+
+
+def welch_test(x: Sequence[float], y: Sequence[float]) -> TestResult:
+    """Welch's two-sided t-test of mean(x) = mean(y), unequal variances (Welch-Satterthwaite df)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.size < 2 or y.size < 2:
+        raise ValueError(f"Welch's t-test needs at least two runs of each method, got {x.size} and {y.size}")
+    if x.var() == 0 and y.var() == 0:
+        return _no_spread_result(float(x.mean() - y.mean()), float("nan"))
+    result = stats.ttest_ind(x, y, equal_var=False)
+    return TestResult(float(result.statistic), float(result.df), float(result.pvalue))
+
+
+def one_sample_test(x: Sequence[float], level: float) -> TestResult:
+    """Student's two-sided one-sample t-test of mean(x) = level (df n - 1)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < 2:
+        raise ValueError(f"a one-sample t-test needs at least two runs, got {x.size}")
+    if x.var() == 0:
+        return _no_spread_result(float(x.mean() - level), float(x.size - 1))
+    result = stats.ttest_1samp(x, level)
+    return TestResult(float(result.statistic), float(x.size - 1), float(result.pvalue))
+
+
+def paired_test(x: Sequence[float], y: Sequence[float]) -> TestResult:
+    """Student's two-sided paired t-test of mean(x - y) = 0 (df n - 1)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"a paired test needs as many values on each side, got {x.size} and {y.size}")
+    return one_sample_test(x - y, 0.0)
+
+
+def permutation_test(x: Sequence[float], y: Sequence[float]) -> float:
+    """Exact two-sided permutation p of mean(x) = mean(y): the share of all C(n + m, n) ways to split
+    the pooled values into groups of n and m whose difference of means is at least the observed one in
+    absolute value (``smallest_permutation_p`` is the least it can be)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.size == 0 or y.size == 0:
+        raise ValueError("a permutation test needs runs on both sides")
+    pooled, n = np.concatenate([x, y]), x.size
+    observed = abs(x.mean() - y.mean())
+    total, extreme = pooled.sum(), 0
+    splits = list(combinations(range(pooled.size), n))
+    for chosen in splits:
+        first = pooled[list(chosen)].sum()
+        difference = abs(first / n - (total - first) / y.size)
+        extreme += difference >= observed - 1e-12 * max(1.0, observed)
+    return extreme / len(splits)
+
+
+def smallest_permutation_p(n: int, m: int) -> float:
+    """The smallest two-sided p an exact permutation test of n against m runs can give: the observed
+    split alone, and with n = m also its mirror (the groups swapped), which has the same |difference|."""
+    return (2 if n == m else 1) / comb(n + m, n)
+
+
+def verdict(difference: float, p: float, expected: str) -> str:
+    """The rule's word for a difference A - B (or A - level) and its two-sided p, given what the paper
+    states (``expected``: "greater", "less" or "equal"):
+
+    * the paper states a difference: *reproduced* (same sign, p < 0.05), *contradicted* (other sign,
+      p < 0.05), *consistent* (same sign, p >= 0.05), *inconclusive* (no difference or the other sign,
+      p >= 0.05);
+    * the paper states no difference: *contradicted* when p < 0.05, else *consistent* (a test that
+      finds nothing does not show equality, so "no difference" is never *reproduced* by it).
+    """
+    if expected not in EXPECTATIONS:
+        raise ValueError(f"expected must be one of {', '.join(EXPECTATIONS)}, got {expected!r}")
+    significant = p < SIGNIFICANCE
+    if expected == "equal":
+        return "contradicted" if significant else "consistent"
+    sign = 1.0 if expected == "greater" else -1.0
+    agrees = sign * difference > 0
+    if significant:
+        return "reproduced" if agrees else "contradicted"
+    return "consistent" if agrees else "inconclusive"
