@@ -184,7 +184,8 @@ class JacoReachMultistageEnv(gym.Env):
         self._place_target()
         mujoco.mj_forward(self.model, self.data)
         self.last_observation = self._observation()
-        return self.last_observation.copy(), {"success": False, "stages_completed": 0, "task_id": self.task_index}
+        return self.last_observation.copy(), {"success": False, "stages_completed": 0, "completed": False,
+                                              "task_id": self.task_index}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         action = np.asarray(action, dtype=np.float64).reshape(NUM_JOINTS)
@@ -208,7 +209,7 @@ class JacoReachMultistageEnv(gym.Env):
                         - 0.00001 * mean(np.abs(data.qacc)))
         reward = float(distance_term) + float(stage_term) + control_term + self.task.shift
         self.last_observation = observation
-        info = {"success": success, "stages_completed": self.stage, "task_id": self.task_index,
+        info = {"success": success, "stages_completed": self.stage, "completed": terminated, "task_id": self.task_index,
                 "stage_reward": float(stage_term), "ctrl_reward": control_term, "dist_reward": float(distance_term)}
         return observation.copy(), reward, terminated, False, info
 
@@ -242,7 +243,7 @@ class JacoReachMultistageEnv(gym.Env):
         distance = np.float64(np.linalg.norm(hand - self.current_goal()))
         distance_term, stage_term = task_reward_terms(self.task, distance, np.float64(self.stage))
         reward = float(distance_term) + float(stage_term) + FAILURE_CONTROL_REWARD + self.task.shift
-        info = {"success": False, "stages_completed": self.stage, "task_id": self.task_index,
+        info = {"success": False, "stages_completed": self.stage, "completed": False, "task_id": self.task_index,
                 "stage_reward": float(stage_term), "ctrl_reward": FAILURE_CONTROL_REWARD,
                 "dist_reward": float(distance_term)}
         return self.last_observation.copy(), reward, True, False, info
@@ -316,6 +317,8 @@ def make_jaco_task_set() -> TaskSet:
             raw_dim=OBSERVATION_DIM, task_id_slice=TASK_SLICE, remove_task_id=False, hidden_slices=(HAND_SLICE,),
         ),
         min_reward=MIN_REWARD,
-        episode_metrics={"stages_completed": "last"},
+        # CompletionRate: episodes that finished the task (all sub-goals, or the stay task's success
+        # steps); TerminationRate also counts a physics failure, which terminates as well (``_fail``)
+        episode_metrics={"stages_completed": "last", "completed": "max"},
         reward_function=compute_rewards,
     )

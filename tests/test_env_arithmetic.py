@@ -13,6 +13,8 @@ import pytest
 from environments import make_task_set
 from environments.arithmetic import clip, clip_into, mean, norm, total
 from environments.jaco import make_jaco_env
+from learning.training.evaluation import summarize_episodes
+from learning.training.sampler import EpisodeTracker
 
 SPECIAL = [np.nan, np.inf, -np.inf, -0.0, 0.0, -1.0, 1.0, -1.0000001, 1.0000001, 1e300, -1e300, 0.3]
 
@@ -84,6 +86,7 @@ def test_each_instability_warning_fails_the_step_and_restores_the_state(quiet_mu
     observation, reward, terminated, truncated, info = env.step(np.full(6, 0.5))
     assert inner.data.warning[warning].number == 1
     assert terminated and not truncated and not info["success"] and info["stages_completed"] == 0
+    assert info["completed"] is False  # terminated, but the task is not finished
     assert observation.tobytes() == previous.tobytes()
     assert info["ctrl_reward"] == -100.0 and info["stage_reward"] == 0.0
     hand_distance = np.linalg.norm(previous[20:23].astype(np.float64) - inner.goals[0])
@@ -91,3 +94,21 @@ def test_each_instability_warning_fails_the_step_and_restores_the_state(quiet_mu
     assert reward == info["dist_reward"] + 0.0 - 100.0 - 2.0
     assert inner.data.time == time_before
     assert inner.data.qpos.tobytes() == qpos_before.tobytes() and inner.data.qvel.tobytes() == qvel_before.tobytes()
+
+
+def test_a_physics_failure_terminates_but_does_not_count_as_completion(quiet_mujoco_warnings):
+    """Evaluation's metrics of one failed episode of the Reacher's task 0, from the real env's infos:
+    TerminationRate 1 (any termination, the original's meaning), CompletionRate 0 (not finished)."""
+    task_set = make_task_set("JacoReachMT5-v1")
+    env = task_set.make_env(0, True)
+    env.reset(seed=0)
+    tracker = EpisodeTracker(1, task_set.episode_metrics, 0.99)
+    _, reward, terminated, _, info = env.step(np.zeros(6))
+    tracker.record_infos(np.array([0]), np.array([reward]), [info])
+    env.unwrapped.data.qvel[2] = 1e11
+    _, reward, terminated, _, info = env.step(np.full(6, 0.5))
+    tracker.record_infos(np.array([0]), np.array([reward]), [info])
+    assert terminated
+    metrics = summarize_episodes([tracker.finish(0, terminated)], 1, "Evaluation/", task_set.episode_metrics)
+    assert metrics["Evaluation/Task0/TerminationRate"] == 1.0
+    assert metrics["Evaluation/Task0/CompletionRate"] == 0.0

@@ -156,7 +156,7 @@ def test_task_set_contract_and_observation_layout():
     task_set = make_task_set("JacoReachMT5-v1")
     assert task_set.env_id == "JacoReachMT5-v1" and task_set.num_tasks == 5
     assert task_set.max_episode_steps == 200 and task_set.min_reward == -5.0
-    assert task_set.episode_metrics == {"stages_completed": "last"}
+    assert task_set.episode_metrics == {"stages_completed": "last", "completed": "max"}
     layout = task_set.observation_layout
     assert layout.raw_dim == 23 and layout.network_dim() == 23 and layout.network_dim(include_task_id=True) == 23
     for task_index in range(5):
@@ -165,7 +165,7 @@ def test_task_set_contract_and_observation_layout():
         assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
         observation, info = env.reset(seed=task_index)
         assert observation.shape == (23,) and observation.dtype == np.float32
-        assert info["success"] is False and info["stages_completed"] == 0
+        assert info["success"] is False and info["stages_completed"] == 0 and info["completed"] is False
         data = env.unwrapped.data
         assert np.allclose(observation[QPOS_SLICE], data.qpos) and np.allclose(observation[QVEL_SLICE], data.qvel)
         assert np.array_equal(observation[STAGE_SLICE], [1, 0, 0])
@@ -248,7 +248,7 @@ def test_stay_task_goal_success_and_termination_after_90_successes():
         distance = check_step_terms(env, 4, observation, reward, info, np.zeros(6), stay)
         assert distance < 1e-6 and info["success"]
         assert info["stages_completed"] == success_count // 30
-        assert terminated == (success_count == 90)
+        assert terminated == (success_count == 90) and info["completed"] == (success_count == 90)
 
 
 def test_shifted_task_success_bonus_and_sparse_task_has_no_distance_term():
@@ -325,7 +325,7 @@ def scripted_episode(task_index: int, seed: int) -> tuple[int, dict]:
 @pytest.mark.parametrize("task_index,seed", [(0, 0), (0, 1), (3, 0), (3, 1)])
 def test_scripted_controller_completes_all_three_stages(task_index: int, seed: int):
     steps, info = scripted_episode(task_index, seed)
-    assert info["stages_completed"] == 3 and steps < 200
+    assert info["stages_completed"] == 3 and info["completed"] is True and steps < 200
 
 
 # --- CDS relabelling and QMP-Domain -----------------------------------------------------------------

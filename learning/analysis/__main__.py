@@ -117,11 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
                               "prints the rule's verdict")
     compare.add_argument("--reps", type=positive_int, default=2000, help="bootstrap resamples")
     docs = commands.add_parser("docs", help="regenerate the tables a markdown file marks with their commands "
-                               "(<!-- output -->, a ```bash block with one table command, its output, "
-                               "<!-- /output -->; learning/analysis/docs.py)")
+                               "(<!-- output -->, a ```bash block with one table or compare command, its output, "
+                               "<!-- /output -->; learning/analysis/docs.py) and check the numbers its prose quotes")
     docs.add_argument("file", help="markdown file, e.g. docs/results.md; its commands run from the current folder")
     docs.add_argument("--check", action="store_true",
-                      help="change nothing; exit 1 naming each table that differs from what its command prints now")
+                      help="change nothing; exit 1 naming each table that differs from what its command prints now, or each "
+                           "number the prose quotes that no command of its section prints")
     return parser
 
 
@@ -139,8 +140,10 @@ def captured_table(arguments: list[str]) -> str:
 
 
 def docs_command(file: str, check: bool) -> int:
-    """Regenerate (or with ``check``, compare) the marked tables of ``file``; 1 when a check finds a difference."""
-    from learning.analysis.docs import DocsError, regenerate
+    """Regenerate (or with ``check``, compare) the marked outputs of ``file`` and check the numbers its
+    prose quotes against them; 1 when a check finds a difference or the prose quotes a number no output
+    of its section prints."""
+    from learning.analysis.docs import DocsError, regenerate, unquoted_numbers
 
     try:
         stale = regenerate(Path(file), captured_table, check)
@@ -153,7 +156,11 @@ def docs_command(file: str, check: bool) -> int:
         return 1
     verb = "would change" if check else "rewritten"
     print(f"{file}: {len(stale)} table(s) {verb}{f' (line {lines})' if stale else ''}")
-    return 0
+    missing = unquoted_numbers(Path(file).read_text()) if not stale or not check else []
+    for number in missing:
+        print(f"{file}:{number.line}: the prose quotes {number.number}, which no command of its section prints",
+              file=sys.stderr)
+    return 1 if missing else 0
 
 
 def main(argv: Sequence[str]) -> int:

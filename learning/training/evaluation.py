@@ -27,8 +27,10 @@ from learning.behaviour.protocol import BehaviourPolicy
 from learning.training.logger import is_terminal
 from learning.training.sampler import EpisodeRecord, EpisodeTracker
 
-# Env-info keys whose metric name is not their CamelCase (SPEC §10.2).
-METRIC_NAMES = {"x_velocity": "Velocity"}
+# Env-info keys whose metric name is not their CamelCase (SPEC §10.2). ``completed`` (the Reacher's:
+# the episode finished its task) averages to the share of episodes that did, so it is named a rate;
+# ``TerminationRate`` keeps the original's meaning, any termination before the time limit.
+METRIC_NAMES = {"x_velocity": "Velocity", "completed": "CompletionRate"}
 
 
 def metric_name(info_key: str) -> str:

@@ -111,7 +111,9 @@ class EpisodeTracker:
     def load_state_dict(self, state: dict) -> None:
         self.returns, self.discounted = state["returns"].copy(), state["discounted"].copy()
         self.lengths, self.success = state["lengths"].copy(), state["success"].copy()
-        self.metric_values = {k: v.copy() for k, v in state["metric_values"].items()}
+        # a metric added after the checkpoint was written starts its running episodes from 0
+        self.metric_values = {key: np.zeros(self.num_tasks) for key in self.aggregations}
+        self.metric_values.update({k: v.copy() for k, v in state["metric_values"].items()})
 
 
 @dataclass
