@@ -2,7 +2,9 @@
 
 rliable's IQM is the mean of the middle half of all (run, task) scores: of the 8 scores
 0, .1, .2, .3, .4, .5, .6, 1 it is mean(.2, .3, .4, .5) = 0.35. The paper's aggregation ("mean") takes
-each run's mean over tasks first: .15 and .625, mean .3875, population std .2375.
+each run's mean over tasks first: .15 and .625, mean .3875, sample std .475 / sqrt(2) = .33588 (the
+population std would be .2375), and a 95 % t-interval .3875 ± t(0.975, 1) · .2375 = .3875 ± 12.7062 · .2375
+(t(0.975, 1) = tan(0.475 pi) = 12.7062; a percentile bootstrap over the two runs would give [.15, .625]).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def test_paper_number_beside_ours_at_the_papers_budget(sweep, capsys):
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("| JacoReachMT5-v1 | Separated + QMP"))
     # the paper's numbers are means over tasks and seeds, so ours beside them are too
-    assert "| 0.5M | > 0.90 | 0.39 ± 0.24 [" in line and "(n=2)" in line
+    assert "| 0.5M | > 0.90 | 0.39 ± 0.34 [-2.63, 3.41] (n=2)" in line  # sample std, t-interval
     # no --env_steps: the budget every run reached, 250k (the short run's end); Separated's 12 scores
     # .1 x4, .2 x4, .6 x4 have the middle half .1 .2 .2 .2 .2 .6 -> 0.25
     assert "| JacoReachMT5-v1 | 0.25M | 0.15 [0.15, 0.15] (n=2) | 0.25 [" in out
@@ -105,9 +107,11 @@ def test_last_evaluations_averaged_and_mixture_mode(sweep, capsys):
 def test_papers_aggregation_and_another_metric(sweep, capsys):
     rows = table_rows(capsys, str(sweep), "--env_steps", "500000", "--aggregate", "mean")
     qmp, separated = rows[("Separated + QMP", "500000")], rows[("Separated", "500000")]
-    assert float(qmp["mean"]) == pytest.approx(0.3875) and float(qmp["std"]) == pytest.approx(0.2375)
-    assert float(qmp["ci_low"]) == pytest.approx(0.15) and float(qmp["ci_high"]) == pytest.approx(0.625)
-    assert float(separated["mean"]) == pytest.approx(0.3) and float(separated["std"]) == pytest.approx(0.1)
+    assert float(qmp["mean"]) == pytest.approx(0.3875) and float(qmp["sample_std"]) == pytest.approx(0.475 / 2 ** 0.5, abs=1e-4)
+    half = np.tan(0.475 * np.pi) * 0.2375  # Student's t quantile with one degree of freedom is a tangent
+    assert float(qmp["ci_low"]) == pytest.approx(0.3875 - half, abs=1e-4)
+    assert float(qmp["ci_high"]) == pytest.approx(0.3875 + half, abs=1e-4)
+    assert float(separated["mean"]) == pytest.approx(0.3) and float(separated["sample_std"]) == pytest.approx(0.2 / 2 ** 0.5, abs=1e-4)
     # full completion (TerminationRate, here half the success rate) instead of success; no paper rows for it
     assert main(["table", str(sweep), "--env_steps", "500000", "--metric", "TerminationRate", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.strip())))

@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="markdown: also who acted in each QMP (or CTPG) method's collection up to the budget "
                             "(share of task i's steps acted by policy j, the paper's Fig. 18) and each run's "
                             "own-policy share; with AFTER, only in the epochs after AFTER env steps")
+    table.add_argument("--terminations", action="store_true",
+                       help="markdown: also, for the Multistage Reacher, how many per-task evaluations ended "
+                            "episodes early and how many of those the logged StagesCompleted proves to be "
+                            "completions, not physics failures (for records without CompletionRate)")
     figure = commands.add_parser("figure", help="success vs env steps per env with CI bands, and rliable "
                                  "aggregates (IQM, probability of improvement, performance profiles)")
     add_sweep_arguments(figure)
@@ -223,7 +227,8 @@ def _main(argv: list[str]) -> int:
             try:
                 written = table_command(args.sweep_dir, args.env_steps, args.formats or ["markdown"], args.out,
                                         args.last, args.reps, args.mode, args.aggregate, args.metric,
-                                        args.per_task, args.reach, args.wall_time, args.methods, args.acting)
+                                        args.per_task, args.reach, args.wall_time, args.methods, args.acting,
+                                        args.terminations)
             except ResultsError as error:
                 raise AnalysisError(str(error)) from None
         else:

@@ -181,6 +181,9 @@ class Table:
     env steps up to the budget (QMP methods, filled when asked for)."""
     acting_after: float = 0.0
     """``acting`` counts only the epochs after this many env steps (0: all of training)."""
+    terminations: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """(env, method) -> ``termination_counts`` up to the budget and in the scored evaluations (filled when
+    asked for)."""
 
 
 def iqm_cell(matrix: np.ndarray, reps: int) -> Cell:
@@ -218,6 +221,35 @@ def hours_to(run: SweepRun, env_steps: float) -> float | None:
     return float(run.elapsed_seconds[before[-1]]) / 3600 if len(before) else None
 
 
+def termination_counts(runs: Sequence[SweepRun], env_steps: float, last: int, mode: str
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-task evaluations of the Reacher's ``runs`` up to ``env_steps`` and among each run's last ``last``
+    (the scored ones): ``[4]`` counts of all, those with a termination, those whose terminations the
+    logged stages prove to be completions, and the undecided rest.
+
+    An episode that completes ends with all ``NUM_STAGES`` stages, one that does not (time limit or
+    physics failure) with at most ``NUM_STAGES - 1``, so an evaluation's share of completed episodes is
+    at least ``StagesCompleted - (NUM_STAGES - 1)`` (its mean last stage); when that reaches its
+    ``TerminationRate``, every termination was a completion. Raises ResultsError for runs without
+    logged stages."""
+    from environments.jaco import NUM_STAGES
+
+    totals, scored = np.zeros(4, dtype=int), np.zeros(4, dtype=int)
+    for run in runs:
+        data = RunData.load(run.run_dir, env_steps)
+        _, ended = task_scores(data.rows, data.metric_keys("TerminationRate", mode)[1])
+        _, stages = task_scores(data.rows, data.metric_keys("StagesCompleted", mode)[1])
+        if not ended.size or ended.shape != stages.shape:
+            raise ResultsError(f"--terminations: {run.run_dir.name} has no per-task TerminationRate and "
+                               "StagesCompleted at each evaluation (the Multistage Reacher logs both)")
+        proved = ended <= np.maximum(stages - (NUM_STAGES - 1), 0) + 1e-9
+        for counts, window in ((totals, slice(None)), (scored, slice(-last, None))):
+            ended_w, proved_w = ended[window], proved[window]
+            counts += [ended_w.size, int((ended_w > 0).sum()), int(((ended_w > 0) & proved_w).sum()),
+                       int(((ended_w > 0) & ~proved_w).sum())]
+    return totals, scored
+
+
 def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float | None) -> dict[str, float]:
     """Each environment's budget: ``env_steps``, else the most env steps every run of it reached."""
     return {env: env_steps if env_steps is not None else min(trained_steps(run) for runs in by_method.values()
@@ -228,8 +260,9 @@ def env_budgets(groups: dict[str, dict[str, list[SweepRun]]], env_steps: float |
 def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: int = 1, reps: int = 2000,
                 mode: str = "own", aggregate: str = "iqm", metric: str = "SuccessRate",
                 reach: Sequence[float] = (), per_task: bool = False, wall_time: bool = False,
-                acting: float | None = None) -> Table:
-    """The table of ``runs``; ``acting``: also who acted in the epochs after that many env steps (None: not)."""
+                acting: float | None = None, terminations: bool = False) -> Table:
+    """The table of ``runs``; ``acting``: also who acted in the epochs after that many env steps (None: not);
+    ``terminations``: also which terminations the logged stages prove to be completions (the Reacher)."""
     groups = group(runs)
     methods = list(dict.fromkeys(run.label for run in runs))
     table = Table(list(groups), methods, env_budgets(groups, env_steps), {}, mode=mode, aggregate=aggregate,
@@ -258,6 +291,8 @@ def build_table(runs: Sequence[SweepRun], env_steps: float | None = None, last: 
                                                               for run in reached_budget]
             if wall_time and reached_budget:
                 table.wall_hours[(env, label)] = [hours_to(run, budget) for run in reached_budget]
+            if terminations and reached_budget:
+                table.terminations[(env, label)] = termination_counts(reached_budget, budget, last, mode)
             if acting is not None:
                 counts = summed_acting([(run.acting_steps, run.acting) for run in reached_budget], budget, acting)
                 if counts is not None:
@@ -326,7 +361,8 @@ def to_markdown(table: Table) -> str:
         lines += ["", "Numbers the paper states, beside ours at the same budget:", "",
                   "| " + " | ".join(PAPER_HEADER) + " |", "|" + "---|" * len(PAPER_HEADER)]
         lines += ["| " + " | ".join(row) + " |" for row in paper_lines(table)]
-    lines += per_task_lines(table) + reach_lines(table) + wall_time_lines(table) + acting_lines(table)
+    lines += (per_task_lines(table) + reach_lines(table) + wall_time_lines(table) + termination_lines(table)
+              + acting_lines(table))
     lines += [f"\nnote: {note}" for note in table.notes]
     return "\n".join(lines) + "\n"
 
@@ -389,6 +425,23 @@ def wall_time_lines(table: Table) -> list[str]:
     caption = ("Wall time of training up to the budget, in hours (sum of the epochs' `Time/EpochSeconds`: "
                "collection, updates and evaluation, not checkpoints; it depends on the machine and its load):")
     return per_run_lines(table, caption, ["median", "per run"], table.wall_hours, cells)
+
+
+def termination_lines(table: Table) -> list[str]:
+    """Markdown: per method, how many per-task evaluations ended episodes early and how many of those the
+    logged stages prove to be completions (``termination_counts``)."""
+    if not table.terminations:
+        return []
+
+    def cells(env: str, counts: tuple[np.ndarray, np.ndarray]) -> list[str]:
+        return [str(value) for value in counts[0]] + [str(value) for value in counts[1]]
+
+    caption = ("Terminations: per-task evaluations up to the budget (all; with a termination; whose terminations "
+               "the logged StagesCompleted proves to be completions; undecided), then the same for the "
+               "evaluations each run is scored by:")
+    return per_run_lines(table, caption, ["evaluations", "terminated", "proved completions", "undecided",
+                                          "scored", "scored, terminated", "scored, proved", "scored, undecided"],
+                         table.terminations, cells)
 
 
 def acting_lines(table: Table) -> list[str]:
@@ -479,11 +532,12 @@ RENDERERS = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex}
 def table_command(sweep_dir: str, env_steps: float | None, formats: Sequence[str], out: str | None, last: int,
                   reps: int, mode: str, aggregate: str = "iqm", metric: str = "SuccessRate", per_task: bool = False,
                   reach: Sequence[float] = (), wall_time: bool = False, methods: Sequence[str] = (),
-                  acting: float | None = None) -> list[Path]:
+                  acting: float | None = None, terminations: bool = False) -> list[Path]:
     """Print the table in ``formats`` (and write ``out``.md/.csv/.tex when given); returns files written.
     ``methods``: only these method labels, in this order."""
     runs = select_methods(load_sweep(sweep_dir, mode, metric), methods)
-    table = build_table(runs, env_steps, last, reps, mode, aggregate, metric, reach, per_task, wall_time, acting)
+    table = build_table(runs, env_steps, last, reps, mode, aggregate, metric, reach, per_task, wall_time, acting,
+                        terminations)
     written = []
     suffixes = {"markdown": ".md", "csv": ".csv", "latex": ".tex"}
     for name in formats:
