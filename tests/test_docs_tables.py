@@ -43,7 +43,7 @@ def test_a_stale_table_fails_the_check_and_is_rewritten_to_the_commands_output(s
 
 @pytest.mark.parametrize("text, message", [
     ("<!-- output -->\n```bash\npython -m learning.analysis figure {sweep} --out x\n```\n<!-- /output -->\n",
-     "must hold a 'python -m learning.analysis table ...' command"),
+     "must hold a 'python -m learning.analysis table ...' or '... compare ...' command"),
     ("<!-- output -->\n```bash\npython -m learning.analysis table {sweep} --out x\n```\n<!-- /output -->\n",
      "without --out"),
     ("<!-- output -->\n| no command |\n<!-- /output -->\n", "must be followed by a one-line ```bash command"),
