@@ -84,6 +84,11 @@ def test_the_verdict_rule(difference, p, expected, word):
     assert verdict(difference, p, expected) == word
 
 
+def test_a_difference_the_tables_do_not_show_is_no_difference():
+    assert verdict(0.004, 0.9, "greater", 0.005) == "inconclusive"
+    assert verdict(0.006, 0.9, "greater", 0.005) == "consistent"
+
+
 def test_compare_prints_the_tests_of_two_methods(sweep, capsys):  # noqa: F811
     # per-run means at 500k: QMP .15 and .625, Separated .2 and .4
     assert main(["compare", str(sweep), "Separated + QMP", "Separated", "--env_steps", "500000", "--expect",

@@ -99,12 +99,18 @@ def p_text(p: float) -> str:
     return f"= {p:.3f}" if p >= 0.001 else "< 0.001"
 
 
-def verdict_line(difference: float, p: float, expect: str | None, what: tuple[str, str], test: str) -> list[str]:
+RESOLUTION = 0.005
+"""Score differences below this are "no difference" to the rule: the tables print two decimals."""
+
+
+def verdict_line(difference: float, p: float, expect: str | None, what: tuple[str, str], test: str,
+                 resolution: float = RESOLUTION) -> list[str]:
     """The rule's word for ``what[0]`` against ``what[1]`` by ``test``'s p (none without ``expect``)."""
     if expect is None:
         return []
     stated = {"greater": "greater than", "less": "less than", "equal": "no different from"}[expect]
-    return [f"verdict (the paper: {what[0]} {stated} {what[1]}; by the {test}): {verdict(difference, p, expect)}"]
+    return [f"verdict (the paper: {what[0]} {stated} {what[1]}; by the {test}): "
+            f"{verdict(difference, p, expect, resolution)}"]
 
 
 def two_method_lines(a: Side, b: Side, reach: bool, expect: str | None, reps: int) -> list[str]:
@@ -113,13 +119,14 @@ def two_method_lines(a: Side, b: Side, reach: bool, expect: str | None, reps: in
     improvement = improvement_probability(a.values[:, None], b.values[:, None], reps=reps)
     n, m = len(a.values), len(b.values)
     return [side_line(a, reach), side_line(b, reach),
-            f"difference of means (A - B): {'-' if difference < 0 else ''}{number(abs(difference), reach)}",
+            f"difference of means (A - B): {'-' if difference < 0 else ''}{number(abs(difference), reach)}"
+            + (f"; ratio of means (A / B): {a.values.mean() / b.values.mean():.2f}" if reach else ""),
             test_line("Welch's t-test", welch),
             f"exact permutation test (all {comb(n + m, n)} splits of the {n + m} runs): p = {permutation_test(a.values, b.values):.2f} (two-sided; "
             f"the smallest it can be here is {smallest_permutation_p(n, m):.2f})",
             f"probability of improvement P(A > B) = {improvement.point:.2f} [95% stratified-bootstrap CI "
             f"{improvement.low:.2f}, {improvement.high:.2f}]",
-            *verdict_line(difference, welch.p, expect, ("A", "B"), "Welch's t-test")]
+            *verdict_line(difference, welch.p, expect, ("A", "B"), "Welch's t-test", 0.0 if reach else RESOLUTION)]
 
 
 def sharing_lines(side_runs: Sequence[SweepRun], label: str, budget: float, split: float,

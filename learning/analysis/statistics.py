@@ -230,13 +230,14 @@ def smallest_permutation_p(n: int, m: int) -> float:
     return (2 if n == m else 1) / comb(n + m, n)
 
 
-def verdict(difference: float, p: float, expected: str) -> str:
+def verdict(difference: float, p: float, expected: str, resolution: float = 0.0) -> str:
     """The rule's word for a difference A - B (or A - level) and its two-sided p, given what the paper
     states (``expected``: "greater", "less" or "equal"):
 
     * the paper states a difference: *reproduced* (same sign, p < 0.05), *contradicted* (other sign,
-      p < 0.05), *consistent* (same sign, p >= 0.05), *inconclusive* (no difference or the other sign,
-      p >= 0.05);
+      p < 0.05), *consistent* (same sign and larger than ``resolution`` in size, p >= 0.05),
+      *inconclusive* (p >= 0.05 and the other sign, or a difference within ``resolution``, e.g. one that
+      the tables' two decimals do not show);
     * the paper states no difference: *contradicted* when p < 0.05, else *consistent* (a test that
       finds nothing does not show equality, so "no difference" is never *reproduced* by it).
     """
@@ -246,7 +247,7 @@ def verdict(difference: float, p: float, expected: str) -> str:
     if expected == "equal":
         return "contradicted" if significant else "consistent"
     sign = 1.0 if expected == "greater" else -1.0
-    agrees = sign * difference > 0
+    agrees = sign * difference > (0.0 if significant else resolution)
     if significant:
         return "reproduced" if agrees else "contradicted"
     return "consistent" if agrees else "inconclusive"
