@@ -79,7 +79,7 @@ def scored(label: str, runs: Sequence[SweepRun], budget: float, last: int, task:
 
 
 def number(value: float, reach: bool) -> str:
-    return steps_text(value) if reach else f"{value:.2f}"
+    return f"{value / 1e6:.3g}M" if reach else f"{value:.2f}"
 
 
 def side_line(side: Side, reach: bool) -> str:
@@ -109,7 +109,7 @@ def verdict_line(difference: float, p: float, expect: str | None, what: tuple[st
     if expect is None:
         return []
     stated = {"greater": "greater than", "less": "less than", "equal": "no different from"}[expect]
-    return [f"verdict (the paper: {what[0]} {stated} {what[1]}; by the {test}): "
+    return [f"verdict (the paper: {what[0]} {stated} {what[1]}; by {test}): "
             f"{verdict(difference, p, expect, resolution)}"]
 
 
@@ -162,7 +162,7 @@ def sharing_lines(side_runs: Sequence[SweepRun], label: str, budget: float, spli
     lines += [f"lower late than early: {lower} of {early_tasks.size} (run, task) pairs",
               test_line("paired t-test of late - early (all tasks)", result),
               *verdict_line(float(late_total.mean() - early_total.mean()), result.p, expect,
-                            ("late sharing", "early sharing"), "paired t-test")]
+                            ("late sharing", "early sharing"), "the paired t-test")]
     return lines
 
 
@@ -199,5 +199,5 @@ def compare_lines(sweep_dir: str, methods: Sequence[str], env_steps: Sequence[fl
         difference = float(sides[0].values.mean() - level)
         return lines + [side_line(sides[0], reach is not None),
                         test_line(f"one-sample t-test against {level:g}", result),
-                        *verdict_line(difference, result.p, expect, ("the mean", f"{level:g}"), "one-sample t-test")]
+                        *verdict_line(difference, result.p, expect, ("the mean", f"{level:g}"), "the one-sample t-test")]
     return lines + two_method_lines(sides[0], sides[1], reach is not None, expect, reps)

@@ -17,7 +17,7 @@ import numpy as np
 
 from learning.experiment_table import DATA_SHARING, DNC_FLAGS, EXPERIMENT_TABLE, QSWITCH, Experiment
 from learning.training.checkpoint import CONFIG_FILE
-from learning.training.logger import read_metrics
+from learning.training.logger import metrics_file, read_metrics
 from learning.training.metric_names import ACTING_COUNTS_METRIC, STEP_METRIC, comparable_prefix
 
 
@@ -25,6 +25,27 @@ def method_names() -> dict[str, str]:
     """Experiment -> the paper's method name, the default legend label (the experiment table's
     ``method_name``; DnC, CDS and the mixture ablations are recognised from the configuration)."""
     return {name: row.method_name for name, row in EXPERIMENT_TABLE.items() if row.method_name is not None}
+
+
+_READ: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+"""Metric rows already read in this process, by metrics file, modification time and size: ``docs`` runs
+dozens of commands over the same records, and decoding their JSON is most of each command's time."""
+_READ_LIMIT = 64
+
+
+def metric_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """``read_metrics(run_dir)``, read once per process while the file is unchanged (the rows are shared:
+    callers must not change them)."""
+    path = metrics_file(run_dir)
+    if path is None:
+        return []
+    status = path.stat()
+    key = (str(path.resolve()), status.st_mtime_ns, status.st_size)
+    if key not in _READ:
+        if len(_READ) >= _READ_LIMIT:
+            _READ.pop(next(iter(_READ)))
+        _READ[key] = read_metrics(run_dir)
+    return _READ[key]
 
 
 @dataclass
@@ -39,7 +60,7 @@ class RunData:
     def load(cls, run_dir: Path, env_steps: float | None = None) -> RunData:
         """The run's saved configuration and metric rows (live or recorded), only the rows up to
         ``env_steps`` (all tasks together) when given."""
-        rows = read_metrics(run_dir)
+        rows = metric_rows(run_dir)
         if env_steps is not None:
             rows = [row for row in rows if row.get(STEP_METRIC) is not None and float(row[STEP_METRIC]) <= env_steps]
         return cls(run_dir, json.loads((run_dir / CONFIG_FILE).read_text()), rows)

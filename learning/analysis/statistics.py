@@ -176,9 +176,15 @@ def _no_spread_result(difference: float, df: float) -> TestResult:
     return TestResult(float(np.copysign(np.inf, difference)), df, 0.0)
 
 
+def _values(values: Sequence[float]) -> np.ndarray:
+    """Float values rounded to 12 decimals: scores that are means of rates carry float noise (a run at
+    1.0 in every task may read 0.9999999999999999), which is no spread."""
+    return np.round(np.asarray(values, dtype=np.float64), 12)
+
+
 def welch_test(x: Sequence[float], y: Sequence[float]) -> TestResult:
     """Welch's two-sided t-test of mean(x) = mean(y), unequal variances (Welch-Satterthwaite df)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    x, y = _values(x), _values(y)
     if x.size < 2 or y.size < 2:
         raise ValueError(f"Welch's t-test needs at least two runs of each method, got {x.size} and {y.size}")
     if x.var() == 0 and y.var() == 0:
@@ -189,7 +195,7 @@ def welch_test(x: Sequence[float], y: Sequence[float]) -> TestResult:
 
 def one_sample_test(x: Sequence[float], level: float) -> TestResult:
     """Student's two-sided one-sample t-test of mean(x) = level (df n - 1)."""
-    x = np.asarray(x, dtype=np.float64)
+    x = _values(x)
     if x.size < 2:
         raise ValueError(f"a one-sample t-test needs at least two runs, got {x.size}")
     if x.var() == 0:
