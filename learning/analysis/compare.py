@@ -122,8 +122,9 @@ def two_method_lines(a: Side, b: Side, reach: bool, expect: str | None, reps: in
             f"difference of means (A - B): {'-' if difference < 0 else ''}{number(abs(difference), reach)}"
             + (f"; ratio of means (A / B): {a.values.mean() / b.values.mean():.2f}" if reach else ""),
             test_line("Welch's t-test", welch),
-            f"exact permutation test (all {comb(n + m, n)} splits of the {n + m} runs): p = {permutation_test(a.values, b.values):.2f} (two-sided; "
-            f"the smallest it can be here is {smallest_permutation_p(n, m):.2f})",
+            f"exact permutation test (all {comb(n + m, n)} splits of the {n + m} runs): "
+            f"p = {permutation_test(a.values, b.values):.2f} (two-sided; the smallest it can be here is "
+            f"{smallest_permutation_p(n, m):.2f})",
             f"probability of improvement P(A > B) = {improvement.point:.2f} [95% stratified-bootstrap CI "
             f"{improvement.low:.2f}, {improvement.high:.2f}]",
             *verdict_line(difference, welch.p, expect, ("A", "B"), "Welch's t-test", 0.0 if reach else RESOLUTION)]

@@ -33,6 +33,7 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from learning.training.run_guard import write_atomically
@@ -122,7 +123,7 @@ def unquoted_numbers(text: str) -> list[Unquoted]:
     """Every number of ``text``'s prose (see the module docstring) that no marked output of its section
     prints (the text before the first ``## `` heading: of any section)."""
     starts = [0] + [match.start() for match in re.finditer(r"^## ", text, re.M)] + [len(text)]
-    sections = list(zip(starts, starts[1:]))
+    sections = list(pairwise(starts))
     printed_in = [set(PRINTED.findall("".join(block["body"] for block in BLOCK.finditer(text[start:end]))))
                   for start, end in sections]
     everywhere = set().union(*printed_in)
