@@ -4,6 +4,7 @@ command that prints them from run folders; and the docs check of the numbers the
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -154,3 +155,26 @@ def test_prose_check_sections_and_what_it_skips():
     text = (f"# Top\n\n0.96 and 84% are printed below.\n\n## A\n\n{block}\nA quotes 0.96 and 84%.\n\n"
             "## B\n\nB quotes 0.96 ([link](figures/0.5.png)), `0.77` and 12%.\n")
     assert [(item.line, item.number) for item in unquoted_numbers(text)] == [(19, "0.96"), (19, "12")]
+
+
+def test_terminations_that_the_logged_stages_prove_to_be_completions(tmp_path, capsys):
+    """A completed Reacher episode ends at stage 3, any other at most at stage 2, so an evaluation's
+    completed share is at least StagesCompleted - 2: terminations up to that are proved completions."""
+    run_dir = tmp_path / "runs" / "separated_1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"experiment": "dnc_sac", "env": "JacoReachMT5-v1",
+                                                     "name": "separated", "seed": 1}))
+    rows = []
+    # (env steps, per task (TerminationRate, StagesCompleted)); task 0 is the stay task at 1.0 / 3.0
+    for epoch, (steps, tasks) in enumerate([(100_000, [(1.0, 3.0), (0.5, 2.2), (0.0, 1.0)]),  # 0.5 > 2.2 - 2
+                                            (200_000, [(1.0, 3.0), (0.3, 2.3), (0.0, 0.0)])]):  # 0.3 <= 2.3 - 2
+        row = {"epoch": epoch, "Train/TotalEnvSteps": float(steps)}
+        for task, (ended, stages) in enumerate(tasks):
+            row.update({f"Evaluation/Task{task}/SuccessRate": 1.0, f"Evaluation/Task{task}/TerminationRate": ended,
+                        f"Evaluation/Task{task}/StagesCompleted": stages})
+        rows.append(json.dumps(row))
+    (run_dir / "metrics.jsonl").write_text("\n".join(rows) + "\n")
+    (tmp_path / "sweep.json").write_text(json.dumps({"runs": {"separated_1": {"label": "Separated"}}}))
+    assert main(["table", str(tmp_path), "--env_steps", "200000", "--terminations", "--reps", "50"]) == 0
+    # all 6 task evaluations: 4 terminated, 3 proved, 1 undecided; the scored (last) one: 3, 2, 2, 0
+    assert "| JacoReachMT5-v1 | Separated | 6 | 4 | 3 | 1 | 3 | 2 | 2 | 0 |" in capsys.readouterr().out
