@@ -13,8 +13,16 @@ from scipy import stats
 
 from learning.analysis.__main__ import main
 from learning.analysis.docs import unquoted_numbers
-from learning.analysis.statistics import (one_sample_test, paired_test, permutation_test, sample_std,
-                                          smallest_permutation_p, t_interval, verdict, welch_test)
+from learning.analysis.statistics import (
+    one_sample_test,
+    paired_test,
+    permutation_test,
+    sample_std,
+    smallest_permutation_p,
+    t_interval,
+    verdict,
+    welch_test,
+)
 from tests.test_results import sweep, write_run  # noqa: F401  (the fixture: a synthetic sweep folder)
 
 T_975_2 = 0.95 * math.sqrt(2 / (1 - 0.95 ** 2))

@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="which evaluation of QMP runs: each task's own policy (default) or the Q-switch mixture")
     compare.add_argument("--last", type=positive_int, default=1, help="score = mean of the last N evaluations")
     compare.add_argument("--metric", default="SuccessRate", help="per-task evaluation metric (default SuccessRate)")
-    compare.add_argument("--task", type=int, default=None, help="score one task (0-based) instead of the mean over tasks")
+    compare.add_argument("--task", type=int, default=None,
+                         help="score one task (0-based) instead of the mean over tasks")
     compare.add_argument("--reach", type=positive_number, default=None, metavar="X",
                          help="score each run by the env steps at which its mean over tasks first reached X")
     compare.add_argument("--level", type=float, default=None, metavar="L",
@@ -125,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "<!-- /output -->; learning/analysis/docs.py) and check the numbers its prose quotes")
     docs.add_argument("file", help="markdown file, e.g. docs/results.md; its commands run from the current folder")
     docs.add_argument("--check", action="store_true",
-                      help="change nothing; exit 1 naming each table that differs from what its command prints now, or each "
-                           "number the prose quotes that no command of its section prints")
+                      help="change nothing; exit 1 naming each table that differs from what its command prints "
+                           "now, or each number the prose quotes that no command of its section prints")
     return parser
 
 

@@ -14,18 +14,36 @@ states) adds the rule's verdict word.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import comb
-from typing import Sequence
 
 import numpy as np
 
-from learning.analysis.results import (ResultsError, SweepRun, first_reaching, group, load_sweep, score_at,
-                                       select_methods, steps_text, trained_steps)
+from learning.analysis.results import (
+    ResultsError,
+    SweepRun,
+    first_reaching,
+    group,
+    load_sweep,
+    score_at,
+    select_methods,
+    steps_text,
+    trained_steps,
+)
 from learning.analysis.run_data import summed_acting
-from learning.analysis.statistics import (TestResult, improvement_probability, one_sample_test, paired_test,
-                                          permutation_test, sample_std, smallest_permutation_p, t_interval,
-                                          verdict, welch_test)
+from learning.analysis.statistics import (
+    TestResult,
+    improvement_probability,
+    one_sample_test,
+    paired_test,
+    permutation_test,
+    sample_std,
+    smallest_permutation_p,
+    t_interval,
+    verdict,
+    welch_test,
+)
 from learning.training.logger import row_shares
 
 
@@ -195,10 +213,11 @@ def compare_lines(sweep_dir: str, methods: Sequence[str], env_steps: Sequence[fl
         else steps_text(budgets[0])
     policy = "own policies" if mode == "own" else "the mixture that collected the data"
     lines = [f"{', '.join(env)}: {what}, per run, at {at} env steps (QMP runs: {policy})"]
-    if one:
+    if one and level is not None:
         result = one_sample_test(sides[0].values, level)
         difference = float(sides[0].values.mean() - level)
         return lines + [side_line(sides[0], reach is not None),
                         test_line(f"one-sample t-test against {level:g}", result),
-                        *verdict_line(difference, result.p, expect, ("the mean", f"{level:g}"), "the one-sample t-test")]
+                        *verdict_line(difference, result.p, expect, ("the mean", f"{level:g}"),
+                                      "the one-sample t-test")]
     return lines + two_method_lines(sides[0], sides[1], reach is not None, expect, reps)

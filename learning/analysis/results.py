@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -384,7 +384,7 @@ def per_task_lines(table: Table) -> list[str]:
 
 
 def per_run_lines(table: Table, caption: str, columns: Sequence[str],
-                  values: dict[tuple[str, str], list[float | None]], cells) -> list[str]:
+                  values: Mapping[tuple[str, str], Any], cells) -> list[str]:
     """Markdown: a caption and one row per (environment, method) in ``values``; ``cells(env, values)``
     gives the row's cells after env and method."""
     lines = ["", caption, "", "| env | method | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]

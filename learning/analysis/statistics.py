@@ -151,20 +151,24 @@ class TestResult:
     p: float
 
 
-def sample_std(values: Sequence[float]) -> float:
+Values = Sequence[float] | np.ndarray
+"""One value per run: a list or a 1-D array."""
+
+
+def sample_std(values: Values) -> float:
     """The sample standard deviation (``ddof = 1``); NaN for fewer than two values."""
-    values = np.asarray(values, dtype=np.float64)
-    return float(values.std(ddof=1)) if values.size >= 2 else float("nan")
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.std(ddof=1)) if array.size >= 2 else float("nan")
 
 
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> Estimate:
+def t_interval(values: Values, confidence: float = 0.95) -> Estimate:
     """The mean and Student's t-interval ``mean ± t(n - 1) · s / sqrt(n)`` (``s`` the sample std);
     NaN bounds for fewer than two values."""
-    values = np.asarray(values, dtype=np.float64)
-    mean = float(values.mean())
-    if values.size < 2:
+    array = np.asarray(values, dtype=np.float64)
+    mean = float(array.mean())
+    if array.size < 2:
         return Estimate(mean, float("nan"), float("nan"))
-    half = float(stats.t.ppf(0.5 + confidence / 2, values.size - 1)) * sample_std(values) / np.sqrt(values.size)
+    half = float(stats.t.ppf(0.5 + confidence / 2, array.size - 1)) * sample_std(array) / np.sqrt(array.size)
     return Estimate(mean, float(mean - half), float(mean + half))
 
 
@@ -176,58 +180,58 @@ def _no_spread_result(difference: float, df: float) -> TestResult:
     return TestResult(float(np.copysign(np.inf, difference)), df, 0.0)
 
 
-def _values(values: Sequence[float]) -> np.ndarray:
+def _values(values: Values) -> np.ndarray:
     """Float values rounded to 12 decimals: scores that are means of rates carry float noise (a run at
     1.0 in every task may read 0.9999999999999999), which is no spread."""
     return np.round(np.asarray(values, dtype=np.float64), 12)
 
 
-def welch_test(x: Sequence[float], y: Sequence[float]) -> TestResult:
+def welch_test(x: Values, y: Values) -> TestResult:
     """Welch's two-sided t-test of mean(x) = mean(y), unequal variances (Welch-Satterthwaite df)."""
-    x, y = _values(x), _values(y)
-    if x.size < 2 or y.size < 2:
-        raise ValueError(f"Welch's t-test needs at least two runs of each method, got {x.size} and {y.size}")
-    if x.var() == 0 and y.var() == 0:
-        return _no_spread_result(float(x.mean() - y.mean()), float("nan"))
-    error_x, error_y = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size  # squared standard errors
-    statistic = float((x.mean() - y.mean()) / np.sqrt(error_x + error_y))
-    df = float((error_x + error_y) ** 2 / (error_x ** 2 / (x.size - 1) + error_y ** 2 / (y.size - 1)))
+    a, b = _values(x), _values(y)
+    if a.size < 2 or b.size < 2:
+        raise ValueError(f"Welch's t-test needs at least two runs of each method, got {a.size} and {b.size}")
+    if a.var() == 0 and b.var() == 0:
+        return _no_spread_result(float(a.mean() - b.mean()), float("nan"))
+    error_a, error_b = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size  # squared standard errors
+    statistic = float((a.mean() - b.mean()) / np.sqrt(error_a + error_b))
+    df = float((error_a + error_b) ** 2 / (error_a ** 2 / (a.size - 1) + error_b ** 2 / (b.size - 1)))
     return TestResult(statistic, df, float(2 * stats.t.sf(abs(statistic), df)))
 
 
-def one_sample_test(x: Sequence[float], level: float) -> TestResult:
+def one_sample_test(x: Values, level: float) -> TestResult:
     """Student's two-sided one-sample t-test of mean(x) = level (df n - 1)."""
-    x = _values(x)
-    if x.size < 2:
-        raise ValueError(f"a one-sample t-test needs at least two runs, got {x.size}")
-    if x.var() == 0:
-        return _no_spread_result(float(x.mean() - level), float(x.size - 1))
-    statistic = float((x.mean() - level) / (x.std(ddof=1) / np.sqrt(x.size)))
-    return TestResult(statistic, float(x.size - 1), float(2 * stats.t.sf(abs(statistic), x.size - 1)))
+    a = _values(x)
+    if a.size < 2:
+        raise ValueError(f"a one-sample t-test needs at least two runs, got {a.size}")
+    if a.var() == 0:
+        return _no_spread_result(float(a.mean() - level), float(a.size - 1))
+    statistic = float((a.mean() - level) / (a.std(ddof=1) / np.sqrt(a.size)))
+    return TestResult(statistic, float(a.size - 1), float(2 * stats.t.sf(abs(statistic), a.size - 1)))
 
 
-def paired_test(x: Sequence[float], y: Sequence[float]) -> TestResult:
+def paired_test(x: Values, y: Values) -> TestResult:
     """Student's two-sided paired t-test of mean(x - y) = 0 (df n - 1)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape:
-        raise ValueError(f"a paired test needs as many values on each side, got {x.size} and {y.size}")
-    return one_sample_test(x - y, 0.0)
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"a paired test needs as many values on each side, got {a.size} and {b.size}")
+    return one_sample_test(a - b, 0.0)
 
 
-def permutation_test(x: Sequence[float], y: Sequence[float]) -> float:
+def permutation_test(x: Values, y: Values) -> float:
     """Exact two-sided permutation p of mean(x) = mean(y): the share of all C(n + m, n) ways to split
     the pooled values into groups of n and m whose difference of means is at least the observed one in
     absolute value (``smallest_permutation_p`` is the least it can be)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.size == 0 or y.size == 0:
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.size == 0 or b.size == 0:
         raise ValueError("a permutation test needs runs on both sides")
-    pooled, n = np.concatenate([x, y]), x.size
-    observed = abs(x.mean() - y.mean())
+    pooled, n = np.concatenate([a, b]), a.size
+    observed = abs(a.mean() - b.mean())
     total, extreme = pooled.sum(), 0
     splits = list(combinations(range(pooled.size), n))
     for chosen in splits:
         first = pooled[list(chosen)].sum()
-        difference = abs(first / n - (total - first) / y.size)
+        difference = abs(first / n - (total - first) / b.size)
         extreme += difference >= observed - 1e-12 * max(1.0, observed)
     return extreme / len(splits)
 
