@@ -119,6 +119,9 @@ class TaskSet:
     has one: task ``task_index``'s reward of the transitions (s, a, s')."""
     arena: Arena | None = None
     """The 2-D layout of navigation tasks (point reaching, the maze) for plots and videos; None elsewhere."""
+    completed_stages: int | None = None
+    """Where episodes log ``stages_completed``: its value at the end of a completed episode (any other
+    episode ends at most one below it); None elsewhere."""
 
     @property
     def num_tasks(self) -> int:

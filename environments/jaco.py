@@ -321,4 +321,5 @@ def make_jaco_task_set() -> TaskSet:
         # steps); TerminationRate also counts a physics failure, which terminates as well (``_fail``)
         episode_metrics={"stages_completed": "last", "completed": "max"},
         reward_function=compute_rewards,
+        completed_stages=NUM_STAGES,
     )

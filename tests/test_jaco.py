@@ -157,6 +157,7 @@ def test_task_set_contract_and_observation_layout():
     assert task_set.env_id == "JacoReachMT5-v1" and task_set.num_tasks == 5
     assert task_set.max_episode_steps == 200 and task_set.min_reward == -5.0
     assert task_set.episode_metrics == {"stages_completed": "last", "completed": "max"}
+    assert task_set.completed_stages == 3
     layout = task_set.observation_layout
     assert layout.raw_dim == 23 and layout.network_dim() == 23 and layout.network_dim(include_task_id=True) == 23
     for task_index in range(5):

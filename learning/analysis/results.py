@@ -227,22 +227,29 @@ def termination_counts(runs: Sequence[SweepRun], env_steps: float, last: int, mo
     (the scored ones): ``[4]`` counts of all, those with a termination, those whose terminations the
     logged stages prove to be completions, and the undecided rest.
 
-    An episode that completes ends with all ``NUM_STAGES`` stages, one that does not (time limit or
-    physics failure) with at most ``NUM_STAGES - 1``, so an evaluation's share of completed episodes is
-    at least ``StagesCompleted - (NUM_STAGES - 1)`` (its mean last stage); when that reaches its
+    An episode that completes ends with all K stages (the task set's ``completed_stages``), one that
+    does not (time limit or physics failure) with at most K - 1, so an evaluation's share of completed
+    episodes is at least ``StagesCompleted - (K - 1)`` (its mean last stage); when that reaches its
     ``TerminationRate``, every termination was a completion. Raises ResultsError for runs without
     logged stages."""
-    from environments.jaco import NUM_STAGES
+    from environments import make_task_set
 
     totals, scored = np.zeros(4, dtype=int), np.zeros(4, dtype=int)
     for run in runs:
+        try:
+            stages_of_completion = make_task_set(run.env).completed_stages
+        except (KeyError, ValueError):
+            stages_of_completion = None
+        if stages_of_completion is None:
+            raise ResultsError(f"--terminations: {run.run_dir.name} is a {run.env} run, which logs no stages "
+                               "that tell completions from failures (the Multistage Reacher does)")
         data = RunData.load(run.run_dir, env_steps)
         _, ended = task_scores(data.rows, data.metric_keys("TerminationRate", mode)[1])
         _, stages = task_scores(data.rows, data.metric_keys("StagesCompleted", mode)[1])
         if not ended.size or ended.shape != stages.shape:
             raise ResultsError(f"--terminations: {run.run_dir.name} has no per-task TerminationRate and "
                                "StagesCompleted at each evaluation (the Multistage Reacher logs both)")
-        proved = ended <= np.maximum(stages - (NUM_STAGES - 1), 0) + 1e-9
+        proved = ended <= np.maximum(stages - (stages_of_completion - 1), 0) + 1e-9
         for counts, window in ((totals, slice(None)), (scored, slice(-last, None))):
             ended_w, proved_w = ended[window], proved[window]
             counts += [ended_w.size, int((ended_w > 0).sum()), int(((ended_w > 0) & proved_w).sum()),
