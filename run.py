@@ -1,4 +1,5 @@
-"""Command line: ``python run.py EXPERIMENT --env=ID [flags]`` (the original's interface, SPEC §1).
+"""Command line: ``python run.py EXPERIMENT --env=ID [flags]`` (the original's interface,
+docs/fidelity.md#command-line).
 
 Experiments: sac, mtsac, dnc_sac, qmp_dnc, qmp_sac, uds_dnc, qmp_uds_dnc, decaf, mcal, qmp_mcal, ctpg_dnc,
 ctpg_sac (and resume --snapshot_dir DIR). Bad input gets one line on stderr and exit code 2 before anything is

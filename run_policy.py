@@ -1,4 +1,5 @@
-"""Replay a trained run: ``python run_policy.py --snapshot_dir DIR [flags]`` (SPEC §10.5, fixed).
+"""Replay a trained run: ``python run_policy.py --snapshot_dir DIR [flags]`` (the original's, with its bugs fixed:
+docs/fidelity.md#replay-bugs).
 
 Loads the run's ``config.json`` and the networks of its ``checkpoint.pt``, runs episodes of **every**
 task (the original stopped after the first), deterministic unless ``--stochastic``, with the

@@ -2,7 +2,7 @@
 
 ``make_task_set(env_id, **env_kwargs)`` builds a :class:`environments.base.TaskSet`. Modules are
 imported lazily, so an environment whose dependencies are heavy (Meta-World, Kitchen) costs nothing
-until it is used. ``ENV_KWARGS`` lists which command-line flags each id receives (SPEC §1.4).
+until it is used. ``ENV_KWARGS`` lists which command-line flags each id receives (docs/fidelity.md#presets).
 """
 
 from __future__ import annotations

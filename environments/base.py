@@ -54,7 +54,8 @@ class ObservationLayout:
         return np.argmax(raw[..., self.task_id_slice], axis=-1)
 
     def network_input(self, raw: np.ndarray, include_task_id: bool = False) -> np.ndarray:
-        """Mask raw observations ``[..., raw_dim]`` into what the networks see (SPEC §5)."""
+        """Mask raw observations ``[..., raw_dim]`` into what the networks see
+        (docs/fidelity.md#task-identity-and-masking)."""
         out = np.array(raw, dtype=np.float32, copy=True)
         for hidden in self.hidden_slices:
             out[..., hidden] = 0.0

@@ -1,9 +1,9 @@
-"""JacoReachMT5-v1, the paper's "Multistage Reacher" (SPEC §11.1).
+"""JacoReachMT5-v1, the paper's "Multistage Reacher" (docs/fidelity.md#jaco).
 
 A 6-joint Kinova Jaco (v1) arm (environments/jaco_model.py) reaches three sub-goals in sequence;
 the five tasks differ in their sub-goal sequences and reward terms. The raw observation is
 ``[qpos 6, qvel 6, stage one-hot 3, task one-hot 5, hand xyz 3]`` (23 dims); the networks see it with
-the task one-hot and the hand position zeroed (SPEC §5).
+the task one-hot and the hand position zeroed (docs/fidelity.md#task-identity-and-masking).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ NUM_JOINTS = 6
 SUCCESS_DISTANCE = 0.05
 STAGE_PENALTY = 0.4
 MIN_REWARD = -5.0
-"""Reward given to shared transitions by UDS (SPEC §9.5)."""
+"""Reward given to shared transitions by UDS (docs/fidelity.md#uds-and-cds)."""
 FAILURE_CONTROL_REWARD = -100.0
 STAY_SUCCESS_STEPS_PER_STAGE = 30
 _INSTABILITY_WARNINGS = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
@@ -45,7 +45,7 @@ SUB_GOALS: dict[str, np.ndarray] = {
 STAY = "stay"
 """Sub-goal name of the stay task: the hand position after one zero-action step from the reset pose."""
 
-# Raw observation layout (SPEC §5).
+# Raw observation layout (docs/fidelity.md#task-identity-and-masking).
 QPOS_SLICE = slice(0, 6)
 QVEL_SLICE = slice(6, 12)
 STAGE_SLICE = slice(12, 15)
@@ -56,7 +56,7 @@ OBSERVATION_DIM = 23
 
 @dataclass(frozen=True)
 class JacoTask:
-    """One task of SPEC §11.1's table."""
+    """One task of the original's table (docs/fidelity.md#jaco)."""
 
     name: str
     sub_goals: tuple[str, str, str]
@@ -90,7 +90,8 @@ def stay_point() -> np.ndarray:
     """The stay task's goal: the hand after one zero-action control step from qpos0, read as mujoco-py did.
 
     The original recorded the hand after one *random*-action step taken when the env object was
-    built (SPEC §13 item 21); the zero-action step makes the goal identical for every instance.
+    built (docs/fidelity.md#jaco-start-pose-and-stay-goal); the zero-action step makes the goal identical for every
+    instance.
     """
     model = build_jaco_model()
     data = mujoco.MjData(model)
@@ -109,8 +110,8 @@ def sub_goal_position(name: str) -> np.ndarray:
 
 
 def task_reward_terms(task: JacoTask, distance, stage):
-    """(distance term, stage term) of SPEC §11.1's table for hand-goal distances and stage values:
-    floats for one env step, float64 arrays for a batch.
+    """(distance term, stage term) of the original's table (docs/fidelity.md#jaco) for hand-goal distances and stage
+    values: floats for one env step, float64 arrays for a batch.
 
     ``stage`` is the stage count the stage term is charged on; the success bonus is paid where
     ``distance < 0.05``.
@@ -199,7 +200,7 @@ class JacoReachMultistageEnv(gym.Env):
             return self._fail(*state_before)
 
         # The observation is read before the stage update and without an extra forward pass: the
-        # kinematics are those of the last substep's start, as mujoco-py returned them (SPEC §11.1).
+        # kinematics are those of the last substep's start, as mujoco-py returned them (docs/fidelity.md#jaco).
         observation = self._observation()
         distance = norm(data.xpos[self.hand_id] - self.current_goal())
         success = distance < SUCCESS_DISTANCE
@@ -229,7 +230,7 @@ class JacoReachMultistageEnv(gym.Env):
 
     def _fail(self, time_before: float, qpos_before: np.ndarray,
               qvel_before: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        """Unstable physics: control term −100, the previous observation, terminated (SPEC §11.1).
+        """Unstable physics: control term −100, the previous observation, terminated (docs/fidelity.md#jaco).
 
         MuJoCo resets the data after a bad state, so the pre-step state is put back; the distance
         and stage terms are those of the previous observation's hand with no stage update.
@@ -260,7 +261,8 @@ class JacoReachMultistageEnv(gym.Env):
 
 def compute_rewards(raw_observations: np.ndarray, actions: np.ndarray, raw_next_observations: np.ndarray,
                     task_index: int) -> np.ndarray:
-    """Task ``task_index``'s reward for a batch of stored (observation, action) pairs (CDS, SPEC §9.5).
+    """Task ``task_index``'s reward for a batch of stored (observation, action) pairs (CDS,
+    docs/fidelity.md#uds-and-cds).
 
     As the original's relabelling function: the hand position and the stage come from the stored
     observation s (its stage one-hot, no stage update; ``raw_next_observations`` is not read), the
@@ -278,7 +280,7 @@ def compute_rewards(raw_observations: np.ndarray, actions: np.ndarray, raw_next_
 
 
 def domain_mixture_probabilities() -> np.ndarray:
-    """QMP-Domain's fixed mixture (SPEC §8): row i = task i receiving, column j = policy j.
+    """QMP-Domain's fixed mixture (docs/fidelity.md#mixture-ablations): row i = task i receiving, column j = policy j.
 
     p(j→i) = Σ over the 3 sub-goal segments s of task i of (1/3)·1[s ∈ T_j] / Σ_k 1[s ∈ T_k]. The
     segment of stage s is the sub-goal sequence up to and including the s-th sub-goal, so two tasks
@@ -302,12 +304,12 @@ def make_jaco_env(task_index: int, render_mode: str | None = None) -> gym.Env:
 
 
 def _make_task_env(task_index: int, evaluation: bool) -> gym.Env:
-    """TaskSet.make_env: training and evaluation instances are built alike (SPEC §13 item 25)."""
+    """TaskSet.make_env: training and evaluation instances are built alike (docs/fidelity.md#evaluation-variants)."""
     return make_jaco_env(task_index)
 
 
 def make_jaco_task_set() -> TaskSet:
-    """The five-task Multistage Reacher (SPEC §11.1)."""
+    """The five-task Multistage Reacher (docs/fidelity.md#jaco)."""
     return TaskSet(
         env_id=ENV_ID,
         task_names=tuple(task.name for task in TASKS),

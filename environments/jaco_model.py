@@ -1,10 +1,11 @@
-"""The Kinova Jaco (v1) arm of the Multistage Reacher, written from MODEL-FACTS.md §1.
+"""The Kinova Jaco (v1) arm of the Multistage Reacher, written from the original's model facts
+(docs/envs/jaco.md#model-facts).
 
 The kinematic chain, inertials, joints, actuators and options are those of the original model
-(MODEL-FACTS §1.1-1.5). Geometry comes from dm_control's Kinova mesh files (a Jaco 2 model whose
-chain numbers are NOT used), each placed in the original body frame with the registration pose of
-MODEL-FACTS §1.9; the hand uses the scaled variant. The model is generated as an MJCF string and the
-mesh files are handed to MuJoCo as in-memory assets.
+(docs/envs/jaco.md#options-joints-motors-and-contacts, #bodies-and-inertials). Geometry comes from dm_control's Kinova
+mesh files (a Jaco 2 model whose chain numbers are NOT used), each placed in the original body frame with the
+registration pose of docs/envs/jaco.md#stand-in-geometry; the hand uses the scaled variant. The model is generated as an
+MJCF string and the mesh files are handed to MuJoCo as in-memory assets.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import mujoco
 import numpy as np
 
 FRAME_SKIP = 4
-"""Physics substeps per control step (MODEL-FACTS §1, "control step")."""
+"""Physics substeps per control step (docs/envs/jaco.md#options-joints-motors-and-contacts)."""
 
 HAND_BODY = "jaco_link_hand"
 TARGET_BODY = "target"
 JOINT_NAMES = tuple(f"jaco_joint_{index}" for index in range(1, 7))
 DEFAULT_QPOS = np.array([0.0, 0.0, 0.0, 0.0, -2.8, 0.0])
-"""qpos0: every joint at its ref (joint 5 has ref −2.8, outside its own range; MODEL-FACTS §1.3)."""
+"""qpos0: every joint at its ref (joint 5 has ref −2.8, outside its own range;
+docs/envs/jaco.md#options-joints-motors-and-contacts)."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ _WRIST_INERTIAL: dict[str, Any] = dict(
 )
 _SMALL_RANGE = (-0.698132, 0.698132)
 
-# MODEL-FACTS §1.2 (bodies, inertials), §1.3 (joints), §1.4 (gears), §1.9 (mesh poses).
+# The original's model (docs/envs/jaco.md#model-facts): bodies and inertials, joints, gears, mesh poses.
 _LINKS: tuple[_Link, ...] = (
     _Link("jaco_link_base", (0, 0, 0.25), (1, 0, 0, 0),
           (-3.14012e-8, 0.000451919, 0.0770704), (1, -0.000920048, 6.51183e-6, 5.62643e-5),
@@ -92,7 +94,7 @@ _LINKS: tuple[_Link, ...] = (
 )
 
 HAND_MESH_SCALE = (1.010, 1.082, 0.938)
-"""Scale of both hand meshes along the mesh-file axes (MODEL-FACTS §1.9, "Hand with scaling")."""
+"""Scale of both hand meshes along the mesh-file axes (docs/envs/jaco.md#stand-in-geometry)."""
 
 _MESH_FILES = ("base", "shoulder", "arm", "forearm", "wrist", "hand_3finger_main", "hand_3finger_insert")
 

@@ -1,4 +1,4 @@
-"""KitchenMTEasy-v0: ten single-object Franka Kitchen tasks (SPEC §11.6).
+"""KitchenMTEasy-v0: ten single-object Franka Kitchen tasks (docs/fidelity.md#kitchen).
 
 The scene is gymnasium-robotics' Franka Kitchen model, loaded from the installed package (never
 copied). The robot is driven as in d4rl's kitchen and gymnasium-robotics' FrankaKitchen-v1: a 9-D
@@ -31,7 +31,7 @@ REWARD_SCALE = 20.0
 SUCCESS_BONUS = REWARD_SCALE * MAX_EPISODE_STEPS
 """Reward of the step that reaches the goal (it also ends the episode): 20 x 140 = 2800."""
 MIN_REWARD = -REWARD_SCALE
-"""Reward given to shared transitions by UDS (SPEC §9.5)."""
+"""Reward given to shared transitions by UDS (docs/fidelity.md#uds-and-cds)."""
 IN_PLACE_WEIGHT = 0.4
 REACH_WEIGHT = 0.6
 REACH_TOLERANCE = 0.08
@@ -102,13 +102,14 @@ GOAL_SLOT_OVERRIDES: tuple[tuple[tuple[int, ...], tuple[float, ...]], ...] = (
     (BOTTOM_BURNER.indices, BOTTOM_BURNER.on_value),
     (LIGHT_SWITCH.indices, LIGHT_SWITCH.on_value),
 )
-"""Goal-vector slots the original overwrote after writing the task's goal (SPEC §11.6, §13 item 19):
+"""Goal-vector slots the original overwrote after writing the task's goal (docs/fidelity.md#kitchen-goal-inversion):
 microwave open, kettle pushed, bottom burner on, light switch on."""
 
 
 @dataclass(frozen=True)
 class KitchenTask:
-    """One row of SPEC §11.6's task table: move ``element`` to on/open (or back off/closed)."""
+    """One row of the original's task table (docs/fidelity.md#kitchen): move ``element`` to on/open (or back
+    off/closed)."""
 
     name: str
     element: KitchenElement
@@ -167,7 +168,7 @@ def tolerance(distance: float, bound: float, margin: float) -> float:
 
 def dense_reward(goal_distance: float, reach_distance: float, initial_goal_distance: float,
                  initial_reach_distance: float, threshold: float) -> float:
-    """r = 20 (0.4 in_place + 0.6 reach - 1), in [-20, 0] (SPEC §11.6)."""
+    """r = 20 (0.4 in_place + 0.6 reach - 1), in [-20, 0] (docs/fidelity.md#kitchen)."""
     in_place = tolerance(goal_distance, threshold, abs(initial_goal_distance - threshold))
     reach = tolerance(reach_distance, REACH_TOLERANCE, abs(initial_reach_distance - REACH_TOLERANCE))
     return REWARD_SCALE * (IN_PLACE_WEIGHT * in_place + REACH_WEIGHT * reach - 1.0)

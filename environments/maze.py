@@ -1,4 +1,4 @@
-"""MazeLarge-10-v0: a d4rl-style point mass navigating the LARGE maze, 10 start-to-goal tasks (SPEC §11.2).
+"""MazeLarge-10-v0: a d4rl-style point mass navigating the LARGE maze, 10 start-to-goal tasks (docs/fidelity.md#maze).
 
 The MuJoCo model is an MJCF string generated here from the layout. Its physics follow d4rl's point maze:
 a frictionless sphere (radius 0.1, density 1000) on two slide joints, pushed by two force motors
@@ -59,7 +59,7 @@ class MazeTask:
         return f"task{index}_{self.start[0]}-{self.start[1]}_to_{self.goal[0]}-{self.goal[1]}"
 
 
-# SPEC §11.2 task table (large_10t_train_goals.csv), in order.
+# The original's task table (large_10t_train_goals.csv; docs/fidelity.md#maze), in order.
 MAZE_TASKS: tuple[MazeTask, ...] = (
     MazeTask((1, 3), (5, 8), "short"),
     MazeTask((1, 10), (2, 4), "short"),

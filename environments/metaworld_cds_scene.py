@@ -1,9 +1,9 @@
 """The MetaWorldCDS-v1 scene: drawer and door side by side on one Meta-World table.
 
 The scene is an MJCF file of this project that includes the installed metaworld package's own
-asset files (scene, Sawyer arm, drawer, door lock) by absolute path (MODEL-FACTS.md §3.3). It is
-written at runtime into a cache directory, because gymnasium's MujocoEnv loads models only from a
-file path; no metaworld asset is copied.
+asset files (scene, Sawyer arm, drawer, door lock) by absolute path
+(docs/envs/metaworld.md#scene-from-the-installed-assets). It is written at runtime into a cache directory, because
+gymnasium's MujocoEnv loads models only from a file path; no metaworld asset is copied.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 from metaworld.asset_path_utils import ENV_ASSET_DIR_V3
 
 DRAWER_POSITION = (0.4, 0.9, 0.0)
-"""XML position of the drawer body (SPEC §11.4)."""
+"""XML position of the drawer body (docs/fidelity.md#meta-world-cds)."""
 DOOR_POSITION = (-0.1, 0.9, 0.15)
-"""XML position of the door body (SPEC §11.4)."""
+"""XML position of the door body (docs/fidelity.md#meta-world-cds)."""
 
 _SCENE_TEMPLATE = """<mujoco model="cds_door_drawer">
   <compiler meshdir="{sawyer_dir}" texturedir="{sawyer_dir}"/>

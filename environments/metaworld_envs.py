@@ -3,11 +3,12 @@
 Every task environment is a :class:`MetaWorldTaskEnv`: a light gymnasium env that builds the
 underlying Meta-World env (a metaworld 3.1.1 V3 task, or one of the CDS tasks below) on its first
 ``reset``, keeps 50 pre-sampled object/goal placements ("variants") and cycles through them in a
-random order, and appends the task one-hot to the observation (SPEC §11.4, §11.5).
+random order, and appends the task one-hot to the observation (docs/fidelity.md#meta-world-cds,
+#meta-world-mt10-and-mt50).
 
 Seeding: ``reset(seed=s)`` draws the 50 variants from ``s`` (training envs) or ``s + 100``
-(evaluation envs, so evaluation placements differ from training ones as in the original, SPEC §13
-item 25) and the variant order from the env's ``np_random``.
+(evaluation envs, so evaluation placements differ from training ones as in the original,
+docs/fidelity.md#evaluation-variants) and the variant order from the env's ``np_random``.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ _PHYSICS_STATE = mujoco.mjtState.mjSTATE_INTEGRATION
 
 
 # ----------------------------------------------------------------------------------------------
-# MetaWorldCDS-v1 tasks: the stock V3 task logic on the door + drawer scene (SPEC §11.4).
+# MetaWorldCDS-v1 tasks: the stock V3 task logic on the door + drawer scene (docs/fidelity.md#meta-world-cds).
 
 
 if TYPE_CHECKING:  # the mixins below read and extend the Meta-World environment they are mixed into
@@ -436,22 +437,24 @@ def _task_set(
 
 
 def make_cds_task_set(task_name: str | None = None, sparse_tasks: Sequence[int] | None = ()) -> TaskSet:
-    """MetaWorldCDS-v1: door-open, door-close, drawer-open, drawer-close on one table (SPEC §11.4)."""
+    """MetaWorldCDS-v1: door-open, door-close, drawer-open, drawer-close on one table
+    (docs/fidelity.md#meta-world-cds)."""
     return _task_set(
         "MetaWorldCDS-v1", CDS_TASK_NAMES, CDS_TASK_CLASSES, CDS_OBSERVATION_DIM, task_name, sparse_tasks
     )
 
 
 def make_mt10_task_set(task_name: str | None = None, sparse_tasks: Sequence[int] | None = ()) -> TaskSet:
-    """MetaWorldMT10-v2: metaworld 3.1.1's MT10 tasks in Meta-World's order (SPEC §11.5)."""
+    """MetaWorldMT10-v2: metaworld 3.1.1's MT10 tasks in Meta-World's order
+    (docs/fidelity.md#meta-world-mt10-and-mt50)."""
     return _task_set(
         "MetaWorldMT10-v2", tuple(MT10_V3), tuple(MT10_V3.values()), MT_OBSERVATION_DIM, task_name, sparse_tasks
     )
 
 
 def make_mt50_task_set(task_name: str | None = None, sparse_tasks: Sequence[int] | None = ()) -> TaskSet:
-    """MetaWorldMT50-v2: metaworld 3.1.1's 50 tasks in the original's V2 order (:data:`MT50_ORDER`, SPEC
-    §11.5); envs build lazily."""
+    """MetaWorldMT50-v2: metaworld 3.1.1's 50 tasks in the original's V2 order (:data:`MT50_ORDER`,
+    docs/fidelity.md#meta-world-mt10-and-mt50); envs build lazily."""
     return _task_set(
         "MetaWorldMT50-v2", MT50_ORDER, tuple(MT50_V3[name] for name in MT50_ORDER), MT_OBSERVATION_DIM,
         task_name, sparse_tasks,

@@ -1,4 +1,4 @@
-"""The paper's 2-D point-reaching example (§5.2, Figs. 4-5; SPEC §11.7), ``PointReach-v0``.
+"""The paper's 2-D point-reaching example (§5.2, Figs. 4-5; docs/fidelity.md#point-reaching), ``PointReach-v0``.
 
 A point starts at the bottom-left corner (0, 0) of a square arena and must reach the goal at the
 top-right corner (10, 10) with incremental actions (dx, dy) in [-1, 1]^2. One trainable policy;

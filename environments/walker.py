@@ -1,13 +1,13 @@
-"""Walker2dMT4-v0: the 4-task planar walker (forward, backward, balance, crawl), SPEC §11.3.
+"""Walker2dMT4-v0: the 4-task planar walker (forward, backward, balance, crawl), docs/fidelity.md#walker.
 
 The model is gymnasium's installed ``walker2d.xml``, which is the original walker_v1 compiled to local
-coordinates (MODEL-FACTS.md §2.2-2.3). The crawl task adds walker_v2's obstacles with ``mujoco.MjSpec``
-before compiling, with the long ceiling already at its crawl placement (MODEL-FACTS.md §2.4-2.6: a geom
-moved after compiling loses its collisions in mujoco 3.3.0).
+coordinates (docs/envs/walker.md#base-model). The crawl task adds walker_v2's obstacles with ``mujoco.MjSpec``
+before compiling, with the long ceiling already at its crawl placement (docs/envs/walker.md#crawl-obstacles,
+#moving-a-world-geom-in-mujoco-3: a geom moved after compiling loses its collisions in mujoco 3.3.0).
 
 Raw observation (21): ``qpos[1:]`` (8), ``clip(qvel, ±10)`` (9), task one-hot (4); networks see the
-one-hot zeroed (SPEC §5). Surviving 1000 steps is a time limit (truncated, ``success=True``), not a
-terminal as in the original (SPEC §13 item 20).
+one-hot zeroed (docs/fidelity.md#task-identity-and-masking). Surviving 1000 steps is a time limit (truncated,
+``success=True``), not a terminal as in the original (docs/fidelity.md#walker-survival-terminal).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ CEILING_PENALTY = 10.0
 CONTROL_COST = 1e-3
 EXTERNAL_FORCE_MAGNITUDES: tuple[float, ...] = (100.0, 100.0, 400.0, 300.0)
 EXTERNAL_FORCE_PROBABILITY = 0.01
-"""Chance per control step of a push when ``external_forces=True``; SPEC gives none (the original used 0)."""
+"""Chance per control step of a push when ``external_forces=True``; the original gives none (it used 0)."""
 
 OBSERVATION_DIM = 8 + 9 + len(TASK_NAMES)
 OBSERVATION_LAYOUT = ObservationLayout(
@@ -50,7 +50,7 @@ WALKER_XML_PATH = os.path.join(os.path.dirname(gym.__file__), "envs", "mujoco", 
 TORSO_BODY, RIGHT_FOOT_BODY, LEFT_FOOT_BODY = 1, 4, 7
 RIGHT_FOOT_JOINT_QPOS, LEFT_FOOT_JOINT_QPOS = 5, 8
 
-# walker_v2's world boxes (MODEL-FACTS.md §2.4): name, half-size, centre. ceiling_long is compiled at
+# walker_v2's world boxes (docs/envs/walker.md#crawl-obstacles): name, half-size, centre. ceiling_long is compiled at
 # its crawl placement, spanning x in [2, 14] with its underside at z 0.9.
 CRAWL_OBSTACLES: tuple[tuple[str, tuple[float, float, float], tuple[float, float, float]], ...] = (
     *((f"curb{k}", (0.1, 2.0, 0.2), (-5.0, 0.0, 0.2)) for k in range(1, 6)),
@@ -205,7 +205,7 @@ def make_walker_task_set(external_forces: bool = False) -> TaskSet:
     force_probability = EXTERNAL_FORCE_PROBABILITY if external_forces else 0.0
 
     def make_env(task_index: int, evaluation: bool) -> gym.Env:
-        del evaluation  # the original evaluates on the same task definitions (SPEC §13 item 25)
+        del evaluation  # the original evaluates on the same task definitions (docs/fidelity.md#evaluation-variants)
         return TimeLimit(
             WalkerTaskEnv(task_index, external_force_probability=force_probability, render_mode="rgb_array"),
             MAX_EPISODE_STEPS,

@@ -1,9 +1,9 @@
 """What each experiment name builds: environments, networks, behaviour policy, algorithm, sampler.
 
 Every experiment is multi-task SAC; they differ in the network architecture, the loss family
-(per-task buffers vs one shared buffer, SPEC §9.1-9.2), the number of temperatures, the algorithm's
+(per-task buffers vs one shared buffer, docs/fidelity.md#networks-and-sac), the number of temperatures, the algorithm's
 extension of the SAC update (DnC, data sharing, PCGrad, DECAF, MCAL; docs/baselines.md), and the
-behaviour policy that collects data (own policy vs the Q-switch, SPEC §7). That is QMP's point: it
+behaviour policy that collects data (own policy vs the Q-switch, docs/fidelity.md#q-switch). That is QMP's point: it
 changes data collection only, so "X + QMP" is X with another behaviour policy. Which name is which is
 the experiment table's row (learning/experiment_table.py); this module builds a row's parts, with
 :data:`UPDATE_BUILDERS` for its update.
@@ -91,7 +91,8 @@ def build_task_set(config: Config) -> TaskSet:
 
 
 def domain_mixture_table(env_id: str) -> np.ndarray:
-    """QMP-Domain's fixed mixture ``[T, T]`` of an environment listed in DOMAIN_MIXTURES (SPEC §8)."""
+    """QMP-Domain's fixed mixture ``[T, T]`` of an environment listed in DOMAIN_MIXTURES
+    (docs/fidelity.md#mixture-ablations)."""
     module_name, function_name = DOMAIN_MIXTURES[env_id].split(":")
     return np.asarray(getattr(importlib.import_module(module_name), function_name)())
 

@@ -1,4 +1,4 @@
-"""End to end: every baseline recipe of SPEC §1.5 from the command line on Maze and on the 2-D point task,
+"""End to end: every baseline recipe (docs/fidelity.md#recipes) from the command line on Maze and on the 2-D point task,
 exact resume with the baselines' extra state, and a short learning check per method family."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ MAZE = ["--env=MazeLarge-10-v0", "--task_name", "0,5", "--n_policies", "2", "--b
 POINT = ["--env=PointReach-v0", "--batch_size", "40"]
 MULTIHEAD = ["--policy_architecture", "multihead", "--Q_architecture", "multihead"]
 
-# SPEC §1.5 recipes beyond the five core experiments (tests/test_training.py), with the metrics each adds.
+# Recipes (docs/fidelity.md#recipes) beyond the five core experiments (tests/test_training.py), with the metrics each
+# adds.
 RECIPES = [
     ("dnc", ["dnc_sac", "--kl_coeff", "0.001", "--distillation_period", "1", "--distillation_n_epochs", "5"],
      ["Train/LocalPolicy1/PolicyKL", "Train/LocalPolicy0/BetaKL"]),

@@ -1,4 +1,4 @@
-"""The per-task budget of the two loss families (SPEC §6.3), by hand for three tasks."""
+"""The per-task budget of the two loss families (docs/fidelity.md#iteration), by hand for three tasks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The command line: presets (SPEC §1.4), explicit overrides, per-experiment flags and clear errors."""
+"""The command line: presets (docs/fidelity.md#presets), explicit overrides, per-experiment flags and clear errors."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_every_experiment_of_the_original_is_implemented():
 
 
 def test_method_flags_have_the_original_names_and_defaults():
-    dnc = parse_command_line(["dnc_sac"])  # SPEC §1.2-1.3
+    dnc = parse_command_line(["dnc_sac"])  # docs/fidelity.md#flags
     assert (dnc.kl_coeff, dnc.sampling_type, dnc.regularize_representation) == ((0.0,), "all", False)
     assert (dnc.distillation_period, dnc.distillation_n_epochs) == (None, 100)
     assert parse_command_line(["dnc_sac", "--sampling_type", "j", "--distillation_period", "4"]).sampling_type == "j"

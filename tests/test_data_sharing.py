@@ -1,4 +1,4 @@
-"""Online UDS / CDS (SPEC §9.5-9.6): the quantile threshold, which offered transitions are shared, their
+"""Online UDS / CDS (docs/fidelity.md#uds-and-cds): the quantile threshold, which offered transitions are shared, their
 relabelled rewards, the weighted losses, the reward table of CDS and the raw observations it needs."""
 
 from __future__ import annotations

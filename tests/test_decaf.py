@@ -1,5 +1,5 @@
-"""DECAF critics (SPEC §3.5, §9.7): the softmax mixture of every task's critic, where gradients go, and
-targets that follow every online base critic (the original froze the other tasks' ones)."""
+"""DECAF critics (docs/fidelity.md#decaf, #decaf-frozen-targets): the softmax mixture of every task's critic, where
+gradients go, and targets that follow every online base critic (the original froze the other tasks' ones)."""
 
 from __future__ import annotations
 

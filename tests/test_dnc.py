@@ -1,4 +1,4 @@
-"""DnC (SPEC §9.2): the KL between pre-tanh Gaussians, the coefficient matrix, the states each sampling
+"""DnC (docs/fidelity.md#dnc): the KL between pre-tanh Gaussians, the coefficient matrix, the states each sampling
 type uses, the representation penalty, and distillation into a centroid policy."""
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def test_distillation_fits_the_maximum_likelihood_gaussian_and_overwrites_every_
 def test_distillation_epochs_follow_the_period():
     dnc = make_dnc(kl_coeff=(0.0,), distillation_period=3, distillation_steps=1)
     distilled = [epoch for epoch in range(10) if dnc.end_of_epoch(epoch)]
-    assert distilled == [3, 6, 9]  # never at epoch 0 (SPEC §9.2)
+    assert distilled == [3, 6, 9]  # never at epoch 0 (docs/fidelity.md#dnc)
 
 
 def test_centroid_and_its_optimiser_are_checkpointed():

@@ -61,10 +61,10 @@ def texts() -> dict[str, str]:
 
 
 def test_patterns_find_what_they_name_and_nothing_else():
-    assert WORK_PERIODS.search("measured in session 4") and WORK_PERIODS.search("the grids of sessions 3-5")
+    assert WORK_PERIODS.search("measured in sess" + "ion 4") and WORK_PERIODS.search("the grids of sess" + "ions 3-5")
     assert not WORK_PERIODS.search("Test-session set-up") and not WORK_PERIODS.search("this session's mean")
-    assert ISSUE_NUMBERS.search("as issue 16 asks") and ISSUE_NUMBERS.search("Target (issue") \
-        and ISSUE_NUMBERS.search("Issue 15, item 4")
+    assert ISSUE_NUMBERS.search("as iss" + "ue 16 asks") and ISSUE_NUMBERS.search("Target (iss" + "ue") \
+        and ISSUE_NUMBERS.search("Iss" + "ue 15, item 4")
     assert not ISSUE_NUMBERS.search("a known issue with EGL") and not ISSUE_NUMBERS.search("the update issues 888 calls")
     assert FIDELITY_DOCUMENTS.search("(SPEC \u00a713.18)") and FIDELITY_DOCUMENTS.search("MODEL" + "-FACTS \u00a71")
     assert not FIDELITY_DOCUMENTS.search("the paper's spec")
@@ -78,17 +78,14 @@ def test_tracked_files_are_read_and_records_skipped(texts):
     assert not any(name.endswith(".png") for name in texts)
 
 
-@pytest.mark.xfail(strict=False, reason="docs/results.md and docs/ctpg.md are being rewritten without their history")
 def test_no_work_periods_or_issue_numbers(texts):
     assert offending_lines(WORK_PERIODS, texts) + offending_lines(ISSUE_NUMBERS, texts) == []
 
 
-@pytest.mark.xfail(strict=False, reason="references into the fidelity documents are being replaced by docs/fidelity.md")
 def test_no_references_into_documents_outside_the_repository(texts):
     assert offending_lines(FIDELITY_DOCUMENTS, texts) == []
 
 
-@pytest.mark.xfail(strict=False, reason="docs/ctpg.md, learning/behaviour/ctpg.py and requirements.txt still point outside")
 def test_no_paths_outside_the_repository(texts):
     assert offending_lines(OUTSIDE_PATHS, texts) == []
 
@@ -216,19 +213,12 @@ def test_link_problems_are_found(tmp_path, monkeypatch):
     assert "outside the repository" in link_problem(page, "../../elsewhere.md")
 
 
-PENDING_ANCHORS = {("docs/README.md", "baselines.md#adding-a-method")}
-"""Links to a section that another change adds; they pass as soon as it is there."""
-
-
 def link_cases() -> list:
     cases = []
     for page in documentation_pages():
         name = page.relative_to(ROOT).as_posix()
         for target in links(page):
-            marks = ()
-            if (name, target) in PENDING_ANCHORS:
-                marks = pytest.mark.xfail(strict=False, reason="the section is added by another change")
-            cases.append(pytest.param(name, target, id=f"{name}->{target}", marks=marks))
+            cases.append(pytest.param(name, target, id=f"{name}->{target}"))
     return cases
 
 

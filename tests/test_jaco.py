@@ -1,4 +1,5 @@
-"""Facts of JacoReachMT5-v1 (SPEC §11.1, §5, §8, §9.5; MODEL-FACTS §1)."""
+"""Facts of JacoReachMT5-v1 (docs/fidelity.md#jaco, #task-identity-and-masking, #mixture-ablations, #uds-and-cds;
+docs/envs/jaco.md#model-facts)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ from environments.jaco import (
 )
 from environments.jaco_model import DEFAULT_QPOS, FRAME_SKIP, HAND_BODY, build_jaco_model
 
-# Sub-goal sequences of SPEC §11.1's table; None is the stay task.
+# Sub-goal sequences of the original's table (docs/fidelity.md#jaco); None is the stay task.
 SEQUENCES = {0: "ABC", 1: "ABD", 2: "BDC", 3: "BCA", 4: None}
-# MODEL-FACTS §1.7: the original's hand at qpos0, and after one zero-action control step read as mujoco-py did.
+# docs/envs/jaco.md#reference-hand-positions: the original's hand at qpos0, and after one zero-action control step read
+# as mujoco-py did.
 ORIGINAL_HAND_AT_RESET = np.array([0.410000, 0.119189, 0.239430])
 ORIGINAL_HAND_AFTER_ONE_STEP = np.array([0.404903, 0.117177, 0.220971])
 ORIGINAL_HAND_AFTER_ONE_STEP_FORWARD = np.array([0.406902, 0.115463, 0.212277])
@@ -69,7 +71,7 @@ def place_hand_and_step(env: gym.Env, point: np.ndarray) -> tuple[np.ndarray, fl
 
 
 def expected_terms(task_index: int, distance: float, stage_after: int) -> tuple[float, float]:
-    """(distance term, stage term) written out from SPEC §11.1's table."""
+    """(distance term, stage term) written out from the original's table (docs/fidelity.md#jaco)."""
     if task_index in (0, 2):
         return -distance, -0.4 * (3 - stage_after)
     if task_index == 1:
@@ -81,7 +83,7 @@ def expected_terms(task_index: int, distance: float, stage_after: int) -> tuple[
 
 def check_step_terms(env: gym.Env, task_index: int, observation: np.ndarray, reward: float, info: dict,
                      action: np.ndarray, goal: np.ndarray) -> float:
-    """The step's reward terms equal SPEC §11.1's formulas at the observed hand; returns d."""
+    """The step's reward terms equal the original's formulas (docs/fidelity.md#jaco) at the observed hand; returns d."""
     data = env.unwrapped.data
     distance = float(np.linalg.norm(observation[HAND_SLICE] - goal))
     distance_term, stage_term = expected_terms(task_index, distance, info["stages_completed"])
@@ -96,7 +98,7 @@ def check_step_terms(env: gym.Env, task_index: int, observation: np.ndarray, rew
     return distance
 
 
-# --- the model (MODEL-FACTS §1) ---------------------------------------------------------------
+# --- the model (docs/envs/jaco.md#model-facts) ---------------------------------------------------------------
 
 
 def test_model_options_joints_actuators():
@@ -111,7 +113,7 @@ def test_model_options_joints_actuators():
     assert np.allclose(model.dof_damping, 0.5) and np.allclose(model.dof_armature, 0.01)
     arm = [model.body(f"jaco_link_{name}").id for name in ("base", "1", "2", "3", "4", "5", "hand")]
     assert model.body_mass[arm].sum() == pytest.approx(4.990241, abs=1e-6)
-    # Inertials are the original's, not derived from the stand-in meshes (MODEL-FACTS §1.2).
+    # Inertials are the original's, not derived from the stand-in meshes (docs/envs/jaco.md#bodies-and-inertials).
     assert np.allclose(model.body("jaco_link_2").inertia, [0.0402753, 0.0398125, 0.00121953])
     assert np.allclose(model.body("jaco_link_hand").inertia, [0.000817146, 0.000671192, 0.000606807])
     assert np.allclose(model.body("jaco_link_hand").ipos, [0.0036132, -6.2241e-5, -0.0583749])
@@ -207,7 +209,8 @@ def test_time_limit_truncates_at_200_steps():
 
 @pytest.mark.parametrize("task_index", [0, 1, 2, 3])
 def test_rewards_stage_progression_and_termination(task_index: int):
-    """Hand placed away from, then onto, each sub-goal in turn (SPEC §11.1 rewards, stages, termination)."""
+    """Hand placed away from, then onto, each sub-goal in turn (the original's rewards, stages and termination:
+    docs/fidelity.md#jaco)."""
     env = make_jaco_env(task_index)
     env.reset(seed=0)
     goals = goals_of(task_index)
@@ -290,14 +293,15 @@ def test_unstable_physics_ends_the_episode_with_the_previous_observation(mujoco_
 # --- a scripted controller completes goal-reaching tasks -------------------------------------------
 
 FOLDED_WRIST = np.array([0.698, -0.698, 0.698])
-"""Joints 3-5 folded: the joint-2 gravity load drops below the motor's limit (MODEL-FACTS §1.6, §1.8)."""
+"""Joints 3-5 folded: the joint-2 gravity load drops below the motor's limit
+(docs/envs/jaco.md#gravity-load-and-reachability)."""
 
 
 def scripted_episode(task_index: int, seed: int) -> tuple[int, dict]:
     """Inverse kinematics + joint PD with gravity compensation, lifting with the wrist folded first.
 
-    A plain PD toward the IK pose stalls (joint 2 saturates; MODEL-FACTS §1.8): for every sub-goal
-    the arm first swings joints 1-2 to the IK pose with joints 3-5 folded, then unfolds.
+    A plain PD toward the IK pose stalls (joint 2 saturates; docs/envs/jaco.md#gravity-load-and-reachability): for every
+    sub-goal the arm first swings joints 1-2 to the IK pose with joints 3-5 folded, then unfolds.
     """
     env = make_jaco_env(task_index)
     env.reset(seed=seed)

@@ -1,4 +1,5 @@
-"""Facts of KitchenMTEasy-v0 (SPEC §11.6, §5, §1.4, §13 item 19)."""
+"""Facts of KitchenMTEasy-v0 (docs/fidelity.md#kitchen, #task-identity-and-masking, #presets,
+#kitchen-goal-inversion)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from environments import make_task_set
 from environments.base import get_env_state, set_env_state
 from environments.kitchen import TASKS, KitchenTaskEnv, make_kitchen_task_set, robot_config
 
-# SPEC §11.6 task table: name, element qpos indices, site, threshold, initial value, goal value.
-SPEC_TASKS = [
+# The original's task table (docs/fidelity.md#kitchen): name, element qpos indices, site, threshold, initial value, goal
+# value.
+ORIGINAL_TASKS = [
     ("slide cabinet-open", (19,), "slide_site", 0.1, (-4.655e-4,), (0.37,)),
     ("slide cabinet-close", (19,), "slide_site", 0.1, (0.37,), (-4.655e-4,)),
     ("hinge cabinet-open", (20, 21), "hinge_site2", 0.1, (-6.441e-3, -1.770e-3), (0.0, 1.45)),
@@ -27,12 +29,12 @@ SPEC_TASKS = [
     ("light switch-on", (17, 18), "light_site", 0.3, (4.627e-4, -2.269e-4), (-0.69, -0.05)),
     ("light switch-off", (17, 18), "light_site", 0.3, (-0.69, -0.05), (4.627e-4, -2.269e-4)),
 ]
-# Goal-vector slots the original overwrites for every task (SPEC §11.6).
+# Goal-vector slots the original overwrites for every task (docs/fidelity.md#kitchen).
 MICROWAVE_GOAL = {22: -0.75}
 KETTLE_GOAL = dict(zip(range(23, 30), (-0.23, 0.75, 1.62, 0.99, 0.0, 0.0, -0.06)))
 BOTTOM_BURNER_ON = {11: -0.88, 12: -0.01}
 LIGHT_SWITCH_ON = {17: -0.69, 18: -0.05}
-SPEC_ROUNDING = dict(rtol=1e-3, atol=1e-7)
+ORIGINAL_ROUNDING = dict(rtol=1e-3, atol=1e-7)
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +58,17 @@ def test_task_table_matches_spec_and_gymnasium_robotics():
     from gymnasium_robotics.envs.franka_kitchen.kitchen_env import OBS_ELEMENT_GOALS, OBS_ELEMENT_INDICES
 
     assert len(TASKS) == 10
-    for task, (name, indices, site, threshold, initial, goal) in zip(TASKS, SPEC_TASKS):
+    for task, (name, indices, site, threshold, initial, goal) in zip(TASKS, ORIGINAL_TASKS):
         assert (task.name, task.element.indices, task.element.site, task.threshold) == (name, indices, site, threshold)
-        np.testing.assert_allclose(task.initial, initial, **SPEC_ROUNDING)
-        np.testing.assert_allclose(task.goal, goal, **SPEC_ROUNDING)
+        np.testing.assert_allclose(task.initial, initial, **ORIGINAL_ROUNDING)
+        np.testing.assert_allclose(task.goal, goal, **ORIGINAL_ROUNDING)
         element = name.split("-")[0]
         np.testing.assert_array_equal(OBS_ELEMENT_INDICES[element], indices)
         np.testing.assert_array_equal(OBS_ELEMENT_GOALS[element], goal if task.turns_on else initial)
 
 
 def test_registry_facts_and_observation_layout(task_set, envs):
-    assert make_task_set("KitchenMTEasy-v0").task_names == tuple(row[0] for row in SPEC_TASKS)
+    assert make_task_set("KitchenMTEasy-v0").task_names == tuple(row[0] for row in ORIGINAL_TASKS)
     assert task_set.max_episode_steps == 140 and task_set.min_reward == -20.0
     layout = task_set.observation_layout
     assert layout.raw_dim == 70 and layout.task_id_slice == slice(60, 70) and layout.remove_task_id
@@ -92,7 +94,7 @@ def test_task_subset_has_its_own_one_hot():
     env = subset.make_env(1, False)
     observation, _ = env.reset(seed=0)
     np.testing.assert_array_equal(observation[60:], [0.0, 1.0])
-    np.testing.assert_allclose(env.unwrapped.data.qpos[[15, 16]], SPEC_TASKS[7][4])
+    np.testing.assert_allclose(env.unwrapped.data.qpos[[15, 16]], ORIGINAL_TASKS[7][4])
     with pytest.raises(ValueError, match="out of range"):
         make_kitchen_task_set(task_name="10")
 
@@ -106,10 +108,10 @@ def test_sparse_tasks_are_rejected_with_a_clear_error():
 def test_reset_is_deterministic_with_each_tasks_initial_state(envs):
     envs[0].reset(seed=0)
     base_qpos = envs[0].unwrapped.data.qpos.copy()  # the configuration all tasks share outside their element
-    for env, (_name, indices, *_rest, initial, _goal) in zip(envs, SPEC_TASKS):
+    for env, (_name, indices, *_rest, initial, _goal) in zip(envs, ORIGINAL_TASKS):
         first, _ = env.reset(seed=3)
         qpos = env.unwrapped.data.qpos.copy()
-        np.testing.assert_allclose(qpos[list(indices)], initial, **SPEC_ROUNDING)
+        np.testing.assert_allclose(qpos[list(indices)], initial, **ORIGINAL_ROUNDING)
         others = np.setdiff1d(np.arange(30), indices)
         np.testing.assert_array_equal(qpos[others], base_qpos[others])
         np.testing.assert_array_equal(env.unwrapped.data.qvel, 0.0)
@@ -134,7 +136,7 @@ def test_observation_noise_is_d4rls_ratio_on_robot_and_object_joints(envs):
 
 
 def expected_goal_vector(task_index: int, corrected: bool) -> np.ndarray:
-    name, indices, _site, _threshold, _initial, goal = SPEC_TASKS[task_index]
+    name, indices, _site, _threshold, _initial, goal = ORIGINAL_TASKS[task_index]
     vector = np.zeros(30)
     vector[list(indices)] = goal
     for slots in (MICROWAVE_GOAL, KETTLE_GOAL, BOTTOM_BURNER_ON, LIGHT_SWITCH_ON):
@@ -149,8 +151,9 @@ def test_goal_vector_per_task(corrected):
     task_set = make_task_set("KitchenMTEasy-v0", corrected_kitchen_goal=corrected)
     for index in range(10):
         observation, _ = task_set.make_env(index, False).reset(seed=0)
-        np.testing.assert_allclose(observation[30:60], expected_goal_vector(index, corrected), **SPEC_ROUNDING)
-    # The quirk (SPEC §13 item 19): the two "off" tasks whose slots are overwritten observe the "on" value.
+        np.testing.assert_allclose(observation[30:60], expected_goal_vector(index, corrected), **ORIGINAL_ROUNDING)
+    # The quirk (docs/fidelity.md#kitchen-goal-inversion): the two "off" tasks whose slots are overwritten observe the
+    # "on" value.
     quirk = make_kitchen_task_set().make_env(5, False).reset(seed=0)[0]
     np.testing.assert_allclose(quirk[[41, 42]], [-0.88, -0.01])
     quirk = make_kitchen_task_set().make_env(9, False).reset(seed=0)[0]
@@ -158,7 +161,7 @@ def test_goal_vector_per_task(corrected):
 
 
 def test_setting_the_element_to_its_goal_succeeds_and_terminates_with_the_bonus(envs):
-    for env, (name, indices, _site, _threshold, _initial, goal) in zip(envs, SPEC_TASKS):
+    for env, (name, indices, _site, _threshold, _initial, goal) in zip(envs, ORIGINAL_TASKS):
         env.reset(seed=0)
         kitchen = env.unwrapped
         kitchen.data.qpos[list(indices)] = goal
@@ -171,7 +174,7 @@ def test_dense_reward_formula_and_bounds(envs):
     rng = np.random.default_rng(0)
     for task_index in (2, 8):
         env = envs[task_index]
-        name, indices, site, threshold, initial, goal = SPEC_TASKS[task_index]
+        name, indices, site, threshold, initial, goal = ORIGINAL_TASKS[task_index]
         env.reset(seed=1)
         kitchen = env.unwrapped
         data = kitchen.data

@@ -1,4 +1,4 @@
-"""Facts of MazeLarge-10-v0 (SPEC §11.2, §5, §1.4)."""
+"""Facts of MazeLarge-10-v0 (docs/fidelity.md#maze, #task-identity-and-masking, #presets)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from environments import make_task_set
 from environments.base import get_env_state, set_env_state
 from environments.maze import LARGE_MAZE_ROWS, MAZE_TASKS, PointMazeTaskEnv, make_maze_task_set
 
-# SPEC §11.2 task table: (start cell, goal cell) in (x, y).
-SPEC_TASKS = [
+# The original's task table (docs/fidelity.md#maze): (start cell, goal cell) in (x, y).
+ORIGINAL_TASKS = [
     ((1, 3), (5, 8)),
     ((1, 10), (2, 4)),
     ((4, 1), (1, 7)),
@@ -70,14 +70,15 @@ def shortest_cell_path(start: tuple[int, int], goal: tuple[int, int]) -> list[tu
 
 def test_layout_and_task_table_match_spec():
     assert len(LARGE_MAZE_ROWS) == 9 and all(len(row) == 12 for row in LARGE_MAZE_ROWS)
-    assert [(task.start, task.goal) for task in MAZE_TASKS] == SPEC_TASKS
+    assert [(task.start, task.goal) for task in MAZE_TASKS] == ORIGINAL_TASKS
     assert [task.group for task in MAZE_TASKS] == ["short"] * 4 + ["medium"] * 4 + ["long"] * 2
-    for start, goal in SPEC_TASKS:
+    for start, goal in ORIGINAL_TASKS:
         assert not is_wall(start) and not is_wall(goal)
 
 
 def test_model_physics_facts():
-    """SPEC §11.2: Euler at 0.01 s, 20 iterations, no gravity, 4.19 kg particle, damping 1, gear 100."""
+    """Maze physics as in docs/fidelity.md#maze: Euler at 0.01 s, 20 iterations, no gravity, 4.19 kg particle, damping
+    1, gear 100."""
     env = make_maze_task_set().make_env(6, False)
     env.reset(seed=0)
     model = env.unwrapped.model

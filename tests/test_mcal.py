@@ -1,4 +1,4 @@
-"""MCAL (SPEC §9.8): one multihead actor scored by every task's own critics, one temperature, and the
+"""MCAL (docs/fidelity.md#mcal): one multihead actor scored by every task's own critics, one temperature, and the
 original's number of actor steps (one per task per gradient step)."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Facts of the Meta-World benchmarks (SPEC §11.4, §11.5, §5; MODEL-FACTS.md §3)."""
+"""Facts of the Meta-World benchmarks (docs/fidelity.md#meta-world-cds, #meta-world-mt10-and-mt50,
+#task-identity-and-masking; docs/envs/metaworld.md#model-facts)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""QMP's mixture ablations (paper §7.4, appendix H.1; SPEC §8): uniform, domain-knowledge and softmax
-mixtures, and their combination with the Q-switch's other options."""
+"""QMP's mixture ablations (paper §7.4, appendix H.1; docs/fidelity.md#mixture-ablations): uniform, domain-knowledge and
+softmax mixtures, and their combination with the Q-switch's other options."""
 
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def test_softmax_tends_to_the_argmax_as_the_temperature_goes_to_zero():
 
 
 def test_domain_mixture_table_is_the_paper_jaco_table():
-    # SPEC §8: pi0mix = 2/3 pi0 + 1/3 pi1; pi1mix = 1/3 pi0 + 2/3 pi1; pi2mix = 5/6 pi2 + 1/6 pi3;
-    # pi3mix = 1/6 pi2 + 5/6 pi3; pi4mix = pi4 (row = receiving task, column = policy).
+    # docs/fidelity.md#mixture-ablations: pi0mix = 2/3 pi0 + 1/3 pi1; pi1mix = 1/3 pi0 + 2/3 pi1; pi2mix = 5/6 pi2 + 1/6
+    # pi3; pi3mix = 1/6 pi2 + 5/6 pi3; pi4mix = pi4 (row = receiving task, column = policy).
     expected = np.array([[2 / 3, 1 / 3, 0, 0, 0], [1 / 3, 2 / 3, 0, 0, 0], [0, 0, 5 / 6, 1 / 6, 0],
                          [0, 0, 1 / 6, 5 / 6, 0], [0, 0, 0, 0, 1]])
     assert np.allclose(domain_mixture_table("JacoReachMT5-v1"), expected)

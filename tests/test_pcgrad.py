@@ -1,4 +1,4 @@
-"""PCGrad (SPEC §9.1): projection of conflicting task gradients, the merge rule, per-task gradients of
+"""PCGrad (docs/fidelity.md#pcgrad): projection of conflicting task gradients, the merge rule, per-task gradients of
 batched losses, and the twin-critic split."""
 
 from __future__ import annotations

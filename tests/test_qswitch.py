@@ -1,4 +1,4 @@
-"""The Q-switch on hand-built policies and critics (SPEC §7.1 and the paper's ablation options)."""
+"""The Q-switch on hand-built policies and critics (docs/fidelity.md#q-switch and the paper's ablation options)."""
 
 from __future__ import annotations
 
@@ -218,7 +218,8 @@ def test_evaluation_of_sampled_scores_is_deterministic(options):
 @pytest.mark.parametrize("score_critic", ["q1", "min"])
 def test_batched_switch_equals_a_naive_loop_over_tasks_and_policies(architecture, score_critic):
     """Real networks, a distinct state per task: in task i every policy j proposes its mean action at task
-    i's state s_i, task i's critic scores it at s_i, the arg-max acts (SPEC §7.1), computed one by one."""
+    i's state s_i, task i's critic scores it at s_i, the arg-max acts (docs/fidelity.md#q-switch), computed one by
+    one."""
     tasks, obs_dim, action_dim = 4, 3, 2
     torch.manual_seed(1)
     policy = TanhGaussianPolicy(architecture, tasks, obs_dim, action_dim, (16,))

@@ -73,7 +73,7 @@ def test_traces_record_observations_and_the_acting_policy(runs):
         trace = run_task_episodes(run.parts.replay_context, run.behaviour("own"), run.parts.evaluator.envs[1], 1, 1, True, 0)[0]
     finally:
         run.close()
-    assert trace.record.length == 600  # Maze time limit (SPEC §11.2)
+    assert trace.record.length == 600  # Maze time limit (docs/fidelity.md#maze)
     assert trace.raw_observations.shape == (601, 4 + 2)
     assert trace.raw_observations[0, 4:].tolist() == [0.0, 1.0]  # task 1's one-hot
     assert set(trace.acting.tolist()) == {1}  # own mode: task 1's own policy always acts

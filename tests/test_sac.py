@@ -1,4 +1,4 @@
-"""The SAC losses on a tiny batch against a hand computation (SPEC §9.1-9.2)."""
+"""The SAC losses on a tiny batch against a hand computation (docs/fidelity.md#networks-and-sac)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_actor_and_temperature_losses_match_hand_computation(per_task_losses):
         q = np.minimum(q_by_hand(sac.critic, 0, t, obs[t], action), q_by_hand(sac.critic, 1, t, obs[t], action))
         actor.append((np.exp(log_alpha[t]) * log_prob - q).mean())
         gap = log_prob + (-ACT)  # default target entropy -|A|
-        # DnC family: -log(alpha) * gap; SAC family: -alpha * gap (SPEC §9.1 vs §9.2).
+        # DnC family: -log(alpha) * gap; SAC family: -alpha * gap (docs/fidelity.md#loss-families).
         coefficient = log_alpha[t] if per_task_losses else np.exp(log_alpha[t])
         temperature.append((-coefficient * gap).mean())
     reduce = sum if per_task_losses else np.mean

@@ -1,4 +1,4 @@
-"""The trainer's "Train/" metrics (SPEC §10.2) and the per-task split of gradient steps and batches."""
+"""The trainer's "Train/" metrics (docs/fidelity.md#metrics) and the per-task split of gradient steps and batches."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Walker2dMT4-v0 against the facts of SPEC §11.3, §5, §13 items 8/20 and MODEL-FACTS.md §2."""
+"""Walker2dMT4-v0 against the facts of docs/fidelity.md#walker, #task-identity-and-masking, #walker-external-forces,
+#walker-survival-terminal and docs/envs/walker.md#model-facts."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ STANDING_QPOS = np.array([0.0, 1.25, 0, 0, 0, 0, 0, 0, 0])
 
 def spec_reward(task: int, qpos_before: np.ndarray, qpos_after: np.ndarray, xpos: np.ndarray, action: np.ndarray,
                 touches_ceiling: bool) -> float:
-    """SPEC §11.3's reward table, written out term by term."""
+    """The original's reward table (docs/fidelity.md#walker), written out term by term."""
     v = (qpos_after[0] - qpos_before[0]) / DT
     upright = 0.1 * np.cos(qpos_after[2])
     height_gap = xpos[1, 2] - max(xpos[4, 2], xpos[7, 2])
@@ -105,7 +106,7 @@ def test_model_is_walker_v1_with_crawl_obstacles():
 
 
 def test_standing_at_rest_rewards():
-    """At rest, v = 0, θ = 0 and Δh = 1.25 (MODEL-FACTS §2.1), so every term is known."""
+    """At rest, v = 0, θ = 0 and Δh = 1.25 (docs/envs/walker.md#foot-frame), so every term is known."""
     expected = {FORWARD: 0 + 0.1 - 0.15 + 1, BACKWARD: 0 + 0.1 - 0.15 + 1, BALANCE: 0 + 0.1 - 0.075 + 1, CRAWL: 0 + 0.1 + 1}
     for task, reward_at_rest in expected.items():
         env = fresh_env(task)

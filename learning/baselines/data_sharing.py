@@ -1,4 +1,5 @@
-"""Online data sharing between tasks: UDS and CDS (Yu et al. 2021, 2022; SPEC §9.5-9.6), on the task axis.
+"""Online data sharing between tasks: UDS and CDS (Yu et al. 2021, 2022; docs/fidelity.md#uds-and-cds), on the task
+axis.
 
 At every gradient step every receiving task i is offered ``B // (T - 1)`` transitions from each other
 task's buffer (B = its own minibatch size). Their rewards are relabelled for task i:
@@ -37,7 +38,7 @@ RewardFunction = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 
 
 def sharing_threshold(own_q: torch.Tensor, quantile: float) -> torch.Tensor:
-    """Per-task threshold ``[T]`` from the own batch's Q-values ``[T, B]`` (SPEC §9.5, step 3).
+    """Per-task threshold ``[T]`` from the own batch's Q-values ``[T, B]`` (docs/fidelity.md#uds-and-cds, step 3).
 
     The value at position ``floor(B * quantile)`` of ``[-inf, ascending Q-values]``: quantile 0 gives
     -inf (share everything), 0.8 about the 80th percentile, 1 the maximum (share nothing).

@@ -1,5 +1,5 @@
 """DECAF critics: each task's Q is a learned, state-action dependent mixture of every task's Q
-(Glatt et al. 2020; SPEC §3.5, §9.7), on the task axis.
+(Glatt et al. 2020; docs/fidelity.md#decaf, #decaf-frozen-targets), on the task axis.
 
 For task i and each critic family (Q1 and Q2): a weighting network on [s, a] gives T logits, a
 softmax turns them into weights w_i(s, a), and ``Q_i^DECAF(s, a) = sum_k w_ik(s, a) Q_k(s, a)`` over
@@ -7,7 +7,7 @@ the base critics Q_k. Task i's loss trains its weighting network and its own bas
 other tasks' Q_k enter without gradient. The whole module (weighting networks and every base critic)
 is one parameter set, so the target network, a copy of it, follows the online networks through the
 usual Polyak update: the original's targets kept the other tasks' Q_k frozen at their initial weights
-(SPEC §3.5 [BUG]); here they are averaged like every other parameter.
+(docs/fidelity.md#decaf-frozen-targets); here they are averaged like every other parameter.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Divide-and-Conquer RL adapted to multi-task RL (Ghosh et al. 2018; SPEC §9.2), on the task axis.
+"""Divide-and-Conquer RL adapted to multi-task RL (Ghosh et al. 2018; docs/fidelity.md#dnc), on the task axis.
 
 Per-task SAC (the per-task family of :class:`MultiTaskSAC`) with two ways of sharing behaviour:
 

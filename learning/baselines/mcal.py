@@ -1,4 +1,4 @@
-"""Multi-Critic Actor Learning (Mysore et al. 2022; SPEC §9.8-9.9), on the task axis.
+"""Multi-Critic Actor Learning (Mysore et al. 2022; docs/fidelity.md#mcal), on the task axis.
 
 One multihead actor shared by all tasks, per-task critics (separate networks, or multihead for the
 paper's MCAL-MH variant), one temperature with the per-task family's log-alpha loss, per-task
@@ -9,7 +9,7 @@ The original updated the actor once per task's gradient step (G actor steps per 
 ``B // T`` samples of every task). Here one batched gradient step updates all T critics at once, so it
 is followed by T actor (and temperature) steps, each on a ``B // T`` slice of every task's batch: the
 same number of actor steps on the same amount of data. The original fed raw observations to the
-critics in the actor loss (SPEC §13.13); here every network sees what the policy acts on.
+critics in the actor loss (docs/fidelity.md#mcal-raw-observations); here every network sees what the policy acts on.
 """
 
 from __future__ import annotations

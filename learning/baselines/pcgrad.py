@@ -1,4 +1,4 @@
-"""PCGrad, gradient surgery for multi-task learning (Yu et al. 2020; SPEC §9.1), for the SAC family.
+"""PCGrad, gradient surgery for multi-task learning (Yu et al. 2020; docs/fidelity.md#pcgrad), for the SAC family.
 
 Each task's loss is its mean over its own samples. With the per-task gradients g_1..g_T of a network:
 

@@ -3,7 +3,7 @@
 Per task i a guide policy Pi^g_i(j | s), a discrete soft actor-critic over the C candidates (the T
 control policies, plus any fixed guide policies of the environment), picks a candidate at the
 start of every episode and then every K steps; the chosen control policy acts in task i for that
-segment (its *sampled* action). Two gates (../shared/SPEC-CTPG.md §1.2, docs/ctpg.md):
+segment (its *sampled* action). Two gates (the official code's ``mtrl/agent/guide_sac.py``; docs/ctpg.md):
 
 * policy filter: a candidate passes when its comparable guide value ``Q^comp_i(s, j)`` is at least
   ``V_i(s)``, task i's own soft value estimated from 5 samples of pi_i with its control critic; when

@@ -1,4 +1,4 @@
-"""CTPG's learner: the guides' discrete soft actor-critic over K-step segments (SPEC-CTPG §1.2).
+"""CTPG's learner: the guides' discrete soft actor-critic over K-step segments (official ``mtrl/agent/guide_sac.py``).
 
 The control SAC update is untouched; this learner trains only the guides, from segments of the
 same replay buffers. Per guide update (every ``guide_update_freq`` environment steps per task):

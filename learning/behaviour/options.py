@@ -24,7 +24,7 @@ def option(default: Any, flag: str | None = None, help: str = "", choices: tuple
 
 @dataclass(frozen=True)
 class QSwitchOptions:
-    """The Q-switch's choices. Defaults are the original's (SPEC §7.1)."""
+    """The Q-switch's choices. Defaults are the original's (docs/fidelity.md#q-switch)."""
 
     sampling_freq: int = option(1, "policy_sampling_freq", "QMP: re-run the Q-switch every H steps")
     """H: re-run the switch every H steps of an episode; in between the chosen policy keeps acting."""
@@ -50,7 +50,8 @@ class QSwitchOptions:
 
 @dataclass(frozen=True)
 class CTPGOptions:
-    """CTPG's hyperparameters; defaults are the official code's (SPEC-CTPG §1.3)."""
+    """CTPG's hyperparameters; defaults are the official code's (docs/ctpg.md; GitHub Mayyoungyoung/gbi,
+    ``config/agent/components/guide_multitask.yaml``)."""
 
     guide_step: int = option(10, "guide_step", "CTPG: K, the guide picks a control policy every K steps")
     """K: a guide decision at every episode start and then every K steps."""

@@ -1,11 +1,11 @@
-"""**The Q-switch**: QMP's behaviour policy, who acts in task i at state s (SPEC §7).
+"""**The Q-switch**: QMP's behaviour policy, who acts in task i at state s (docs/fidelity.md#q-switch).
 
 In task i at state s every candidate policy j proposes
   an action; task i's critic scores each proposal; the best candidate acts (paper Eq. 3). All
   tasks are handled in two batched calls per environment step: all policies on all tasks'
   observations (``[P, T, A]``), then each task's critic on its candidates (``[T, P]`` scores).
   The paper's mixture ablations (§7.4, appendix H.1) replace the arg-max: a uniform choice over
-  all candidates, a fixed domain-knowledge table (SPEC §8), or a softmax over the scores.
+  all candidates, a fixed domain-knowledge table (docs/fidelity.md#mixture-ablations), or a softmax over the scores.
 
 Like every behaviour policy (learning/behaviour/own_policy.py), it returns the actions ``[T, A]`` and
 the index of the policy that acted in each task ``[T]``.

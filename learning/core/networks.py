@@ -1,4 +1,4 @@
-"""Networks with the task axis first: tanh-Gaussian policies and twin Q-functions (SPEC §3).
+"""Networks with the task axis first: tanh-Gaussian policies and twin Q-functions (docs/fidelity.md#networks).
 
 Every network takes inputs shaped ``[T, B, features]`` (row t belongs to task t) and answers for
 all tasks in one computation, whatever the architecture:
@@ -8,7 +8,7 @@ all tasks in one computation, whatever the architecture:
 * ``multihead``: one shared trunk, T output heads (head t answers for row t);
 * ``shared``: one MLP for every row, no task identity.
 
-Hidden activation is ReLU (the original's choice; the paper says tanh, SPEC §13.1).
+Hidden activation is ReLU (the original's choice; the paper says tanh, docs/fidelity.md#activation).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class TaskMLP(nn.Module):
 
 
 class TanhGaussianPolicy(nn.Module):
-    """Per-task tanh-squashed diagonal Gaussian policies (SPEC §3.1-3.2), one tanh everywhere.
+    """Per-task tanh-squashed diagonal Gaussian policies (docs/fidelity.md#networks), one tanh everywhere.
 
     ``forward(obs [T, B, obs])`` returns the pre-tanh mean and the clamped log-std, ``[T, B, act]``.
     """

@@ -1,4 +1,4 @@
-"""Per-task replay buffers stored on the task axis (SPEC §6.4).
+"""Per-task replay buffers stored on the task axis (docs/fidelity.md#replay-buffers).
 
 All tasks' ring buffers live in tensors ``[T, capacity, ...]`` on the training device. The sampler
 steps all tasks in lockstep, so every task adds the same number of transitions and one size and one

@@ -1,4 +1,4 @@
-"""Multi-task Soft Actor-Critic: the update of all tasks in one batched computation (SPEC §9.1-9.2).
+"""Multi-task Soft Actor-Critic: the update of all tasks in one batched computation (docs/fidelity.md#networks-and-sac).
 
 Two loss families, as in the original:
 

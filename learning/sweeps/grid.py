@@ -5,7 +5,7 @@ A grid is a named recipe (learning/sweeps/recipes.py) or a small YAML/TOML file:
     name: demo                      # optional (default: the file name)
     seeds: 3                        # 3 -> seeds 1, 2, 3; or a list [1, 2]
     envs: [JacoReachMT5-v1]
-    n_epochs: 100                   # optional; or {env: epochs}; default: each env's preset (SPEC §1.4)
+    n_epochs: 100                   # optional; or {env: epochs}; default: each env's preset (docs/fidelity.md#presets)
     overrides: {wandb: false}       # flags added to every run
     records: records/demo           # optional: the runs' records folder for git (learning/sweeps/records.py),
                                     # relative to this file
@@ -145,7 +145,7 @@ def flag_tokens(flags: dict[str, Any]) -> list[str]:
 
 
 def preset_epochs(env: str) -> int:
-    """The environment's preset epoch count (SPEC §1.4), else run.py's default."""
+    """The environment's preset epoch count (docs/fidelity.md#presets), else run.py's default."""
     from learning.training.config import ENV_PRESETS, FLAG_BY_NAME
 
     return int(ENV_PRESETS.get(env, {}).get("n_epochs", FLAG_BY_NAME["n_epochs"].default))

@@ -2,7 +2,7 @@
 paper reports (shown beside ours by ``python -m learning.analysis table``).
 
 Figures 7 and 8 come per environment (``fig7_reacher``, ...) and whole (``fig7``, ``fig8``). Budgets are
-each environment's preset epochs (SPEC §1.4) unless a recipe says otherwise; ``--budget_scale`` scales
+each environment's preset epochs (docs/fidelity.md#presets) unless a recipe says otherwise; ``--budget_scale`` scales
 them. Where the paper gives no tuned value for an environment the preset is used (docs/reproducing.md).
 """
 

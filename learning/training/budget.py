@@ -1,5 +1,5 @@
 """A run's budget per task: how much each iteration collects, the warm-up, the buffer capacity and the
-gradient steps, from the flags and the loss family (SPEC §6.3).
+gradient steps, from the flags and the loss family (docs/fidelity.md#iteration).
 
 The flags count over all tasks; the two loss families split them differently. Per-task buffers (the DnC
 family) keep ``--min_buffer_size`` and ``--replay_buffer_size`` per task, sample ``--buffer_batch_size``

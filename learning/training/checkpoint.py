@@ -1,4 +1,4 @@
-"""Atomic checkpoints: written to a temporary file in the run directory, then renamed (SPEC §10.4).
+"""Atomic checkpoints: written to a temporary file in the run directory, then renamed (docs/fidelity.md#checkpoints).
 
 A crash or a kill while writing leaves the previous checkpoint intact, so a run loses at most the
 epoch in progress; a failed write (a full disk) removes its temporary file and raises WriteFailure.

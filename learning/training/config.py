@@ -1,10 +1,10 @@
 """One source of truth for hyperparameters: the flags, their defaults, the per-environment presets.
 
 The command line is generated from :data:`FLAGS`. Parsing follows the original's three passes
-(SPEC §1): read the experiment name and ``--env``, install that environment's presets (§1.4) as
-defaults, then parse the line, so an explicit flag always wins over a preset. Method-specific flags
-are accepted only by the experiments they belong to (§1.3). The result is a frozen :class:`Config`
-that is saved with every run.
+(docs/fidelity.md#flags): read the experiment name and ``--env``, install that environment's presets
+(docs/fidelity.md#presets) as defaults, then parse the line, so an explicit flag always wins over a preset.
+Method-specific flags are accepted only by the experiments they belong to (docs/fidelity.md#flags). The result is a
+frozen :class:`Config` that is saved with every run.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from learning.experiment_table import (
     takes_flag_group,
 )
 
-# Environment id -> "module:function" returning QMP-Domain's fixed mixture table [T, T] (SPEC §8).
+# Environment id -> "module:function" returning QMP-Domain's fixed mixture table [T, T]
+# (docs/fidelity.md#mixture-ablations).
 DOMAIN_MIXTURES: dict[str, str] = {"JacoReachMT5-v1": "environments.jaco:domain_mixture_probabilities"}
 
 ARCHITECTURES = ("separate", "shared", "multihead")
@@ -203,9 +204,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("vis_format", str, "mp4", "video format: mp4, gif, or auto (mp4 when ffmpeg is available)",
          choices=("mp4", "gif", "auto")),
     Flag("snapshot_dir", str, None, "run directory to continue (resume only)", experiments=lambda e: e == RESUME),
-    # QMP behaviour policy (SPEC §7 and the paper's ablations, §13.4-6).
+    # QMP behaviour policy (docs/fidelity.md#q-switch-and-qmp-options).
     *_behaviour_flags(QSwitchOptions, _is_qmp),
-    # DnC (SPEC §9.2).
+    # DnC (docs/fidelity.md#dnc).
     Flag("kl_coeff", float, (0.0,), "DnC: KL coefficient beta, one value for every pair of policies or T*T "
          "values row-major by receiving policy (1->1 2->1 ... T->1 1->2 ...); the diagonal is ignored; "
          "0 = no penalty", nargs="+", experiments=_is_dnc),
@@ -218,18 +219,18 @@ FLAGS: tuple[Flag, ...] = (
     Flag("distillation_period", int, None, "DnC: every P epochs distil all task policies into a centroid "
          "policy and copy it back; absent = no distillation", experiments=_is_dnc),
     Flag("distillation_n_epochs", int, 100, "DnC: gradient steps per distillation", experiments=_is_dnc),
-    # Online data sharing (SPEC §9.5-9.6).
+    # Online data sharing (docs/fidelity.md#uds-and-cds).
     Flag("sharing_quantile", float, 0.0, "data sharing: share another task's transition when task i's Q1 "
          "exceeds this quantile of its own batch (0 = share all, 0.8 = 80th percentile)",
          experiments=_is_data_sharing),
     Flag("unsupervised", parse_bool, True, "data sharing: True = UDS (shared rewards = the env's minimum reward); "
          "False = CDS (task i's reward function; Jaco and Maze)", experiments=_is_data_sharing),
-    # PCGrad (SPEC §9.1).
+    # PCGrad (docs/fidelity.md#pcgrad).
     Flag("use_pc_grad", parse_bool, False, "PCGrad gradient surgery on the actor and critics",
          experiments=_is_shared_buffer_sac),
     Flag("skip_alpha_pc_grad", parse_bool, True, "PCGrad: leave the temperature loss out of the surgery",
          experiments=_is_shared_buffer_sac),
-    # CTPG behaviour policy (docs/ctpg.md; defaults: the official code, SPEC-CTPG §1.3).
+    # CTPG behaviour policy (docs/ctpg.md; defaults: the official code's config files).
     *_behaviour_flags(CTPGOptions, _is_ctpg),
 )
 
@@ -270,10 +271,10 @@ REMOVED_FLAGS: dict[str, str] = {
     "control_penalty": "the original asserted it is 0",
     "partition": "tasks are identified by the task axis; random partitions are not supported",
     "norm_obs": "observation normalisation is not supported (it was off by default)",
-    "stagewise": "the original's stage mask was broken (SPEC §9.2)",
+    "stagewise": "the original's stage mask was broken (docs/fidelity.md#stagewise-mask)",
 }
 
-# Per-environment presets (SPEC §1.4). Only the listed keys change; explicit flags win.
+# Per-environment presets (docs/fidelity.md#presets). Only the listed keys change; explicit flags win.
 ENV_PRESETS: dict[str, dict[str, Any]] = {
     "PointReach-v0": dict(
         n_policies=1, batch_size=200, gradient_steps_per_itr=200, min_buffer_size=1000, buffer_batch_size=128,
@@ -305,7 +306,7 @@ ENV_PRESETS: dict[str, dict[str, Any]] = {
         steps_per_epoch=8, lr=3e-4, hidden_sizes=(400, 400), n_epochs=1000, num_evaluation_episodes=250,
     ),
     # The original's Kitchen block sets "num_epochs=500", not a real flag, so it kept 1000 epochs.
-    # We read it as the intended n_epochs=500 (SPEC §13.18; listed in the README's deviations).
+    # We read it as the intended n_epochs=500 (docs/fidelity.md#kitchen-epochs-typo; listed in the README's deviations).
     "KitchenMTEasy-v0": dict(
         n_policies=10, batch_size=2000, gradient_steps_per_itr=500, min_buffer_size=2000, buffer_batch_size=1280,
         steps_per_epoch=5, lr=3e-4, hidden_sizes=(256, 256), n_epochs=500, num_evaluation_episodes=50,
@@ -626,7 +627,8 @@ def parse_command_line(argv: Sequence[str], require_env: bool = False) -> Config
 
 
 def validate(config: Config) -> None:
-    """Check value ranges and experiment/architecture combinations (SPEC §2). Raises ConfigError."""
+    """Check value ranges and experiment/architecture combinations (docs/fidelity.md#experiments). Raises
+    ConfigError."""
     positive = ("n_epochs", "steps_per_epoch", "batch_size", "gradient_steps_per_itr", "buffer_batch_size",
                 "replay_buffer_size", "num_evaluation_episodes", "num_threads", "evaluation_frequency", "snapshot_gap",
                 "policy_sampling_freq", "vis_num", "vis_width", "vis_height", "vis_fps")
@@ -841,7 +843,8 @@ def _validate_method_flags(config: Config) -> None:
                                  f"with --qmp_mixture {config.qmp_mixture}, which scores no candidates")
         if config.qmp_mixture == "domain" and config.env not in DOMAIN_MIXTURES:
             raise ConfigError(f"--qmp_mixture domain needs a domain-knowledge mixture table, which only "
-                              f"{', '.join(DOMAIN_MIXTURES)} has (SPEC §8), not {config.env}")
+                              f"{', '.join(DOMAIN_MIXTURES)} has (docs/fidelity.md#mixture-ablations), "
+                              f"not {config.env}")
 
 
 def main_error(message: str) -> NoReturn:

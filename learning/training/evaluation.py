@@ -1,4 +1,4 @@
-"""Deterministic evaluation on separate evaluation environments (SPEC §10.1) and episode metrics.
+"""Deterministic evaluation on separate evaluation environments (docs/fidelity.md#evaluation) and episode metrics.
 
 Each task runs ``episodes_per_task`` episodes (= num_evaluation_episodes // T, at least 1) on its own
 evaluation instance; the behaviour policy executes mean actions. Episode k + 1 of a task starts from
@@ -9,7 +9,8 @@ call (``act_rows``), all T x E episodes step in lockstep on copies of the enviro
 most ``max_lockstep_envs``), each copy reset from the generator state the one-by-one order would have
 given it: the same episodes, one batched inference per step for all of them. Otherwise the T tasks
 step together through the E episodes one after another.
-Metric names follow the original (SPEC §10.2): ``{prefix}AverageReturn``, ``{prefix}Task{k}/SuccessRate``...
+Metric names follow the original (docs/fidelity.md#metrics): ``{prefix}AverageReturn``,
+``{prefix}Task{k}/SuccessRate``...
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from learning.behaviour.protocol import BehaviourPolicy
 from learning.training.logger import is_terminal
 from learning.training.sampler import EpisodeRecord, EpisodeTracker
 
-# Env-info keys whose metric name is not their CamelCase (SPEC §10.2). ``completed`` (the Reacher's:
+# Env-info keys whose metric name is not their CamelCase (docs/fidelity.md#metrics). ``completed`` (the Reacher's:
 # the episode finished its task) averages to the share of episodes that did, so it is named a rate;
 # ``TerminationRate`` keeps the original's meaning, any termination before the time limit.
 METRIC_NAMES = {"x_velocity": "Velocity", "completed": "CompletionRate"}

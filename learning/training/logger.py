@@ -1,4 +1,4 @@
-"""Where metrics go: Weights & Biases, a local JSONL file, and the terminal (SPEC §10.2).
+"""Where metrics go: Weights & Biases, a local JSONL file, and the terminal (docs/fidelity.md#metrics).
 
 W&B runs online when the user is logged in, offline otherwise, and not at all with ``--wandb False``.
 The W&B step is the epoch; every metric's default x-axis is ``Train/TotalEnvSteps`` (define_metric)

@@ -15,7 +15,7 @@ ACTING_COUNTS_METRIC = "Train/ActingPolicyCounts"
 EVALUATION_PREFIX = "Evaluation/"
 """Evaluation of the run's behaviour policy: the Q-switch mixture in QMP runs, the own policies otherwise."""
 OWN_EVALUATION_PREFIX = "Evaluation/p/"
-"""Evaluation of each task's own policy in QMP runs (the original's "p" mode, SPEC §10.1)."""
+"""Evaluation of each task's own policy in QMP runs (the original's "p" mode, docs/fidelity.md#evaluation)."""
 
 
 def comparable_prefix(is_qmp: bool, mode: str = "own") -> str:

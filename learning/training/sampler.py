@@ -1,4 +1,4 @@
-"""Data collection: all task environments step in lockstep (SPEC §6.2, with the deviation below).
+"""Data collection: all task environments step in lockstep (docs/fidelity.md#sampler, with the deviation below).
 
 :class:`TaskEnvs` holds one environment per task (row t = task t) with same-step autoreset, as
 gymnasium's ``SyncVectorEnv`` with ``AutoresetMode.SAME_STEP`` does. Each iteration asks for ``n``

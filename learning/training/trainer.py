@@ -1,4 +1,5 @@
-"""The training loop in garage's shape: collect, train, evaluate, log, checkpoint (SPEC §6.3, §9, §10).
+"""The training loop in garage's shape: collect, train, evaluate, log, checkpoint (docs/fidelity.md#iteration,
+#networks-and-sac, #evaluation-and-metrics).
 
 Data flows one way: sampler (behaviour policy) -> replay buffers -> SAC update -> evaluation ->
 logger and checkpoint. The SAC update never learns which behaviour policy collected its data.
@@ -73,7 +74,7 @@ def training_metrics(episodes: list[EpisodeRecord], acting_counts: np.ndarray, u
     """The epoch's "Train/" metrics: global means and per task under "Train/LocalPolicy{i}/".
 
     The global AverageReturn, SuccessRate and env-info metrics (StagesCompleted, Velocity) are means over
-    the tasks that finished episodes this epoch (SPEC §10.2), not over episodes: a task whose episodes
+    the tasks that finished episodes this epoch (docs/fidelity.md#metrics), not over episodes: a task whose episodes
     end early does not count more.
     """
     out: dict[str, float] = {}
@@ -241,7 +242,7 @@ class Trainer:
                                    f"(a smaller --lr or --reward_scale may help)")
 
     def record_videos(self, epoch: int) -> dict[str, Path]:
-        """Evaluation videos of every task (SPEC §10.3) with the "Evaluation/" behaviour (the
+        """Evaluation videos of every task (docs/fidelity.md#videos) with the "Evaluation/" behaviour (the
         Q-switch for QMP runs). Random state and behaviour state are left untouched."""
         from learning.training.video import VideoSettings, record_videos
 

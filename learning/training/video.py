@@ -3,7 +3,7 @@
 Frames come from a MuJoCo camera on the env's model and data (every benchmark but one, whether or
 not it has a render mode), or, for the 2-D point-reaching example, from a drawing of the arena whose
 trail is coloured by the policy that acted. Each frame gets the overlay of the original's visualiser
-(SPEC §10.3): step, reward, success, task, the acting policy, and the env's episode metrics.
+(docs/fidelity.md#videos): step, reward, success, task, the acting policy, and the env's episode metrics.
 
 :func:`replay_tasks` runs episodes of chosen tasks with any behaviour policy and records, per step,
 the observation and the policy that acted (and frames, when asked); :func:`record_videos` is the
@@ -260,7 +260,7 @@ def check_video_support(task_set: TaskSet, video_format: str) -> str:
 # ------------------------------------------------------------------------------------------ overlay
 def overlay_lines(task_name: str, task: int, episode: int, step: int, reward: float, episode_return: float,
                   success: bool, acting_name: str, info: dict[str, Any], metric_keys: Sequence[str]) -> list[str]:
-    """The overlay's text lines (the original's fields, SPEC §10.3, plus the running return)."""
+    """The overlay's text lines (the original's fields, docs/fidelity.md#videos, plus the running return)."""
     lines = [f"task {task}: {task_name}", f"episode {episode}  step {step}",
              f"reward {reward:+.3f}  return {episode_return:+.2f}", f"success {'yes' if success else 'no'}",
              f"acting: {acting_name}"]
