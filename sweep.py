@@ -64,7 +64,7 @@ def list_recipes() -> str:
     return "\n".join(f"{name:<16}{len(expand(grid)):>5} runs  {grid.description}" for name, grid in PAPER_GRIDS.items())
 
 
-def dry_run(runs, sweep_dir: Path, gpu: bool) -> None:
+def dry_run(runs, sweep_dir: Path, on_gpu: bool) -> None:
     from learning.sweeps.runner import command_for, latest_row, next_action
     from learning.training.metric_names import STEP_METRIC
 
@@ -78,7 +78,7 @@ def dry_run(runs, sweep_dir: Path, gpu: bool) -> None:
                     f"{int(row.get(STEP_METRIC) or 0):,} env steps)") if "epoch" in row else "  (no epoch logged)"
         print(f"{verb:<16}{run.run_name}  [{run.label}]{done}")
         if action != "skip":
-            print(f"    {shlex.join(command_for(sweep_dir, run, action, gpu))}")
+            print(f"    {shlex.join(command_for(sweep_dir, run, action, on_gpu))}")
 
 
 def record_only(runs, sweep_dir: Path, records_dir: Path | None, method_order: tuple[str, ...]) -> int:

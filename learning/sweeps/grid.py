@@ -110,10 +110,10 @@ class RunSpec:
     def run_dir(self, sweep_dir: Path) -> Path:
         return Path(sweep_dir) / RUNS_FOLDER / self.run_name
 
-    def start_command(self, sweep_dir: Path, gpu: bool = False) -> list[str]:
+    def start_command(self, sweep_dir: Path, on_gpu: bool = False) -> list[str]:
         """``python run.py EXPERIMENT ...`` for a run that has no checkpoint yet."""
         return ["python", "run.py", self.experiment, *self.flags, "--log_dir", str(Path(sweep_dir) / RUNS_FOLDER),
-                "--n_epochs", str(self.n_epochs), *self.budget_flags, *(["--gpu", "0"] if gpu else [])]
+                "--n_epochs", str(self.n_epochs), *self.budget_flags, *(["--gpu", "0"] if on_gpu else [])]
 
     def resume_command(self, sweep_dir: Path) -> list[str]:
         """``python run.py resume ...`` for a run with a checkpoint (extends it to ``n_epochs``)."""

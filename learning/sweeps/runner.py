@@ -98,8 +98,8 @@ def next_action(sweep_dir: Path, run: RunSpec) -> str:
     return "resume" if has_checkpoint else "start"
 
 
-def command_for(sweep_dir: Path, run: RunSpec, action: str, gpu: bool) -> list[str]:
-    return run.resume_command(sweep_dir) if action == "resume" else run.start_command(sweep_dir, gpu)
+def command_for(sweep_dir: Path, run: RunSpec, action: str, on_gpu: bool) -> list[str]:
+    return run.resume_command(sweep_dir) if action == "resume" else run.start_command(sweep_dir, on_gpu)
 
 
 def clear_unstarted(sweep_dir: Path, run: RunSpec) -> None:
@@ -408,7 +408,7 @@ def stop_orphans(sweep_dir: Path, runs: list[RunSpec], reporter: Reporter) -> No
     behind (the caller has claimed these runs, so no live driver owns them): SIGTERM, on which run.py
     unwinds and keeps its last checkpoint, then SIGKILL for any still there after 20 s."""
     keys = {_command_key(command) for run in runs
-            for command in (run.start_command(sweep_dir), run.start_command(sweep_dir, gpu=True),
+            for command in (run.start_command(sweep_dir), run.start_command(sweep_dir, on_gpu=True),
                             run.resume_command(sweep_dir))}
     orphans = []
     for entry in Path("/proc").iterdir():
