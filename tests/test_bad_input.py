@@ -118,7 +118,7 @@ POLICY_LINES: list[list[str]] = [
     ["--snapshot_dir", "{run}", "--save_video", "True", "--video_root", "{file}"],
     ["--snapshot_dir", "{broken_json}"], ["--snapshot_dir", "{no_keys}"], ["--snapshot_dir", "{wrong_type}"],
     ["--snapshot_dir", "{run}", "--snapshot_dir", "{run}"], ["--snapshot_dir", "{run}", "--num_episodes_per_task", "0"],
-    ["--snapshot_dir", "{run}", "--mode", "mixture"], ["--snapshot_dir", "{run}", "--tasks", "5"],
+    ["--snapshot_dir", "{run}", "--mode", "mixture"], ["--snapshot_dir", "{run}", "--tasks", "5"], ["--snapshot_dir", "{run}", "--tasks", "0,0"],
     ["--snapshot_dir", "{bad_checkpoint}"],
     ["--snapshot_dir", "{run}", "--save_video", "True", "--video_width", "100000", "--video_root", "{root}/videos"],
     ["--snapshot_dir", "{run}", "--video_height", "5000"],

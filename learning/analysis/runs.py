@@ -113,4 +113,6 @@ def parse_tasks(text: str | None, num_tasks: int) -> list[int]:
     bad = [task for task in tasks if not 0 <= task < num_tasks]
     if not tasks or bad:
         raise RunLoadError(f"--tasks must list indices in 0..{num_tasks - 1}, got {text!r}")
+    if len(set(tasks)) != len(tasks):
+        raise RunLoadError(f"--tasks names a task twice, got {text!r}")
     return tasks
