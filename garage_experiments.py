@@ -150,10 +150,14 @@ def check_metrics_rows(run_dir: Path, epochs: int) -> None:
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from None
     lines = text.splitlines()
-    for number, line in enumerate(lines[:-1] if not text.endswith("\n") else lines, start=1):
-        if line.strip() and not parse_metrics_lines(line):
+    whole = lines[:-1] if not text.endswith("\n") else lines  # a torn last row is what a kill leaves
+    logged: set[int] = set()
+    for number, line in enumerate(lines, start=1):
+        rows = parse_metrics_lines(line)
+        if rows:
+            logged.add(rows[0]["epoch"])
+        elif line.strip() and number <= len(whole):
             raise ConfigError(f"{path} line {number} is not a metrics row; resuming would lose it ({advice})")
-    logged = {row["epoch"] for row in parse_metrics_lines(text)}
     missing = [epoch for epoch in range(epochs) if epoch not in logged]
     if missing:
         raise ConfigError(f"{path} lacks the rows of {len(missing)} checkpointed epoch(s) (first: epoch "

@@ -29,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from learning.sweeps.reaper import command_line
+from learning.sweeps.reaper import process_table as reaper_table
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"wandb": False, "batch_size": 40, "gradient_steps_per_itr": 20, "min_buffer_size": 40,
         "num_evaluation_episodes": 1, "hidden_sizes": [16]}
@@ -57,18 +60,9 @@ def node_flags(ports: list[int]) -> list[str]:
 
 
 def process_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
-            continue
-        table[int(entry.name)] = (parent, command)
-    return table
+    """pid -> (parent pid, command line) of every process (the sweep's watcher reads /proc alike)."""
+    commands = {pid: (parent, command_line(pid)) for pid, (parent, _) in reaper_table().items()}
+    return {pid: (parent, command) for pid, (parent, command) in commands.items() if command is not None}
 
 
 def session_processes(temp_dir: Path) -> list[int]:

@@ -42,6 +42,14 @@ def process_table() -> dict[int, tuple[int, str]]:
     return table
 
 
+def command_line(pid: int) -> str | None:
+    """The command line of ``pid`` (arguments joined by spaces); None when the process is gone."""
+    try:
+        return (Path(f"/proc/{pid}") / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+
+
 def descendants(root: int, table: dict[int, tuple[int, str]]) -> dict[int, str]:
     """pid -> start time of every process below ``root``."""
     children: dict[int, list[int]] = {}
