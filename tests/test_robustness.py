@@ -18,10 +18,16 @@ import torch
 import garage_experiments
 import run as run_script
 from learning.core.sac import MultiTaskSAC
-from learning.training.checkpoint import load_checkpoint
+from learning.training.checkpoint import load_checkpoint, save_checkpoint
 from learning.training.config import ConfigError, parse_command_line
 from learning.training.logger import read_metrics
-from learning.training.run_guard import TrainingDiverged, first_non_finite, write_atomically
+from learning.training.run_guard import (
+    Terminated,
+    TrainingDiverged,
+    first_non_finite,
+    install_termination_handler,
+    write_atomically,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 5
@@ -287,3 +293,24 @@ def test_mujoco_warnings_go_to_the_run_directory_not_the_current_one(tmp_path, m
     mujoco.mj_step(model, data)
     assert "Nan, Inf or huge value in QPOS" in (tmp_path / "run" / "mujoco_warnings.log").read_text()
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+class SendsSigterm:
+    """Pickled inside torch.save: sends this process SIGTERM in the middle of writing a checkpoint."""
+
+    def __reduce__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return (dict, ())
+
+
+def test_sigterm_while_a_checkpoint_is_written_ends_the_run_after_the_write(tmp_path):
+    """The signal is held until the checkpoint is whole, then ends the run as a termination (exit 143),
+    not as a failed write (exit 4, what the C++ writer made of an exception raised inside it)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    install_termination_handler()
+    try:
+        with pytest.raises(Terminated):
+            save_checkpoint(tmp_path / "checkpoint.pt", {"weights": torch.arange(3), "late": SendsSigterm()})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert torch.equal(load_checkpoint(tmp_path / "checkpoint.pt")["weights"], torch.arange(3))

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from learning.training.run_guard import payload_bytes, write_atomically, write_failure
+from learning.training.run_guard import payload_bytes, signals_held, write_atomically, write_failure
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
@@ -25,7 +25,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file, flush to disk, then rename over ``path``."""
     path = Path(path)
     try:
-        write_atomically(path, lambda handle: torch.save(state, handle))
+        with signals_held():  # a signal inside torch.save would surface as a RuntimeError
+            write_atomically(path, lambda handle: torch.save(state, handle))
     except (OSError, RuntimeError) as error:  # a full disk: the previous checkpoint stays as it was
         raise write_failure("the checkpoint", path, payload_bytes(state), error) from None
 

@@ -17,13 +17,15 @@ handlers before torch and MuJoCo load.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import shutil
 import signal
 import socket
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,6 +48,28 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 def install_termination_handler() -> None:
     """Make SIGTERM raise :class:`Terminated` in the main thread (Ctrl-C already raises KeyboardInterrupt)."""
     signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGTERM and Ctrl-C while the body runs and deliver them when it ends. A signal raised inside
+    ``torch.save``'s C++ writer comes out as a RuntimeError, which would read as a failed write (exit 4)
+    instead of a termination (exit 143 or 130). Outside the main thread signals cannot be caught: no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    held = (signal.SIGTERM, signal.SIGINT)
+    previous = {number: signal.getsignal(number) for number in held}
+    for number in held:
+        signal.signal(number, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)  # the handler in force now acts, as if it had come now
 
 
 def interruption_exit_code(error: BaseException) -> int:
