@@ -124,6 +124,25 @@ def test_a_torn_metrics_row_never_blocks_a_resume(tmp_path, straight):
     assert len(metrics.read_text().splitlines()) == EPOCHS
 
 
+def test_a_run_saved_before_a_flag_existed_resumes_when_the_flag_is_not_its_methods(tmp_path, straight):
+    """A config.json written before a method-specific flag was added (here CTPG's block_gate_freq, absent
+    from a dnc_sac run's file) resumes with the flag's default and continues exactly; a run of the method
+    that takes the flag is refused in one line, since its training would depend on the missing value."""
+    import json
+    config = train(command(n_epochs="3", name="older"), tmp_path)
+    saved = config.run_dir / "config.json"
+    data = json.loads(saved.read_text())
+    del data["block_gate_freq"]
+    saved.write_text(json.dumps(data))
+    garage_experiments.launch(parse_command_line(["resume", "--snapshot_dir", str(config.run_dir), "--n_epochs", str(EPOCHS)]),
+                              announce=lambda m: None)
+    assert comparable(read_metrics(config.run_dir)) == straight
+    data["experiment"] = "ctpg_dnc"
+    saved.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="lacks the keys block_gate_freq"):
+        resume_in_process(config.run_dir)
+
+
 def test_a_fresh_start_after_an_early_death_starts_a_fresh_metrics_file(tmp_path):
     config = parse_command_line([*command(n_epochs="2", name="early"), "--log_dir", str(tmp_path)])
     config.run_dir.mkdir(parents=True)

@@ -775,6 +775,13 @@ def load_saved_config(path: Path) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is not a configuration (a JSON object)")
     required = {f.name for f in dataclasses.fields(Config)} - {"explicit_flags"}
+    experiment_name = data.get("experiment")
+    if isinstance(experiment_name, str) and experiment_name in EXPERIMENT_TABLE:
+        # A run written before a method-specific flag existed: a flag its experiment does not take
+        # has no effect on it, so the flag's default is filled in and the run resumes.
+        for flag in FLAGS:
+            if flag.name not in data and not flag.applies_to(experiment_name):
+                data[flag.name] = list(flag.default) if isinstance(flag.default, tuple) else flag.default
     missing = sorted(required - set(data))
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
