@@ -42,7 +42,7 @@ from learning.core.networks import TanhGaussianPolicy, TwinQFunction
 from learning.core.replay_buffer import TaskReplayBuffer
 from learning.core.sac import MultiTaskSAC, SACSettings
 from learning.experiment_table import CTPG, DATA_SHARING, DECAF, DNC, DNC_FLAGS, MCAL, QSWITCH, SAC
-from learning.training.budget import Budget
+from learning.training.budget import Budget, Schedule
 from learning.training.config import DOMAIN_MIXTURES, Config, ConfigError
 from learning.training.evaluation import Evaluator
 from learning.training.memory import check_memory, relabels_rewards
@@ -185,7 +185,8 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
     settings = SACSettings(discount=config.discount, tau=config.target_update_tau, reward_scale=config.reward_scale,
                            lr=config.lr, target_entropy=config.target_entropy,
                            per_task_losses=config.per_task_buffers, temperature_per_task=row.temperature_per_task)
-    capacity = Budget.of(config, num_tasks).capacity_per_task
+    budget = Budget.of(config, num_tasks)
+    capacity = budget.capacity_per_task
     buffer: TaskReplayBuffer
     if relabel_rewards:
         assert task_set.reward_function is not None  # build_task_set checked it
@@ -222,8 +223,8 @@ def build_parts(config: Config, task_set: TaskSet) -> RunParts:
         evaluation_behaviours = {EVALUATION_PREFIX: own()}
 
     evaluator = Evaluator(task_set, network_input, device, config.seed + EVALUATION_SEED_OFFSET, config.discount)
-    return RunParts(config, task_set, device, sac, sampler, evaluator, buffer, evaluation_behaviours,
-                    behaviour_learner)
+    return RunParts(config.to_dict(), budget, Schedule.of(config, num_tasks), task_set, device, sac, sampler,
+                    evaluator, buffer, evaluation_behaviours, behaviour_learner)
 
 
 def count_parameters(module: torch.nn.Module) -> int:

@@ -31,3 +31,22 @@ def test_tiny_flags_still_give_one_step_and_one_slot():
     b = budget(per_task_buffers=False, replay_buffer_size=2, buffer_batch_size=1, gradient_steps_per_itr=1)
     assert (b.capacity_per_task, b.minibatch_per_task, b.gradient_steps) == (1, 1, 1)
     assert budget(per_task_buffers=True, gradient_steps_per_itr=2).gradient_steps == 1
+
+
+def test_the_schedule_reads_the_flags_the_training_loop_needs():
+    """Evaluation, videos and numbered checkpoints at the epochs the flags name; episodes and videos
+    divided among the tasks (at least one each); the acting matrix logged only where behaviour is shared."""
+    from learning.training.budget import Schedule
+    from learning.training.config import parse_command_line
+
+    config = parse_command_line(["qmp_dnc", "--env", "JacoReachMT5-v1", "--evaluation_frequency", "5",
+                                 "--num_evaluation_episodes", "12", "--vis_freq", "10", "--vis_num", "3",
+                                 "--snapshot_gap", "4", "--wandb", "False"])
+    schedule = Schedule.of(config, num_tasks=5)
+    assert (schedule.evaluation_episodes_per_task, schedule.videos_per_task, schedule.logs_acting_matrix) == (2, 1, True)
+    assert [e for e in range(12) if schedule.evaluates(e)] == [0, 5, 10]
+    assert [e for e in range(21) if schedule.records_videos(e)] == [0, 10, 20]
+    assert [e for e in range(9) if schedule.keeps_numbered_checkpoint(e)] == [0, 4, 8]
+    plain = Schedule.of(parse_command_line(["dnc_sac", "--env", "JacoReachMT5-v1", "--wandb", "False"]), num_tasks=5)
+    assert not plain.logs_acting_matrix and not any(plain.records_videos(e) for e in range(5))
+    assert not any(plain.keeps_numbered_checkpoint(e) for e in range(5))

@@ -5,7 +5,8 @@ The flags count over all tasks; the two loss families split them differently. Pe
 family) keep ``--min_buffer_size`` and ``--replay_buffer_size`` per task, sample ``--buffer_batch_size``
 per task and divide ``--gradient_steps_per_itr`` among the tasks; one shared buffer (the SAC family)
 holds every count in total. The trainer, the replay buffers (learning/experiments.py) and the memory
-estimate all read these numbers here.
+estimate all read these numbers here. :class:`Schedule` holds the rest of what the training loop reads:
+when it evaluates, records videos and keeps extra checkpoints.
 """
 
 from __future__ import annotations
@@ -76,3 +77,40 @@ class Budget:
         """Transitions per task a buffer can hold by the end of the run: min(capacity, steps collected)."""
         collected = self.warm_up_per_task + self.n_epochs * self.steps_per_epoch * self.steps_per_task
         return min(self.capacity_per_task, collected)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When the training loop evaluates, records videos and keeps numbered checkpoints, and how it reports."""
+
+    run_name: str
+    """Shown on the progress bar."""
+    evaluation_frequency: int
+    """Evaluate every this many epochs (and at epoch 0)."""
+    evaluation_episodes_per_task: int
+    snapshot_gap: int
+    """Above 1: also keep ``checkpoint_epoch{N}.pt`` every this many epochs."""
+    video_frequency: int
+    """Record evaluation videos every this many epochs; 0 or less never."""
+    videos_per_task: int
+    video_width: int
+    video_height: int
+    video_fps: int
+    video_format: str
+    logs_acting_matrix: bool
+    """Does another task's policy act (QMP, CTPG)? Then the acting matrix is logged."""
+
+    @classmethod
+    def of(cls, config: Config, num_tasks: int) -> Schedule:
+        return cls(config.run_name, config.evaluation_frequency, max(config.num_evaluation_episodes // num_tasks, 1),
+                   config.snapshot_gap, config.vis_freq, max(config.vis_num // num_tasks, 1), config.vis_width,
+                   config.vis_height, config.vis_fps, config.vis_format, config.shares_behaviour)
+
+    def evaluates(self, epoch: int) -> bool:
+        return epoch % self.evaluation_frequency == 0
+
+    def records_videos(self, epoch: int) -> bool:
+        return self.video_frequency > 0 and epoch % self.video_frequency == 0
+
+    def keeps_numbered_checkpoint(self, epoch: int) -> bool:
+        return self.snapshot_gap > 1 and epoch % self.snapshot_gap == 0

@@ -21,9 +21,8 @@ from environments.base import TaskSet
 from learning.behaviour.protocol import BehaviourPolicy
 from learning.core.replay_buffer import TaskReplayBuffer
 from learning.core.sac import MultiTaskSAC
-from learning.training.budget import Budget
+from learning.training.budget import Budget, Schedule
 from learning.training.checkpoint import CHECKPOINT_FILE, save_checkpoint
-from learning.training.config import Config
 from learning.training.evaluation import Evaluator, metric_name, summarize_episodes
 from learning.training.logger import RunLogger, is_terminal, row_shares
 from learning.training.metric_names import (
@@ -46,9 +45,14 @@ CHECKPOINT_FORMAT = 1
 
 @dataclass
 class RunParts:
-    """Everything a run is made of, built by :func:`learning.experiments.build_parts`."""
+    """Everything a run is made of, built by :func:`learning.experiments.build_parts`. The trainer reads
+    the budget and the schedule, never the command line's ``Config`` (which checkpoints keep as
+    ``saved_config``)."""
 
-    config: Config
+    saved_config: dict
+    """The run's configuration (``Config.to_dict()``), stored in every checkpoint for the record."""
+    budget: Budget
+    schedule: Schedule
     task_set: TaskSet
     device: torch.device
     sac: MultiTaskSAC
@@ -65,7 +69,7 @@ class RunParts:
         """What the episode replays of training-time videos and run_policy.py need of this run."""
         from learning.training.video import ReplayContext
 
-        return ReplayContext(self.task_set, self.evaluator.network_input, self.device, self.config.discount)
+        return ReplayContext(self.task_set, self.evaluator.network_input, self.device, self.sac.settings.discount)
 
 
 def training_metrics(episodes: list[EpisodeRecord], acting_counts: np.ndarray, update_stats: dict[str, torch.Tensor],
@@ -131,16 +135,14 @@ class Trainer:
     def __init__(self, parts: RunParts, run_dir: Path, logger: RunLogger | None) -> None:
         """``logger`` may be set later (a resume restores the checkpoint before it writes anything)."""
         self.parts, self.run_dir, self.logger = parts, run_dir, logger
-        config = parts.config
-        self.config = config
+        self.budget, self.schedule = parts.budget, parts.schedule
         self.num_tasks = parts.task_set.num_tasks
         self.next_epoch = 0
         self.iteration = 0
         self.acting_counts_total = np.zeros((self.num_tasks, parts.sampler.behaviour.num_candidates), dtype=np.int64)
         self.last_evaluation: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
-        self.replay_files = ReplayFiles(run_dir, keep_all=config.snapshot_gap > 1)
-        self.budget = Budget.of(config, self.num_tasks)
+        self.replay_files = ReplayFiles(run_dir, keep_all=self.schedule.snapshot_gap > 1)
         self.gradient_steps = self.budget.gradient_steps
         self.batch_per_task = self.budget.minibatch_per_task
 
@@ -181,7 +183,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------ evaluation
     def evaluate(self, epoch: int) -> dict[str, float]:
         parts = self.parts
-        episodes_per_task = max(self.config.num_evaluation_episodes // self.num_tasks, 1)
+        episodes_per_task = self.schedule.evaluation_episodes_per_task
         metrics: dict[str, float] = {}
         for prefix, behaviour in parts.evaluation_behaviours.items():
             episodes, _ = parts.evaluator.run(behaviour, episodes_per_task)
@@ -193,37 +195,37 @@ class Trainer:
     def train(self) -> dict[str, float]:
         """Train from ``next_epoch`` to ``n_epochs``; returns the last evaluation's metrics."""
         assert self.logger is not None, "training logs every epoch"
-        config, parts = self.config, self.parts
-        epochs = range(self.next_epoch, config.n_epochs)
-        if self._warming_up() and self.next_epoch < config.n_epochs:
+        budget, schedule, parts = self.budget, self.schedule, self.parts
+        epochs = range(self.next_epoch, budget.n_epochs)
+        if self._warming_up() and self.next_epoch < budget.n_epochs:
             print(f"warm-up collection: {self._steps_to_collect()} steps per task (--min_buffer_size "
-                  f"{config.min_buffer_size}) before the first gradient step", flush=True)
+                  f"{budget.min_buffer_size}) before the first gradient step", flush=True)
         self._session = (time.perf_counter(), self.next_epoch)  # for the estimated time left
         self._reported_steps = int(parts.sampler.env_steps_per_task.sum())
-        progress = tqdm(epochs, desc=config.run_name, unit="epoch", disable=not is_terminal(), dynamic_ncols=True,
-                        initial=self.next_epoch, total=config.n_epochs)
+        progress = tqdm(epochs, desc=schedule.run_name, unit="epoch", disable=not is_terminal(), dynamic_ncols=True,
+                        initial=self.next_epoch, total=budget.n_epochs)
         for epoch in progress:
             started = time.perf_counter()
             episodes: list[EpisodeRecord] = []
             acting_counts = np.zeros_like(self.acting_counts_total)
             stats: dict[str, torch.Tensor] = {}
-            for iteration in range(config.steps_per_epoch):
-                new_episodes, counts, new_stats = self.run_iteration(with_stats=iteration == config.steps_per_epoch - 1)
+            for iteration in range(budget.steps_per_epoch):
+                new_episodes, counts, new_stats = self.run_iteration(with_stats=iteration == budget.steps_per_epoch - 1)
                 self.check_finite(epoch, new_stats)
                 episodes.extend(new_episodes)
                 acting_counts += counts
                 stats = new_stats or stats
             self.acting_counts_total += acting_counts
             metrics = training_metrics(episodes, acting_counts, stats, self.num_tasks, parts.task_set.episode_metrics,
-                                       parts.buffer.size, parts.sampler.env_steps_per_task, config.shares_behaviour)
-            if epoch % config.evaluation_frequency == 0:
+                                       parts.buffer.size, parts.sampler.env_steps_per_task, schedule.logs_acting_matrix)
+            if schedule.evaluates(epoch):
                 self.last_evaluation = self.evaluate(epoch)
                 metrics.update(self.last_evaluation)
             metrics.update(parts.sac.end_of_epoch(epoch))  # e.g. DnC's periodic distillation
             self.check_finite(epoch, {key: value for key, value in metrics.items() if key.endswith("Loss")})
-            videos = self.record_videos(epoch) if config.vis_freq > 0 and epoch % config.vis_freq == 0 else {}
+            videos = self.record_videos(epoch) if schedule.records_videos(epoch) else {}
             metrics[EPOCH_SECONDS_METRIC] = time.perf_counter() - started
-            matrices = {ACTING_COUNTS_METRIC: acting_counts} if config.shares_behaviour else {}
+            matrices = {ACTING_COUNTS_METRIC: acting_counts} if schedule.logs_acting_matrix else {}
             self.logger.log(epoch, metrics, matrices, videos)
             self.last_metrics = metrics
             self.next_epoch = epoch + 1
@@ -246,11 +248,11 @@ class Trainer:
         Q-switch for QMP runs). Random state and behaviour state are left untouched."""
         from learning.training.video import VideoSettings, record_videos
 
-        config, parts = self.config, self.parts
-        settings = VideoSettings(config.vis_width, config.vis_height, config.vis_fps, config.vis_format)
+        schedule, parts = self.schedule, self.parts
+        settings = VideoSettings(schedule.video_width, schedule.video_height, schedule.video_fps, schedule.video_format)
         paths = record_videos(parts.replay_context, parts.evaluation_behaviours[EVALUATION_PREFIX],
                               self.run_dir / "videos" / f"epoch{epoch:05d}", settings,
-                              max(config.vis_num // self.num_tasks, 1), parts.evaluator.seed)
+                              schedule.videos_per_task, parts.evaluator.seed)
         return {f"{EVALUATION_PREFIX}Task{task}/Video": path for task, path in paths.items()}
 
     def _report(self, progress, epoch: int, metrics: dict[str, float]) -> None:
@@ -270,8 +272,8 @@ class Trainer:
             seconds = metrics[EPOCH_SECONDS_METRIC]
             epoch_steps, self._reported_steps = steps - self._reported_steps, steps
             started, first_epoch = self._session
-            left = (time.perf_counter() - started) / (epoch + 1 - first_epoch) * (self.config.n_epochs - epoch - 1)
-            print(f"epoch {epoch + 1}/{self.config.n_epochs} | " + " | ".join(parts)
+            left = (time.perf_counter() - started) / (epoch + 1 - first_epoch) * (self.budget.n_epochs - epoch - 1)
+            print(f"epoch {epoch + 1}/{self.budget.n_epochs} | " + " | ".join(parts)
                   + f" | {epoch_steps / max(seconds, 1e-9):.0f} steps/s | {seconds:.1f} s"
                   + f" | ETA {format_duration(left)}", flush=True)
         else:
@@ -283,7 +285,7 @@ class Trainer:
         parts = self.parts
         state = {
             "format": CHECKPOINT_FORMAT,
-            "config": self.config.to_dict(),
+            "config": dict(parts.saved_config),
             "next_epoch": self.next_epoch,
             "iteration": self.iteration,
             "acting_counts_total": self.acting_counts_total.copy(),
@@ -336,6 +338,5 @@ class Trainer:
         state = self.state_dict(self.replay_files.commit_new(self.parts.buffer))
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, state)
         self.replay_files.prune()
-        gap = self.config.snapshot_gap
-        if gap > 1 and epoch % gap == 0:
+        if self.schedule.keeps_numbered_checkpoint(epoch):
             save_checkpoint(self.run_dir / f"checkpoint_epoch{epoch}.pt", state)
