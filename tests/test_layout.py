@@ -114,3 +114,18 @@ def test_learning_code_never_imports_a_concrete_environment():
     wrong = {name: sorted(imported_modules(path) & concrete) for name, path in modules.items()
              if name.startswith("learning")}
     assert {name: imports for name, imports in wrong.items() if imports} == {}
+
+
+def test_the_training_loop_and_the_update_never_read_the_command_line_config():
+    """The trainer, the sampler, the evaluation, the SAC update, the baselines' updates and the behaviour
+    policies take their own settings (Budget, Schedule, SACSettings, option dataclasses); only the
+    composition root (experiments.py), the logger (W&B records the whole configuration) and the memory
+    estimate read ``Config``."""
+    readers = {name for name, path in library_modules().items()
+               if "learning.training.config" in imported_modules(path)}
+    loop = {"learning.training.trainer", "learning.training.sampler", "learning.training.evaluation",
+            "learning.core.sac", "learning.behaviour.qswitch", "learning.behaviour.ctpg",
+            "learning.behaviour.ctpg_learner", *(f"learning.baselines.{name}" for name in
+                                                 ("dnc", "data_sharing", "pcgrad", "mcal", "decaf"))}
+    assert loop <= set(library_modules())
+    assert readers & loop == set()
