@@ -274,44 +274,26 @@ REMOVED_FLAGS: dict[str, str] = {
     "stagewise": "the original's stage mask was broken (docs/fidelity.md#stagewise-mask)",
 }
 
-# Per-environment presets (docs/fidelity.md#presets). Only the listed keys change; explicit flags win.
-ENV_PRESETS: dict[str, dict[str, Any]] = {
-    "PointReach-v0": dict(
-        n_policies=1, batch_size=200, gradient_steps_per_itr=200, min_buffer_size=1000, buffer_batch_size=128,
-        n_epochs=40, steps_per_epoch=1, hidden_sizes=(64, 64), num_evaluation_episodes=10, lr=1e-3,
-        target_entropy=1.0,
-    ),
-    "JacoReachMT5-v1": dict(
-        n_policies=5, batch_size=1000, gradient_steps_per_itr=1000, min_buffer_size=10000, buffer_batch_size=32,
-        steps_per_epoch=1, lr=3e-4, hidden_sizes=(256, 256), n_epochs=2000, num_evaluation_episodes=50,
-    ),
-    "MazeLarge-10-v0": dict(
-        n_policies=10, batch_size=6000, gradient_steps_per_itr=1000, min_buffer_size=3000, buffer_batch_size=256,
-        steps_per_epoch=1, lr=3e-4, hidden_sizes=(256, 256), n_epochs=2000, num_evaluation_episodes=100,
-    ),
-    "Walker2dMT4-v0": dict(
-        n_policies=4, batch_size=4000, gradient_steps_per_itr=6000, min_buffer_size=10000, buffer_batch_size=32,
-        steps_per_epoch=1, lr=3e-4, hidden_sizes=(256, 256), n_epochs=2000, num_evaluation_episodes=40,
-    ),
-    "MetaWorldCDS-v1": dict(
-        n_policies=4, batch_size=2000, gradient_steps_per_itr=200, min_buffer_size=5000, buffer_batch_size=256,
-        steps_per_epoch=10, lr=1.5e-3, hidden_sizes=(256, 256), n_epochs=500, num_evaluation_episodes=40,
-    ),
-    "MetaWorldMT10-v2": dict(
-        n_policies=10, batch_size=5000, gradient_steps_per_itr=500, min_buffer_size=5000, buffer_batch_size=2560,
-        steps_per_epoch=10, lr=1.5e-3, hidden_sizes=(256, 256), n_epochs=1000, num_evaluation_episodes=100,
-    ),
-    "MetaWorldMT50-v2": dict(
-        n_policies=50, batch_size=25000, gradient_steps_per_itr=2500, min_buffer_size=1500, buffer_batch_size=1280,
-        steps_per_epoch=8, lr=3e-4, hidden_sizes=(400, 400), n_epochs=1000, num_evaluation_episodes=250,
-    ),
-    # The original's Kitchen block sets "num_epochs=500", not a real flag, so it kept 1000 epochs.
-    # We read it as the intended n_epochs=500 (docs/fidelity.md#kitchen-epochs-typo; listed in the README's deviations).
-    "KitchenMTEasy-v0": dict(
-        n_policies=10, batch_size=2000, gradient_steps_per_itr=500, min_buffer_size=2000, buffer_batch_size=1280,
-        steps_per_epoch=5, lr=3e-4, hidden_sizes=(256, 256), n_epochs=500, num_evaluation_episodes=50,
-    ),
+# Per-environment presets (docs/fidelity.md#presets), one row per environment id. Only these keys change;
+# explicit flags win.
+PRESET_KEYS = ("n_policies", "batch_size", "gradient_steps_per_itr", "min_buffer_size", "buffer_batch_size",
+               "steps_per_epoch", "lr", "hidden_sizes", "n_epochs", "num_evaluation_episodes")
+_PRESET_ROWS: dict[str, tuple[Any, ...]] = {
+    # env id               tasks  batch  grads  min buf  minibatch  iters  lr      hidden      epochs  eval eps
+    "PointReach-v0":      (1,     200,   200,   1000,    128,       1,     1e-3,   (64, 64),   40,     10),
+    "JacoReachMT5-v1":    (5,     1000,  1000,  10000,   32,        1,     3e-4,   (256, 256), 2000,   50),
+    "MazeLarge-10-v0":    (10,    6000,  1000,  3000,    256,       1,     3e-4,   (256, 256), 2000,   100),
+    "Walker2dMT4-v0":     (4,     4000,  6000,  10000,   32,        1,     3e-4,   (256, 256), 2000,   40),
+    "MetaWorldCDS-v1":    (4,     2000,  200,   5000,    256,       10,    1.5e-3, (256, 256), 500,    40),
+    "MetaWorldMT10-v2":   (10,    5000,  500,   5000,    2560,      10,    1.5e-3, (256, 256), 1000,   100),
+    "MetaWorldMT50-v2":   (50,    25000, 2500,  1500,    1280,      8,     3e-4,   (400, 400), 1000,   250),
+    # The original's Kitchen block sets "num_epochs=500", not a real flag, so it kept 1000 epochs. We read
+    # it as the intended n_epochs=500 (docs/fidelity.md#kitchen-epochs-typo; listed in the README's deviations).
+    "KitchenMTEasy-v0":   (10,    2000,  500,   2000,    1280,      5,     3e-4,   (256, 256), 500,    50),
 }
+ENV_PRESETS: dict[str, dict[str, Any]] = {env: dict(zip(PRESET_KEYS, row, strict=True))
+                                          for env, row in _PRESET_ROWS.items()}
+ENV_PRESETS["PointReach-v0"]["target_entropy"] = 1.0
 
 
 _QSWITCH, _CTPG = QSwitchOptions(), CTPGOptions()
