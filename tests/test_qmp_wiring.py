@@ -1,13 +1,15 @@
 """QMP's wiring between parts: a transition the Q-switch collected in task i goes to task i's buffer
-(whichever policy acted), and Parameters + QMP (``qmp_sac``) trains exactly as Parameters (``mtsac``):
-QMP changes data collection only."""
+(whichever policy acted), and each QMP method of Fig. 7 trains exactly as its base method (Parameters,
+Data-Sharing, Separated): QMP changes data collection only."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from learning import experiments
+from learning.core.replay_buffer import Transitions
 from learning.training.config import parse_command_line
 from learning.training.trainer import Trainer
 
@@ -50,29 +52,38 @@ def test_a_transition_is_stored_under_the_task_it_was_collected_in(tmp_path):
     assert len({float(stored["reward"][task, -1]) for task in range(num_tasks)}) == num_tasks  # distinct goals
 
 
-def test_parameters_plus_qmp_trains_exactly_as_parameters(tmp_path):
-    """From the same initial networks and the same batches, ``qmp_sac``'s update gives ``mtsac``'s
-    parameters and its per-task temperatures, to the last bit."""
-    _, parameters = build(tmp_path / "mtsac", "mtsac", *MULTIHEAD)
-    _, parameters_qmp = build(tmp_path / "qmp_sac", "qmp_sac", *MULTIHEAD)
-    algorithms = [parameters.sac, parameters_qmp.sac]
-    for parts in (parameters, parameters_qmp):
+@pytest.mark.parametrize("base, with_qmp, flags", [
+    ("mtsac", "qmp_sac", MULTIHEAD),                           # Parameters vs Parameters + QMP
+    ("uds_dnc", "qmp_uds_dnc", ("--sharing_quantile", "0")),   # Data vs Data + QMP (shares from the buffer)
+    ("dnc_sac", "qmp_dnc", ()),                                # Separated vs Separated + QMP
+])
+def test_each_fig7_pair_trains_exactly_as_its_base_method(tmp_path, base, with_qmp, flags):
+    """From the same initial networks, the same buffer contents and the same random state, the QMP
+    method's update gives its base method's parameters and per-task temperatures to the last bit
+    (Data-Sharing draws other tasks' transitions from the buffer inside its update)."""
+    _, base_parts = build(tmp_path / base, base, *flags)
+    _, qmp_parts = build(tmp_path / with_qmp, with_qmp, *flags)
+    for parts in (base_parts, qmp_parts):
         parts.sampler.close()
         parts.evaluator.close()
-    num_tasks = parameters.task_set.num_tasks
-    obs_dim = parameters.task_set.observation_layout.network_dim()
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(3):
-        batch = {"observation": torch.randn(num_tasks, 32, obs_dim, generator=generator),
-                 "action": torch.rand(num_tasks, 32, 2, generator=generator) * 2 - 1,
-                 "reward": torch.arange(num_tasks, dtype=torch.float32)[:, None].expand(num_tasks, 32).clone(),
-                 "next_observation": torch.randn(num_tasks, 32, obs_dim, generator=generator),
-                 "terminal": torch.zeros(num_tasks, 32)}
-        for sac in algorithms:
-            torch.manual_seed(1)
-            sac.update(batch)
-    mtsac, qmp_sac = (dict(sac.named_parameters()) for sac in algorithms)
-    assert mtsac.keys() == qmp_sac.keys()
-    assert all(torch.equal(mtsac[name], qmp_sac[name]) for name in mtsac)
-    assert qmp_sac["log_alpha"].shape == (num_tasks,)  # one temperature per task, as mtsac
-    assert len(set(qmp_sac["log_alpha"].tolist())) == num_tasks
+    num_tasks = base_parts.task_set.num_tasks
+    obs_dim = base_parts.task_set.observation_layout.network_dim()
+    generator = np.random.default_rng(0)
+    steps = 64
+    transitions = Transitions(
+        observation=generator.standard_normal((num_tasks, steps, obs_dim), dtype=np.float32),
+        action=generator.uniform(-1, 1, (num_tasks, steps, 2)).astype(np.float32),
+        reward=np.broadcast_to(np.arange(num_tasks, dtype=np.float32)[:, None], (num_tasks, steps)).copy(),
+        next_observation=generator.standard_normal((num_tasks, steps, obs_dim), dtype=np.float32),
+        terminal=np.zeros((num_tasks, steps), dtype=np.float32))
+    base_parts.sac.load_state_dict(qmp_parts.sac.state_dict())  # the same initial networks
+    for parts in (base_parts, qmp_parts):
+        parts.buffer.add(transitions)
+        torch.manual_seed(1)
+        for _ in range(3):
+            parts.sac.update(parts.buffer.sample(parts.budget.minibatch_per_task))
+    plain, qmp = (dict(parts.sac.named_parameters()) for parts in (base_parts, qmp_parts))
+    assert plain.keys() == qmp.keys()
+    assert all(torch.equal(plain[name], qmp[name]) for name in plain)
+    assert qmp["log_alpha"].shape == (num_tasks,)  # one temperature per task, as the base method
+    assert len(set(qmp["log_alpha"].tolist())) == num_tasks
