@@ -132,9 +132,9 @@ EXPERIMENT_TABLE: dict[str, Experiment] = {
                      QSWITCH, MCAL, "per task", "one", MULTIHEAD_ACTOR, (QMP_FLAGS,), "MCAL + QMP"),
     # CTPG (docs/ctpg.md): Separated + CTPG, and Parameters (multihead) + CTPG, with PCGrad by its flag.
     "ctpg_dnc": _row("Separated + CTPG", "separate SAC per task, CTPG's learned guides collect data (docs/ctpg.md)",
-                     CTPG, SAC, "per task", "per task", SEPARATE_NETWORKS, (CTPG_FLAGS,)),
+                     CTPG, SAC, "per task", "per task", SEPARATE_NETWORKS, (CTPG_FLAGS,), "Separated + CTPG"),
     "ctpg_sac": _row("Parameters + CTPG", "multihead SAC, CTPG's learned guides collect data (docs/ctpg.md)",
-                     CTPG, SAC, "shared", "per task", MULTIHEAD, (CTPG_FLAGS, PCGRAD_FLAGS)),
+                     CTPG, SAC, "shared", "per task", MULTIHEAD, (CTPG_FLAGS, PCGRAD_FLAGS), "Parameters + CTPG"),
 }
 """Experiment name -> its row, in the order of ``run.py --help``."""
 

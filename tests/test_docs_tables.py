@@ -41,6 +41,21 @@ def test_a_stale_table_fails_the_check_and_is_rewritten_to_the_commands_output(s
     assert main(["docs", str(markdown), "--check"]) == 0
 
 
+def test_markers_shown_in_a_four_backtick_fence_are_an_example_not_a_block(sweep, tmp_path, capsys):  # noqa: F811
+    """A page that shows the markup (docs/reproducing.md does) keeps its example as written; only the real
+    block is filled."""
+    example = ("````markdown\n<!-- output -->\n```bash\npython -m learning.analysis table x\n```\n\n"
+               "(the table the command printed)\n<!-- /output -->\n````\n\n")
+    markdown = tmp_path / "page.md"
+    markdown.write_text(example + page(sweep, "\n| an | old | table |\n"))
+    assert main(["docs", str(markdown)]) == 0
+    text = markdown.read_text()
+    assert text.startswith(example) and "| an | old | table |" not in text and "| Separated |" in text
+    markdown.write_text(example)
+    assert main(["docs", str(markdown), "--check"]) == 2
+    assert "has no '<!-- output -->' block" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("text, message", [
     ("<!-- output -->\n```bash\npython -m learning.analysis figure {sweep} --out x\n```\n<!-- /output -->\n",
      "must hold a 'python -m learning.analysis table ...' or '... compare ...' command"),

@@ -158,6 +158,26 @@ def test_a_ctpg_run_gets_the_acting_figures_and_separated_none(run_root, tmp_pat
     assert not any("acting" in path.name or "policy_shares" in path.name for path in without.iterdir())
 
 
+def test_methods_keeps_only_the_named_methods_in_their_order(run_root, tmp_path, capsys):
+    """--methods draws one claim's methods from a folder holding more: the others get no figure and do
+    not enter the aggregates; a label no run has is one line and exit 2."""
+    write_run(run_root, "ctpg_dnc", 0, [[0.0, 0.2], [0.4, 0.6], [0.8, 1.0]], [[[3, 1], [0, 4]]] * 3)
+    groups = plots.select_methods(plots.group_runs(plots.read_runs([run_root]), {}), ["Separated", "Separated + QMP"])
+    assert list(groups["MazeLarge-10-v0"]) == ["Separated", "Separated + QMP"]
+    out = tmp_path / "figures"
+    assert plots.main(["metrics", str(run_root), "--out", str(out), "--methods", "Separated", "Separated + CTPG",
+                       "--reps", "50"]) == 0
+    written = {path.name for path in out.iterdir()}
+    assert "MazeLarge-10-v0_Separated-CTPG_acting_matrix.png" in written
+    assert not any("QMP" in name for name in written)
+    summary = json.loads((out / "MazeLarge-10-v0_aggregates.json").read_text())
+    assert list(summary["methods"]) == ["Separated", "Separated + CTPG"]
+    capsys.readouterr()
+    assert plots.main(["metrics", str(run_root), "--out", str(out), "--methods", "QMP"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "no run has the method label 'QMP'" in error and len(error.splitlines()) == 1
+
+
 def test_metrics_command_without_runs_fails_in_one_line(tmp_path, capsys):
     assert plots.main(["metrics", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip()

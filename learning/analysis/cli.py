@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--label", action="append", default=[],
                          help="rename a method: EXPERIMENT=TEXT or EXPERIMENT:NAME=TEXT (repeatable) "
                               "[default: the paper's method names]")
+    metrics.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
+                         help="only these methods (labels after --label), in this order, e.g. one claim's "
+                              "methods from a folder that holds several claims' runs [default: all]")
     metrics.add_argument("--smooth", type=int, default=1, help="moving-average window in evaluations [default: 1]")
     metrics.add_argument("--spread", choices=("std", "sem"), default="std",
                          help="shaded band over seeds: standard deviation or standard error [default: std]")

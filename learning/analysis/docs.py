@@ -47,6 +47,8 @@ QUOTED = re.compile(r"(?<![\w§.,/-])(\d+\.\d+|\d+(?=%))")
 PRINTED = re.compile(r"\d+(?:\.\d+)?")
 HIDDEN = re.compile(r"<!-- output -->.*?<!-- /output -->|```.*?```|`[^`\n]*`|\]\([^)\n]*\)|<!--.*?-->", re.S)
 """What the prose check skips: marked outputs, code, link targets, comments."""
+EXAMPLE = re.compile(r"^````[^\n]*\n.*?^````", re.S | re.M)
+"""A four-backtick fence: markers shown as an example of the markup, not a block to fill."""
 
 
 class DocsError(RuntimeError):
@@ -69,8 +71,15 @@ class Block:
 
 def marked_blocks(text: str, name: str) -> list[Block]:
     """Every marked block of ``text``; DocsError for a command that is not a marked-table command."""
+    examples = [match.span() for match in EXAMPLE.finditer(text)]
+
+    def in_example(position: int) -> bool:
+        return any(start <= position < end for start, end in examples)
+
     blocks = []
     for match in BLOCK.finditer(text):
+        if in_example(match.start()):
+            continue
         line = text.count("\n", 0, match.start()) + 1
         try:
             tokens = shlex.split(match["command"])
@@ -81,7 +90,9 @@ def marked_blocks(text: str, name: str) -> list[Block]:
             raise DocsError(f"{name}:{line}: a marked block must hold a '{' '.join(PREFIX)} table ...' or "
                             "'... compare ...' command without --out or --format (what it prints goes into the file)")
         blocks.append(Block(line, tokens[3:], match["body"], match.start("body"), match.end("body")))
-    if text.count(OPEN) != len(blocks) or text.count(CLOSE) != len(blocks):
+    opens, closes = ([m.start() for m in re.finditer(re.escape(marker), text) if not in_example(m.start())]
+                     for marker in (OPEN, CLOSE))
+    if len(opens) != len(blocks) or len(closes) != len(blocks):
         raise DocsError(f"{name}: each '{OPEN}' must be followed by a one-line ```bash command block, the output "
                         f"and '{CLOSE}'")
     return blocks

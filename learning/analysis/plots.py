@@ -107,6 +107,17 @@ def group_runs(runs: Sequence[RunData], labels: dict[str, str]) -> dict[str, dic
             for env, methods in sorted(groups.items())}
 
 
+def select_methods(groups: dict[str, dict[str, list[RunData]]],
+                   labels: Sequence[str]) -> dict[str, dict[str, list[RunData]]]:
+    """Only the methods ``labels``, in that order, of each environment; PlotError for a label no run has."""
+    known = list(dict.fromkeys(label for methods in groups.values() for label in methods))
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise PlotError(f"no run has the method label {unknown[0]!r}; the labels are: {', '.join(known)}")
+    selected = {env: {label: methods[label] for label in labels if label in methods} for env, methods in groups.items()}
+    return {env: methods for env, methods in selected.items() if methods}
+
+
 def config_differences(runs: Sequence[RunData]) -> list[str]:
     """Configuration keys, other than seed and bookkeeping, whose values differ between ``runs``."""
     keys = sorted(set().union(*(run.config for run in runs)) - BOOKKEEPING_KEYS)
@@ -595,6 +606,8 @@ def metrics_command(args: argparse.Namespace) -> list[Path]:
     runs = read_runs(args.paths, args.env_steps)
     check_metric(runs, args.metric, args.mode)
     groups = group_runs(runs, parse_labels(args.label))
+    if args.methods:
+        groups = select_methods(groups, args.methods)
     written: list[Path | None] = []
     jobs = [(env, methods) for env, methods in groups.items()]
     for env, methods in tqdm(jobs, desc="plotting", unit="env", disable=not is_terminal()):
