@@ -271,3 +271,21 @@ def test_a_paper_number_far_beyond_the_curves_is_a_level_line_not_a_far_star(swe
     labels = [line.get_label() for line in axis.get_lines()]
     assert "paper: QMP-Uniform ≈ 0.60 at 2M (beyond this plot)" in labels
     assert "paper: Separated + QMP > 0.90 at 0.5M" in labels  # within the plotted steps: a star at 0.5M
+
+
+def test_a_curve_leaves_out_runs_that_did_not_reach_the_budget_as_the_tables_do(sweep, tmp_path, monkeypatch):
+    """Separated has two runs to 750k and one stopped at 250k: its curve is the two full runs' (n=2) and
+    reaches 750k, instead of ending at 250k; a method with no run at the budget is drawn as far as it goes."""
+    from learning.analysis import figures
+    from learning.analysis.results import group, load_sweep
+
+    write_run(sweep, "partial_0", "Parameters", "mtsac", [(250_000, [0.5] * 4)])
+    drawn = {}
+    monkeypatch.setattr(figures, "save", lambda figure, path, tight=False: drawn.setdefault("figure", figure))
+    groups = group(load_sweep(sweep))
+    colours = {label: f"C{index}" for index, label in enumerate(groups["JacoReachMT5-v1"])}
+    figures.plot_curves(groups, {"JacoReachMT5-v1": 750_000}, colours, points=3, reps=20, out=tmp_path, aggregate="mean")
+    lines = {line.get_label(): line for line in drawn["figure"].axes[0].get_lines()}
+    assert list(lines["Separated (n=2)"].get_xdata()) == [250_000, 500_000, 750_000]
+    assert [round(y, 4) for y in lines["Separated (n=2)"].get_ydata()] == [0.15, 0.3, 0.3]
+    assert list(lines["Parameters (n=1)"].get_xdata()) == [250_000]

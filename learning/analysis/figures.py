@@ -32,6 +32,7 @@ from learning.analysis.results import (  # noqa: E402
     env_budgets,
     group,
     load_sweep,
+    score_at,
     scores_matrix,
     select_methods,
     steps_text,
@@ -78,7 +79,11 @@ def plot_curves(groups: dict[str, dict[str, list[SweepRun]]], budgets: dict[str,
     figure, panels = task_grid(len(groups))
     for (_, axis), (env, by_method) in zip(panels, groups.items()):
         plotted_steps = 0.0
-        for label, runs in by_method.items():
+        for label, method_runs in by_method.items():
+            # as the tables: the runs that reached the budget (a partial one would cut the curve short);
+            # a method none of whose runs reached it is drawn as far as its runs go
+            reached = [run for run in method_runs if score_at(run, budgets[env], 1) is not None]
+            runs = reached or method_runs
             steps, estimates = curve(runs, points, reps, aggregate, budgets[env])
             if not len(steps):
                 continue
