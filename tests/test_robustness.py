@@ -3,6 +3,7 @@ SIGTERM and Ctrl-C, torn metrics rows, a fresh start after a run that died early
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -128,7 +129,6 @@ def test_a_run_saved_before_a_flag_existed_resumes_when_the_flag_is_not_its_meth
     """A config.json written before a method-specific flag was added (here CTPG's block_gate_freq, absent
     from a dnc_sac run's file) resumes with the flag's default and continues exactly; a run of the method
     that takes the flag is refused in one line, since its training would depend on the missing value."""
-    import json
     config = train(command(n_epochs="3", name="older"), tmp_path)
     saved = config.run_dir / "config.json"
     data = json.loads(saved.read_text())
